@@ -1,0 +1,127 @@
+// Package spool is the durable queue of accepted events: one append-only
+// log, and per sink a consumer position, a retry schedule and a dead-letter
+// store (the model of Redis Streams consumer groups and NATS JetStream
+// consumers). It knows queues, not HTTP, plugins or settings.
+//
+// An event is accepted only once Append has returned: it is on disk. Each
+// sink leases deliveries from its position; what is leased but not yet
+// resolved lives in memory only, so a crash re-delivers it (at-least-once).
+// A delivery to be retried is moved to the sink's schedule by due time and
+// does not hold back the events behind it.
+package spool
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Event is one accepted event.
+type Event struct {
+	// ID is unique (a ULID) and becomes every delivery's stable id.
+	ID       string
+	Instance string
+	// Event is the event's constant name (MESSAGES_UPSERT).
+	Event string
+	// Envelope is the JSON the sinks receive (sdk/events.Envelope).
+	Envelope []byte
+}
+
+// Delivery is one event leased to one sink.
+type Delivery struct {
+	Event
+	// Attempt is 1 on the first try, and counts every try since.
+	Attempt int
+	// FirstTry is when the first attempt was leased (zero before).
+	FirstTry time.Time
+	// LastError is the reason the previous attempt failed.
+	LastError string
+}
+
+// Outcome is what became of one leased delivery.
+type Outcome int
+
+const (
+	// Done: delivered, or not for this sink; forget it.
+	Done Outcome = iota + 1
+	// Retry: try again at Result.Due, with the attempt counted.
+	Retry
+	// Dead: move to the dead letters with Result.Reason.
+	Dead
+	// Release: hand it back untried (the plugin died with it in flight):
+	// it is leased again first, and the attempt is not counted.
+	Release
+)
+
+// Result resolves one leased delivery.
+type Result struct {
+	ID      string
+	Outcome Outcome
+	Due     time.Time // Retry
+	Reason  string    // Retry, Dead
+}
+
+// DeadLetter is a delivery that was rejected or ran out of retries.
+type DeadLetter struct {
+	Sink     string    `json:"sink"`
+	ID       string    `json:"id"`
+	Instance string    `json:"instance"`
+	Event    string    `json:"event"`
+	Attempts int       `json:"attempts"`
+	Reason   string    `json:"reason"`
+	FirstTry time.Time `json:"first_attempt_at"`
+	FailedAt time.Time `json:"failed_at"`
+	Envelope []byte    `json:"-"`
+}
+
+// Stats is a snapshot for /readyz and metrics.
+type Stats struct {
+	Events  int            // events in the log
+	Bytes   int64          // bytes of envelopes in the log
+	Limit   Limits         // the bound
+	Backlog map[string]int // per sink: events not yet resolved (log + retries)
+	Dead    map[string]int // per sink: dead letters
+}
+
+// Limits bound the log; zero means no bound on that measure.
+type Limits struct {
+	Events int
+	Bytes  int64
+}
+
+var (
+	// ErrFull is returned by Append when the log is at its bound; nothing
+	// of that call was accepted.
+	ErrFull = errors.New("spool: full")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("spool: closed")
+	// ErrUnknownSink is returned for a sink that was not registered.
+	ErrUnknownSink = errors.New("spool: unknown sink")
+)
+
+// Spool is implemented by each backend (embedded; redis later).
+type Spool interface {
+	// Register adds a sink. A new sink starts at the end of the log; a
+	// known one resumes at its position. Call before Lease.
+	Register(sink string) error
+	// Append stores events durably, all or none, and returns once they are
+	// on disk. Concurrent calls are committed together (group commit).
+	Append(ctx context.Context, events []Event) error
+	// Lease returns up to max deliveries for sink, blocking until there is
+	// at least one or ctx is done. Released deliveries come first, then
+	// due retries, then the log in append order. A delivery stays leased
+	// until Resolve.
+	Lease(ctx context.Context, sink string, max int) ([]Delivery, error)
+	// Resolve settles leased deliveries, durably.
+	Resolve(sink string, results []Result) error
+	// DeadLetters lists a sink's dead letters for instance, newest first;
+	// a limit of 0 means all. before pages: only those failed before it.
+	DeadLetters(sink, instance string, limit int, before string) ([]DeadLetter, error)
+	// Replay moves dead letters back to the schedule, due now, keeping
+	// their ids; no ids means all of instance's. It returns how many.
+	Replay(sink, instance string, ids []string) (int, error)
+	// Discard deletes dead letters; no ids means all of instance's.
+	Discard(sink, instance string, ids []string) (int, error)
+	Stats() Stats
+	Close() error
+}

@@ -1,0 +1,255 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/internal/bridge"
+	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
+)
+
+func init() {
+	bridge.NewServer = func(s any, logger hclog.Logger) sinkv1.SinkServer {
+		return newServer(s.(Sink), logger)
+	}
+}
+
+// maxConcurrentBatches bounds the batches one plugin works on at once; the
+// host's in-flight window bounds them too.
+const maxConcurrentBatches = 64
+
+var validName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+
+// checkDescription turns an author's mistake in Describe into an error.
+func checkDescription(d Description) error {
+	if !validName.MatchString(d.Name) {
+		return fmt.Errorf("sdk: Describe().Name %q: want 1-32 of a-z, 0-9, '_' or '-', starting with a letter", d.Name)
+	}
+	if len(d.SettingsSchema) > 0 && !json.Valid(d.SettingsSchema) {
+		return fmt.Errorf("sdk: Describe().SettingsSchema of %q is not valid JSON", d.Name)
+	}
+	return nil
+}
+
+// server adapts a Sink to the gRPC service.
+type server struct {
+	sinkv1.UnimplementedSinkServer
+	sink   Sink
+	logger hclog.Logger
+}
+
+func newServer(s Sink, logger hclog.Logger) *server {
+	return &server{sink: s, logger: logger}
+}
+
+func (s *server) Describe(context.Context, *sinkv1.DescribeRequest) (*sinkv1.DescribeResponse, error) {
+	d := s.sink.Describe()
+	if err := checkDescription(d); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	resp := &sinkv1.DescribeResponse{
+		Name:            d.Name,
+		Version:         d.Version,
+		ProtocolVersion: sinkv1.ProtocolVersion,
+		SettingsSchema:  d.SettingsSchema,
+		SecretFields:    d.SecretFields,
+	}
+	if d.Listener {
+		resp.Capabilities = append(resp.Capabilities, sinkv1.Capability_CAPABILITY_LISTENER)
+	}
+	return resp, nil
+}
+
+func (s *server) Open(ctx context.Context, req *sinkv1.OpenRequest) (*sinkv1.OpenResponse, error) {
+	naming := events.NamingSeed
+	if req.GetNaming() == sinkv1.Naming_NAMING_EVOLUTION {
+		naming = events.NamingEvolution
+	}
+	settings := req.GetSettings()
+	if settings == nil {
+		settings = map[string]string{}
+	}
+	cfg := Config{
+		Settings:     settings,
+		Naming:       naming,
+		ListenSocket: req.GetListenSocket(),
+		ServerURL:    req.GetServerUrl(),
+		Logger:       s.logger,
+	}
+	if err := s.sink.Open(ctx, cfg); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &sinkv1.OpenResponse{}, nil
+}
+
+func (s *server) Validate(ctx context.Context, req *sinkv1.ValidateRequest) (*sinkv1.ValidateResponse, error) {
+	out, err := s.sink.Validate(ctx, req.GetInstance(), req.GetSettings())
+	var fe FieldErrors
+	switch {
+	case errors.As(err, &fe):
+		resp := &sinkv1.ValidateResponse{}
+		for _, e := range fe {
+			resp.FieldErrors = append(resp.FieldErrors, &sinkv1.FieldError{Field: e.Field, Message: e.Message})
+		}
+		return resp, nil
+	case err != nil:
+		return nil, status.Error(codes.Internal, err.Error())
+	case !json.Valid(out):
+		return nil, status.Errorf(codes.Internal, "sdk: Validate returned settings that are not JSON: %.80q", out)
+	}
+	return &sinkv1.ValidateResponse{Settings: out}, nil
+}
+
+func (s *server) Health(ctx context.Context, _ *sinkv1.HealthRequest) (*sinkv1.HealthResponse, error) {
+	h := s.sink.Health(ctx)
+	return &sinkv1.HealthResponse{Ready: h.Ready, Detail: h.Detail}, nil
+}
+
+func (s *server) Close(ctx context.Context, _ *sinkv1.CloseRequest) (*sinkv1.CloseResponse, error) {
+	if err := s.sink.Close(ctx); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &sinkv1.CloseResponse{}, nil
+}
+
+// Deliver runs every batch the host sends in its own goroutine (bounded)
+// and streams acks back as they come, coalescing those that are ready.
+func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
+	ctx := stream.Context()
+	out := make(chan *sinkv1.Ack, 1024)
+	sendErr := make(chan error, 1)
+	go func() { sendErr <- sendAcks(stream, out) }()
+
+	sem := make(chan struct{}, maxConcurrentBatches)
+	var running sync.WaitGroup
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			break // the host closed the stream or went away
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		running.Add(1)
+		go func() {
+			defer func() { <-sem; running.Done() }()
+			s.runBatch(ctx, req.GetDeliveries(), out)
+		}()
+	}
+	running.Wait()
+	close(out)
+	return <-sendErr
+}
+
+func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan *sinkv1.Ack) error {
+	var failed error
+	for ack := range in {
+		if failed != nil {
+			continue // drain so producers never block
+		}
+		resp := &sinkv1.DeliverResponse{Acks: []*sinkv1.Ack{ack}}
+	more:
+		for len(resp.Acks) < 512 {
+			select {
+			case a, ok := <-in:
+				if !ok {
+					break more
+				}
+				resp.Acks = append(resp.Acks, a)
+			default:
+				break more
+			}
+		}
+		failed = stream.Send(resp)
+	}
+	return failed
+}
+
+func (s *server) runBatch(ctx context.Context, wire []*sinkv1.Delivery, out chan<- *sinkv1.Ack) {
+	batch := make([]Delivery, len(wire))
+	a := &acker{pending: make(map[string]bool, len(wire)), out: out, logger: s.logger}
+	for i, d := range wire {
+		batch[i] = Delivery{
+			ID:       d.GetId(),
+			Instance: d.GetInstance(),
+			Event:    d.GetEvent(),
+			Attempt:  int(d.GetAttempt()),
+			Envelope: d.GetEnvelope(),
+			Settings: d.GetSettings(),
+		}
+		a.pending[d.GetId()] = true
+	}
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("sdk: Deliver panicked: %v", r)
+				s.logger.Error("deliver panicked", "panic", r)
+			}
+		}()
+		return s.sink.Deliver(ctx, batch, a)
+	}()
+	if err == nil {
+		err = errors.New("sdk: Deliver returned without acknowledging this delivery")
+	}
+	a.finish(err)
+}
+
+// acker tracks which deliveries of one batch still await an ack.
+type acker struct {
+	mu      sync.Mutex
+	pending map[string]bool
+	out     chan<- *sinkv1.Ack
+	logger  hclog.Logger
+}
+
+func (a *acker) Done(id string, err error) {
+	a.mu.Lock()
+	ok := a.pending[id]
+	delete(a.pending, id)
+	a.mu.Unlock()
+	if !ok {
+		a.logger.Warn("ack for a delivery that is not pending in this batch (already acked, or unknown): ignored", "delivery_id", id)
+		return
+	}
+	a.out <- toAck(id, err)
+}
+
+func (a *acker) finish(err error) {
+	a.mu.Lock()
+	left := a.pending
+	a.pending = nil
+	a.mu.Unlock()
+	for id := range left {
+		a.out <- toAck(id, err)
+	}
+}
+
+func toAck(id string, err error) *sinkv1.Ack {
+	if err == nil {
+		return &sinkv1.Ack{Id: id, Outcome: sinkv1.Outcome_OUTCOME_OK}
+	}
+	ack := &sinkv1.Ack{Id: id, Outcome: sinkv1.Outcome_OUTCOME_RETRY, Reason: err.Error()}
+	var p *permanentError
+	var r *retryAfterError
+	switch {
+	case errors.As(err, &p):
+		ack.Outcome = sinkv1.Outcome_OUTCOME_REJECT
+		ack.Disable = p.disable
+	case errors.As(err, &r):
+		ack.RetryAfterMs = r.after.Milliseconds()
+	}
+	return ack
+}

@@ -1,0 +1,127 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+// Sink is an integration: what a plugin implements.
+type Sink interface {
+	// Describe says who the sink is. It is called before Open and must not
+	// depend on configuration.
+	Describe() Description
+	// Open receives the process settings, once.
+	Open(ctx context.Context, cfg Config) error
+	// Validate checks one instance's settings and returns them normalized.
+	// Return FieldErrors for bad fields; any other error is an internal one.
+	Validate(ctx context.Context, instance string, settings json.RawMessage) (json.RawMessage, error)
+	// Deliver sends a batch and acknowledges every delivery in it.
+	Deliver(ctx context.Context, batch []Delivery, acks Acks) error
+	// Health reports whether the sink can deliver now.
+	Health(ctx context.Context) Health
+	// Close releases what Open took.
+	Close(ctx context.Context) error
+
+	mustEmbedUnimplementedSink()
+}
+
+// UnimplementedSink gives every Sink method but Describe and Deliver a
+// default. Embed it by value.
+type UnimplementedSink struct{}
+
+// Open accepts any configuration.
+func (UnimplementedSink) Open(context.Context, Config) error { return nil }
+
+// Validate keeps the settings as they are.
+func (UnimplementedSink) Validate(_ context.Context, _ string, s json.RawMessage) (json.RawMessage, error) {
+	return s, nil
+}
+
+// Health is always ready.
+func (UnimplementedSink) Health(context.Context) Health { return Health{Ready: true} }
+
+// Close does nothing.
+func (UnimplementedSink) Close(context.Context) error { return nil }
+
+func (UnimplementedSink) mustEmbedUnimplementedSink() {}
+
+// Description is what Describe returns.
+type Description struct {
+	// Name is the route name: lowercase letters, digits, '_' and '-'.
+	Name    string
+	Version string
+	// SettingsSchema is the JSON Schema of one instance's settings.
+	SettingsSchema json.RawMessage
+	// SecretFields are top-level settings fields the host masks in find
+	// responses and never logs.
+	SecretFields []string
+	// Listener asks the host for a Unix socket (Config.ListenSocket) to
+	// which it reverse-proxies the sink's client connections.
+	Listener bool
+}
+
+// Config is what Open receives.
+type Config struct {
+	// Settings are the sink's EVORELAY_<NAME>_* variables, keys lowercased
+	// without the prefix.
+	Settings map[string]string
+	// Naming is how event names are written (EVORELAY_NAMING).
+	Naming events.Naming
+	// ListenSocket is the Unix socket to listen on, for a Listener sink.
+	ListenSocket string
+	// ServerURL is EVORELAY_SERVER_URL.
+	ServerURL string
+	// Logger writes to the host's log.
+	Logger hclog.Logger
+}
+
+// Health is what Health returns.
+type Health struct {
+	Ready bool
+	// Detail says why not, or what mode the sink is in.
+	Detail string
+}
+
+// Delivery is one event for one instance, for this sink.
+type Delivery struct {
+	// ID is stable across retries.
+	ID       string
+	Instance string
+	// Event is the constant (MESSAGES_UPSERT); write it with Config.Naming.
+	Event string
+	// Attempt is 1 on the first try.
+	Attempt int
+	// Envelope is the event as JSON; see Delivery.Decode.
+	Envelope json.RawMessage
+	// Settings are the instance's normalized settings for this sink.
+	Settings json.RawMessage
+}
+
+// Decode parses the envelope.
+func (d Delivery) Decode() (events.Envelope, error) {
+	var e events.Envelope
+	err := json.Unmarshal(d.Envelope, &e)
+	return e, err
+}
+
+// Acks acknowledges deliveries. It is safe for concurrent use.
+type Acks interface {
+	// Done reports the outcome of one delivery: nil is delivered; otherwise
+	// see Permanent, RetryAfter and Gone. A second Done for the same id is
+	// ignored and logged.
+	Done(id string, err error)
+}
+
+// retryAfterError carries a delay the destination asked for.
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
