@@ -38,5 +38,7 @@
 // # Testing a plugin
 //
 // Package sdk/sinktest is a conformance suite: call sinktest.Run from a test
-// in the plugin's package with a factory and a few sample settings.
+// in the plugin's package with a factory, a few sample settings and a real
+// destination. It serves the sink through this package's gRPC adapter, so
+// it checks what the host will see.
 package sdk

@@ -1,12 +1,14 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
@@ -95,6 +97,8 @@ func (s *server) Validate(ctx context.Context, req *sinkv1.ValidateRequest) (*si
 	out, err := s.sink.Validate(ctx, req.GetInstance(), req.GetSettings())
 	var fe FieldErrors
 	switch {
+	case errors.As(err, &fe) && len(fe) == 0:
+		return nil, status.Error(codes.Internal, "sdk: Validate returned an empty FieldErrors as its error; return fe.Err(), which is nil when no field is bad")
 	case errors.As(err, &fe):
 		resp := &sinkv1.ValidateResponse{}
 		for _, e := range fe {
@@ -105,8 +109,16 @@ func (s *server) Validate(ctx context.Context, req *sinkv1.ValidateRequest) (*si
 		return nil, status.Error(codes.Internal, err.Error())
 	case !json.Valid(out):
 		return nil, status.Errorf(codes.Internal, "sdk: Validate returned settings that are not JSON: %.80q", out)
+	case !isObject(out):
+		return nil, status.Errorf(codes.Internal, "sdk: Validate returned settings that are not a JSON object: %.80q", out)
 	}
 	return &sinkv1.ValidateResponse{Settings: out}, nil
+}
+
+// isObject reports whether valid JSON b is an object.
+func isObject(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
 }
 
 func (s *server) Health(ctx context.Context, _ *sinkv1.HealthRequest) (*sinkv1.HealthResponse, error) {
@@ -142,6 +154,10 @@ func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
 		}
 		if ctx.Err() != nil {
 			break
+		}
+		if len(req.GetDeliveries()) == 0 {
+			<-sem
+			continue
 		}
 		running.Add(1)
 		go func() {
@@ -215,16 +231,20 @@ type acker struct {
 	logger  hclog.Logger
 }
 
+// Done sends the ack while holding the lock: a Done racing with the end of
+// Deliver (a goroutine the sink left behind) must either send before finish
+// takes the rest or see nothing pending, never send on the closed channel.
 func (a *acker) Done(id string, err error) {
 	a.mu.Lock()
 	ok := a.pending[id]
-	delete(a.pending, id)
+	if ok {
+		delete(a.pending, id)
+		a.out <- toAck(id, err)
+	}
 	a.mu.Unlock()
 	if !ok {
-		a.logger.Warn("ack for a delivery that is not pending in this batch (already acked, or unknown): ignored", "delivery_id", id)
-		return
+		a.logger.Warn("ack for a delivery that is not pending in this batch (already acked, unknown, or after Deliver returned): ignored", "delivery_id", id)
 	}
-	a.out <- toAck(id, err)
 }
 
 func (a *acker) finish(err error) {
@@ -248,8 +268,9 @@ func toAck(id string, err error) *sinkv1.Ack {
 	case errors.As(err, &p):
 		ack.Outcome = sinkv1.Outcome_OUTCOME_REJECT
 		ack.Disable = p.disable
-	case errors.As(err, &r):
-		ack.RetryAfterMs = r.after.Milliseconds()
+	case errors.As(err, &r) && r.after > 0:
+		// Round up: a delay asked for must not become 0, "host decides".
+		ack.RetryAfterMs = int64((r.after + time.Millisecond - 1) / time.Millisecond)
 	}
 	return ack
 }

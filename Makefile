@@ -1,0 +1,44 @@
+# evorelay — build, run, test. See README.md.
+GO      ?= go
+BIN     := bin
+PLUGINS := $(notdir $(patsubst %/main.go,%,$(wildcard plugins/*/main.go)))
+
+.PHONY: build run test services check generate bench clean
+
+## build: the host at bin/evorelay and every plugin at bin/plugins/evorelay-sink-<name>
+build:
+	$(GO) build -o $(BIN)/evorelay ./host
+	@for p in $(PLUGINS); do \
+		echo "$(GO) build -o $(BIN)/plugins/evorelay-sink-$$p ./plugins/$$p"; \
+		$(GO) build -o $(BIN)/plugins/evorelay-sink-$$p ./plugins/$$p || exit 1; \
+	done
+
+## run: build, then start on :8080 with the embedded defaults and data in ./data
+run: build
+	EVORELAY_DATA_DIR=$${EVORELAY_DATA_DIR:-./data} ./$(BIN)/evorelay
+
+## test: the whole suite, with the race detector, against the real services
+test: services
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## services: start RabbitMQ, NATS and Redis if they are not running
+services:
+	@bash .ci/services.sh
+
+## check: formatting, vet, and that generated code matches its source
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) generate ./...
+	@git diff --exit-code -- '*.pb.go' || { echo "generated code drifted from sink.proto: run 'go generate ./...' and commit"; exit 1; }
+
+## generate: regenerate the protocol code (needs protoc, protoc-gen-go, protoc-gen-go-grpc)
+generate:
+	$(GO) generate ./...
+
+## bench: the Go benchmarks and the load tool
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./host/... ./plugins/...
+
+clean:
+	rm -rf $(BIN)

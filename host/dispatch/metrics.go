@@ -1,0 +1,40 @@
+package dispatch
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the dispatcher's Prometheus series. A nil *Metrics records
+// nothing.
+type Metrics struct {
+	deliveries *prometheus.CounterVec
+	inFlight   *prometheus.GaugeVec
+}
+
+// NewMetrics registers the series with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "evorelay_deliveries_total",
+			Help: "Deliveries settled, by sink and outcome (ok, retry, dead, skipped: not for this sink's settings, released: handed back when a plugin died).",
+		}, []string{"sink", "outcome"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "evorelay_deliveries_in_flight",
+			Help: "Deliveries sent to a sink's plugin and not yet acknowledged.",
+		}, []string{"sink"}),
+	}
+	reg.MustRegister(m.deliveries, m.inFlight)
+	return m
+}
+
+func (m *Metrics) count(sink, outcome string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.deliveries.WithLabelValues(sink, outcome).Add(float64(n))
+}
+
+func (m *Metrics) inflight(sink string, n int) {
+	if m == nil {
+		return
+	}
+	m.inFlight.WithLabelValues(sink).Set(float64(n))
+}

@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+)
+
+// hit is one request a receiver got.
+type hit struct {
+	Path   string
+	Header http.Header
+	Body   []byte
+}
+
+// receiver is a webhook destination that records what it gets and answers
+// with Status (200 by default).
+type receiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	hits   []hit
+	status int
+}
+
+func newReceiver(t *testing.T) *receiver {
+	return newReceiverOn(t, "127.0.0.1:0")
+}
+
+// newReceiverOn listens on a given address, so a test can bring a receiver
+// "back" on the port the sidecar was already sending to.
+func newReceiverOn(t *testing.T, addr string) *receiver {
+	t.Helper()
+	r := &receiver{status: http.StatusOK}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Server = &httptest.Server{Listener: l, Config: &http.Server{Handler: http.HandlerFunc(r.serve)}}
+	r.Server.Start()
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	r.hits = append(r.hits, hit{Path: req.URL.Path, Header: req.Header.Clone(), Body: body})
+	status := r.status
+	r.mu.Unlock()
+	w.WriteHeader(status)
+}
+
+// SetStatus changes what the receiver answers from now on.
+func (r *receiver) SetStatus(code int) {
+	r.mu.Lock()
+	r.status = code
+	r.mu.Unlock()
+}
+
+// Hits returns a copy of what arrived so far.
+func (r *receiver) Hits() []hit {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]hit(nil), r.hits...)
+}
+
+// IDs counts the webhook-id of every request: id → times seen.
+func (r *receiver) IDs() map[string]int {
+	out := map[string]int{}
+	for _, h := range r.Hits() {
+		out[h.Header.Get("webhook-id")]++
+	}
+	return out
+}
+
+// decode unmarshals a body into a map, failing the test on bad JSON.
+func decode(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("body is not a JSON object: %v: %s", err, b)
+	}
+	return m
+}

@@ -1,0 +1,159 @@
+// Command evorelay is the sidecar: it takes a WhatsApp engine's events in,
+// spools them durably, and delivers them through sink plugins. See
+// README.md for its settings and routes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/evorelay/evorelay/host/api"
+	"github.com/evorelay/evorelay/host/config"
+	"github.com/evorelay/evorelay/host/dispatch"
+	"github.com/evorelay/evorelay/host/pluginhost"
+	"github.com/evorelay/evorelay/host/spool"
+	"github.com/evorelay/evorelay/host/store"
+)
+
+func main() {
+	cfg, err := config.Load(os.Args[1:], os.Environ())
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "evorelay:", err)
+		os.Exit(2)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       "evorelay",
+		Level:      cfg.LogLevel,
+		JSONFormat: cfg.LogFormat == config.LogFormatJSON,
+		Output:     os.Stderr,
+	})
+	if err := run(cfg, logger); err != nil {
+		logger.Error("evorelay stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg *config.Config, logger hclog.Logger) error {
+	if cfg.Backend != config.BackendEmbedded {
+		return fmt.Errorf("EVORELAY_BACKEND=%s: only embedded is available in this version", cfg.Backend)
+	}
+	if cfg.APIKeyGenerated {
+		logger.Info("no EVORELAY_API_KEY set: generated one; it is kept for the next start", "file", cfg.APIKeyFile, "apikey", cfg.APIKey)
+	}
+	logger.Info("starting", "settings", cfg.Redacted())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	backend, err := store.OpenEmbedded(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	settings, err := store.Open(ctx, backend, store.WithLogger(logger.Named("store")))
+	if err != nil {
+		return err
+	}
+	defer settings.Close()
+
+	sp, err := spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{
+		Limits: spool.Limits{Events: int(cfg.SpoolMaxEvents), Bytes: cfg.SpoolMaxBytes},
+		NoSync: cfg.SpoolNoSync,
+		Logger: logger.Named("spool"),
+	})
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+
+	sockets := filepath.Join(cfg.DataDir, "run")
+	if err := os.MkdirAll(sockets, 0o700); err != nil {
+		return fmt.Errorf("EVORELAY_DATA_DIR: %w", err)
+	}
+	plugins, err := pluginhost.Start(ctx, pluginhost.Options{
+		Dir: cfg.PluginDir, Settings: cfg.PluginSettings, Naming: cfg.Naming,
+		ServerURL: cfg.ServerURL, SocketDir: sockets, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer plugins.Close(context.Background())
+	for _, name := range plugins.Names() {
+		if err := sp.Register(name); err != nil {
+			return err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h := &host{plugins: plugins, settings: settings, spool: sp}
+	handler := api.New(api.Options{
+		APIKey: cfg.APIKey, ServerURL: cfg.ServerURL, MaxBodyBytes: cfg.MaxBodyBytes,
+		Sinks: h, Settings: settings, Spool: sp,
+		Ready:      h.ready,
+		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Registerer: reg,
+		Websocket:  h.websocket(),
+		Logger:     logger.Named("api"),
+	})
+
+	if err := emitStartup(ctx, sp, settings, plugins.Names(), cfg.ServerURL); err != nil {
+		return err
+	}
+
+	metrics := dispatch.NewMetrics(reg)
+	var workers sync.WaitGroup
+	for _, name := range plugins.Names() {
+		p, _ := plugins.Plugin(name)
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			dispatch.Run(ctx, sp, settings, p, dispatch.Options{
+				BatchSize: cfg.BatchSize, MaxInFlight: cfg.MaxInFlight, Grace: cfg.ShutdownGrace,
+				Policy: dispatch.Policy{
+					Schedule: cfg.RetrySchedule, Jitter: cfg.RetryJitter, MaxAge: cfg.RetryMaxAge,
+					MaxRetryAfter: dispatch.DefaultPolicy.MaxRetryAfter,
+				},
+				Logger: logger, Metrics: metrics,
+			})
+		}()
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("EVORELAY_ADDR: %w", err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String(), "plugins", plugins.Names())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: no new events accepted; finishing deliveries in flight", "grace", cfg.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	workers.Wait()
+	logger.Info("stopped")
+	return nil
+}

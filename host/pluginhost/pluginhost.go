@@ -1,0 +1,133 @@
+// Package pluginhost finds, launches, supervises and talks to the sink
+// plugins. Each plugin is its own process (hashicorp/go-plugin over gRPC,
+// AutoMTLS); a plugin that dies or stops answering is replaced by a new
+// process (a go-plugin client cannot be restarted), with capped backoff.
+//
+// It knows processes and the wire protocol, not queues or HTTP: the
+// dispatcher asks a Plugin for its current client and opens the delivery
+// stream itself.
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+// BinaryPrefix is how plugin executables are named: evorelay-sink-<name>.
+const BinaryPrefix = "evorelay-sink-"
+
+// reserved are names a sink cannot take: they are routes of the host.
+var reserved = map[string]bool{
+	"events": true, "plugins": true, "healthz": true, "readyz": true,
+	"metrics": true, "ws": true, "ws-console": true,
+}
+
+// Options configure the Host.
+type Options struct {
+	// Dir holds the plugin binaries.
+	Dir string
+	// Settings returns a plugin's process settings (EVORELAY_<NAME>_*).
+	Settings func(name string) map[string]string
+	Naming   events.Naming
+	// ServerURL is EVORELAY_SERVER_URL.
+	ServerURL string
+	// SocketDir is where listener plugins get their Unix sockets.
+	SocketDir string
+	Logger    hclog.Logger
+}
+
+// Host holds every loaded plugin.
+type Host struct {
+	plugins map[string]*Plugin
+	names   []string
+}
+
+// Start launches every plugin in opts.Dir and opens it. A plugin that
+// cannot start, or whose Open refuses its settings, stops start-up with an
+// error that says which plugin and why.
+func Start(ctx context.Context, opts Options) (*Host, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	paths, err := discover(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{plugins: map[string]*Plugin{}}
+	for _, path := range paths {
+		name := strings.TrimPrefix(filepath.Base(path), BinaryPrefix)
+		if reserved[name] {
+			h.Close(ctx)
+			return nil, fmt.Errorf("pluginhost: %s: %q is a route of the host and cannot be a sink name", path, name)
+		}
+		p := newPlugin(name, path, opts)
+		if err := p.start(ctx); err != nil {
+			h.Close(ctx)
+			return nil, err
+		}
+		h.plugins[name] = p
+		h.names = append(h.names, name)
+	}
+	sort.Strings(h.names)
+	for _, p := range h.plugins {
+		go p.supervise()
+	}
+	return h, nil
+}
+
+// discover lists the executable evorelay-sink-* files in dir.
+func discover(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("pluginhost: plugin directory %s does not exist; set EVORELAY_PLUGIN_DIR or run `make build`", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pluginhost: read plugin directory: %w", err)
+	}
+	var paths []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), BinaryPrefix) || e.IsDir() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || info.Mode()&0o111 == 0 {
+			continue
+		}
+		paths = append(paths, filepath.Join(dir, e.Name()))
+	}
+	return paths, nil
+}
+
+// Names lists the loaded sinks, sorted.
+func (h *Host) Names() []string { return append([]string(nil), h.names...) }
+
+// Plugin returns a loaded plugin by name.
+func (h *Host) Plugin(name string) (*Plugin, bool) {
+	p, ok := h.plugins[name]
+	return p, ok
+}
+
+// Status lists every plugin's status, sorted by name.
+func (h *Host) Status() []Status {
+	out := make([]Status, 0, len(h.names))
+	for _, n := range h.names {
+		out = append(out, h.plugins[n].Status())
+	}
+	return out
+}
+
+// Close stops every plugin: a Close call, then the process ends.
+func (h *Host) Close(ctx context.Context) {
+	for _, p := range h.plugins {
+		p.stop(ctx)
+	}
+}

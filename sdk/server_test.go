@@ -1,0 +1,425 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/evorelay/evorelay/sdk/events"
+	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testSink is a Sink whose methods are fields.
+type testSink struct {
+	UnimplementedSink
+	desc     Description
+	open     func(Config) error
+	validate func(json.RawMessage) (json.RawMessage, error)
+	deliver  func([]Delivery, Acks) error
+}
+
+func (s *testSink) Describe() Description { return s.desc }
+
+func (s *testSink) Open(_ context.Context, c Config) error {
+	if s.open == nil {
+		return nil
+	}
+	return s.open(c)
+}
+
+func (s *testSink) Validate(_ context.Context, _ string, b json.RawMessage) (json.RawMessage, error) {
+	return s.validate(b)
+}
+
+func (s *testSink) Deliver(_ context.Context, b []Delivery, a Acks) error { return s.deliver(b, a) }
+
+// dial serves s over an in-memory gRPC connection, as the host sees it.
+func dial(t *testing.T, s Sink) sinkv1.SinkClient {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	gs := grpc.NewServer()
+	sinkv1.RegisterSinkServer(gs, newServer(s, hclog.NewNullLogger()))
+	served := make(chan struct{})
+	go func() { defer close(served); _ = gs.Serve(lis) }()
+	conn, err := grpc.NewClient("passthrough:///test",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(); gs.Stop(); <-served })
+	return sinkv1.NewSinkClient(conn)
+}
+
+func batchOf(prefix string, n int) []*sinkv1.Delivery {
+	ds := make([]*sinkv1.Delivery, n)
+	for i := range ds {
+		ds[i] = &sinkv1.Delivery{
+			Id: fmt.Sprintf("%s%d", prefix, i), Instance: "i", Event: "MESSAGES_UPSERT", Attempt: 1,
+			Envelope: json.RawMessage(`{"event":"MESSAGES_UPSERT","instance":"i","data":{}}`),
+			Settings: json.RawMessage(`{"enabled":true}`),
+		}
+	}
+	return ds
+}
+
+// deliver sends batches on one stream, closes it, and returns every ack
+// the plugin sent, in order.
+func deliver(t *testing.T, c sinkv1.SinkClient, batches ...[]*sinkv1.Delivery) []*sinkv1.Ack {
+	t.Helper()
+	stream, err := c.Deliver(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range batches {
+		if err := stream.Send(&sinkv1.DeliverRequest{Deliveries: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var acks []*sinkv1.Ack
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return acks
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, resp.GetAcks()...)
+	}
+}
+
+// byID indexes acks, failing t for an id acked twice.
+func byID(t *testing.T, acks []*sinkv1.Ack) map[string]*sinkv1.Ack {
+	t.Helper()
+	m := map[string]*sinkv1.Ack{}
+	for _, a := range acks {
+		if m[a.GetId()] != nil {
+			t.Errorf("%s acked twice: %v then %v", a.GetId(), m[a.GetId()], a)
+		}
+		m[a.GetId()] = a
+	}
+	return m
+}
+
+func TestDeliverAcksEveryDeliveryOnce(t *testing.T) {
+	s := &testSink{deliver: func(b []Delivery, a Acks) error {
+		var wg sync.WaitGroup
+		for _, d := range b {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a.Done(d.ID, nil)
+				a.Done(d.ID, errors.New("second ack: ignored"))
+			}()
+		}
+		a.Done("not-in-this-batch", nil)
+		wg.Wait()
+		return nil
+	}}
+	sent := append(batchOf("a", 300), batchOf("b", 300)...)
+	acks := byID(t, deliver(t, dial(t, s), sent[:300], sent[300:]))
+	if len(acks) != len(sent) {
+		t.Errorf("%d distinct acks, want %d", len(acks), len(sent))
+	}
+	for _, d := range sent {
+		if a := acks[d.GetId()]; a.GetOutcome() != sinkv1.Outcome_OUTCOME_OK {
+			t.Errorf("%s: %v, want OK (the first ack wins)", d.GetId(), a)
+		}
+	}
+	if acks["not-in-this-batch"] != nil {
+		t.Error("an ack for an id that was not sent reached the host")
+	}
+}
+
+func TestDeliverFillsWhatWasNotAcked(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		ret     func() error
+		outcome sinkv1.Outcome
+		reason  string
+		afterMs int64
+		disable bool
+	}{
+		{"nil is a retry", func() error { return nil }, sinkv1.Outcome_OUTCOME_RETRY, "without acknowledging", 0, false},
+		{"plain error is a retry", func() error { return errors.New("broker down") }, sinkv1.Outcome_OUTCOME_RETRY, "broker down", 0, false},
+		{"retry after", func() error { return RetryAfter(errors.New("429"), 1500*time.Millisecond) }, sinkv1.Outcome_OUTCOME_RETRY, "429", 1500, false},
+		{"permanent rejects", func() error { return Permanent(errors.New("400 bad request")) }, sinkv1.Outcome_OUTCOME_REJECT, "400 bad request", 0, false},
+		{"gone rejects and disables", func() error { return Gone(errors.New("410 gone")) }, sinkv1.Outcome_OUTCOME_REJECT, "410 gone", 0, true},
+		{"panic is a retry", func() error { panic("nil map") }, sinkv1.Outcome_OUTCOME_RETRY, "Deliver panicked: nil map", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &testSink{deliver: func(b []Delivery, a Acks) error {
+				a.Done(b[0].ID, nil) // the one acked keeps its outcome
+				return tc.ret()
+			}}
+			acks := byID(t, deliver(t, dial(t, s), batchOf("d", 3)))
+			if a := acks["d0"]; a.GetOutcome() != sinkv1.Outcome_OUTCOME_OK {
+				t.Errorf("d0 (acked OK): %v", a)
+			}
+			for _, id := range []string{"d1", "d2"} {
+				a := acks[id]
+				if a.GetOutcome() != tc.outcome || !strings.Contains(a.GetReason(), tc.reason) ||
+					a.GetRetryAfterMs() != tc.afterMs || a.GetDisable() != tc.disable {
+					t.Errorf("%s: %v, want %v, reason ~%q, retry_after_ms %d, disable %v",
+						id, a, tc.outcome, tc.reason, tc.afterMs, tc.disable)
+				}
+			}
+		})
+	}
+}
+
+// TestDeliverLateAcks: acks a sink sends after its Deliver returned are
+// ignored, whether they race with the return or come long after, and never
+// crash the plugin.
+func TestDeliverLateAcks(t *testing.T) {
+	release := make(chan struct{})
+	var late sync.WaitGroup
+	s := &testSink{deliver: func(b []Delivery, a Acks) error {
+		for i, d := range b {
+			late.Add(1)
+			go func() {
+				defer late.Done()
+				if i%2 == 1 {
+					<-release
+				}
+				a.Done(d.ID, nil)
+			}()
+		}
+		return nil
+	}}
+	var batches [][]*sinkv1.Delivery
+	for i := range 50 {
+		batches = append(batches, batchOf(fmt.Sprintf("b%d-", i), 4))
+	}
+	acks := byID(t, deliver(t, dial(t, s), batches...))
+	close(release)
+	late.Wait()
+	if len(acks) != 200 {
+		t.Errorf("%d acks, want 200", len(acks))
+	}
+	for id, a := range acks {
+		if a.GetOutcome() != sinkv1.Outcome_OUTCOME_OK && a.GetOutcome() != sinkv1.Outcome_OUTCOME_RETRY {
+			t.Errorf("%s: %v", id, a)
+		}
+	}
+}
+
+func TestDeliverSkipsEmptyBatches(t *testing.T) {
+	calls := 0
+	s := &testSink{deliver: func(b []Delivery, a Acks) error {
+		calls++
+		return nil
+	}}
+	if acks := deliver(t, dial(t, s), nil, nil); len(acks) != 0 || calls != 0 {
+		t.Errorf("empty batches: %d acks, %d Deliver calls; want none", len(acks), calls)
+	}
+}
+
+func TestDeliverPassesTheDelivery(t *testing.T) {
+	got := make(chan Delivery, 1)
+	s := &testSink{deliver: func(b []Delivery, a Acks) error {
+		got <- b[0]
+		a.Done(b[0].ID, nil)
+		return nil
+	}}
+	want := &sinkv1.Delivery{Id: "x1", Instance: "shop", Event: "GROUP_UPDATE", Attempt: 3,
+		Envelope: []byte(`{"event":"GROUP_UPDATE","instance":"shop","data":{"id":"1@g.us"},"date_time":"2024-01-01T12:00:00.000Z"}`),
+		Settings: []byte(`{"enabled":true,"events":[]}`)}
+	deliver(t, dial(t, s), []*sinkv1.Delivery{want})
+	d := <-got
+	if d.ID != "x1" || d.Instance != "shop" || d.Event != "GROUP_UPDATE" || d.Attempt != 3 ||
+		string(d.Envelope) != string(want.Envelope) || string(d.Settings) != string(want.Settings) {
+		t.Errorf("delivery %+v", d)
+	}
+	env, err := d.Decode()
+	if err != nil || env.Instance != "shop" || env.DateTime != "2024-01-01T12:00:00.000Z" || string(env.Data) != `{"id":"1@g.us"}` {
+		t.Errorf("Decode: %+v, %v", env, err)
+	}
+}
+
+// fakeStream records what sendAcks sends.
+type fakeStream struct {
+	sinkv1.Sink_DeliverServer
+	sizes []int
+	err   error
+}
+
+func (f *fakeStream) Send(r *sinkv1.DeliverResponse) error {
+	f.sizes = append(f.sizes, len(r.GetAcks()))
+	return f.err
+}
+
+func queued(n int) chan *sinkv1.Ack {
+	ch := make(chan *sinkv1.Ack, n)
+	for i := range n {
+		ch <- &sinkv1.Ack{Id: fmt.Sprint(i)}
+	}
+	close(ch)
+	return ch
+}
+
+func TestSendAcksCoalesces(t *testing.T) {
+	f := &fakeStream{}
+	if err := sendAcks(f, queued(600)); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(f.sizes) != "[512 88]" {
+		t.Errorf("sent messages of %v acks, want [512 88]", f.sizes)
+	}
+}
+
+func TestSendAcksDrainsAfterAFailedSend(t *testing.T) {
+	f := &fakeStream{err: errors.New("host gone")}
+	ch := queued(1000)
+	if err := sendAcks(f, ch); err == nil || err.Error() != "host gone" {
+		t.Errorf("err %v, want the send's error", err)
+	}
+	if len(f.sizes) != 1 || len(ch) != 0 {
+		t.Errorf("sent %v, %d left in the channel; want one send and a drained channel", f.sizes, len(ch))
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	schema := json.RawMessage(`{"type":"object"}`)
+	srv := newServer(&testSink{desc: Description{Name: "websocket", Version: "1.2.0", SettingsSchema: schema,
+		SecretFields: []string{"secret"}, Listener: true}}, hclog.NewNullLogger())
+	d, err := srv.Describe(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.GetName() != "websocket" || d.GetVersion() != "1.2.0" || d.GetProtocolVersion() != sinkv1.ProtocolVersion ||
+		string(d.GetSettingsSchema()) != string(schema) || fmt.Sprint(d.GetSecretFields()) != "[secret]" ||
+		fmt.Sprint(d.GetCapabilities()) != "[CAPABILITY_LISTENER]" {
+		t.Errorf("Describe: %v", d)
+	}
+
+	srv = newServer(&testSink{desc: Description{Name: "Web Hook"}}, hclog.NewNullLogger())
+	if _, err := srv.Describe(context.Background(), nil); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("bad name: %v, want FailedPrecondition", err)
+	}
+}
+
+func TestCheckDescription(t *testing.T) {
+	for _, tc := range []struct {
+		d    Description
+		want string // "" for no error
+	}{
+		{Description{Name: "webhook"}, ""},
+		{Description{Name: "kafka-2_eu", SettingsSchema: json.RawMessage(`{}`)}, ""},
+		{Description{Name: strings.Repeat("a", 32)}, ""},
+		{Description{Name: ""}, `Name ""`},
+		{Description{Name: "Webhook"}, `Name "Webhook"`},
+		{Description{Name: "2fa"}, `Name "2fa"`},
+		{Description{Name: "web.hook"}, `Name "web.hook"`},
+		{Description{Name: strings.Repeat("a", 33)}, "want 1-32"},
+		{Description{Name: "webhook", SettingsSchema: json.RawMessage(`{"type":`)}, "not valid JSON"},
+	} {
+		err := checkDescription(tc.d)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.d.Name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: %v, want an error with %q", tc.d.Name, err, tc.want)
+		}
+	}
+}
+
+func TestOpen(t *testing.T) {
+	var got Config
+	s := &testSink{open: func(c Config) error { got = c; return nil }}
+	srv := newServer(s, hclog.NewNullLogger())
+	for _, tc := range []struct {
+		naming sinkv1.Naming
+		want   events.Naming
+	}{
+		{sinkv1.Naming_NAMING_UNSPECIFIED, events.NamingSeed},
+		{sinkv1.Naming_NAMING_SEED, events.NamingSeed},
+		{sinkv1.Naming_NAMING_EVOLUTION, events.NamingEvolution},
+	} {
+		_, err := srv.Open(context.Background(), &sinkv1.OpenRequest{Naming: tc.naming, ListenSocket: "/run/ws.sock", ServerUrl: "https://x"})
+		if err != nil || got.Naming != tc.want || got.Settings == nil || got.ListenSocket != "/run/ws.sock" ||
+			got.ServerURL != "https://x" || got.Logger == nil {
+			t.Errorf("%v: config %+v, err %v", tc.naming, got, err)
+		}
+	}
+	s.open = func(Config) error { return errors.New(`uri: parse "amqp//x": missing scheme`) }
+	_, err := srv.Open(context.Background(), &sinkv1.OpenRequest{})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "missing scheme") {
+		t.Errorf("Open error: %v, want InvalidArgument with the sink's message", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		out      string
+		err      error
+		code     codes.Code // OK: a response
+		settings string
+		fields   string
+	}{
+		{"normalized", `{"enabled":true,"url":"https://a"}`, nil, codes.OK, `{"enabled":true,"url":"https://a"}`, "[]"},
+		{"field errors", "", FieldErrors{{"url", "must be http(s)"}, {"secret", "must start with whsec_"}}, codes.OK, "", "[url: must be http(s) secret: must start with whsec_]"},
+		{"wrapped field errors", "", fmt.Errorf("webhook: %w", FieldErrors{{"url", "missing"}}), codes.OK, "", "[url: missing]"},
+		{"empty field errors", "", FieldErrors{}, codes.Internal, "", ""},
+		{"internal error", "", errors.New("boom"), codes.Internal, "", ""},
+		{"not JSON", `{"url":`, nil, codes.Internal, "", ""},
+		{"nothing", "", nil, codes.Internal, "", ""},
+		{"not an object", `["url"]`, nil, codes.Internal, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &testSink{validate: func(json.RawMessage) (json.RawMessage, error) {
+				if tc.out == "" {
+					return nil, tc.err
+				}
+				return json.RawMessage(tc.out), tc.err
+			}}
+			resp, err := newServer(s, hclog.NewNullLogger()).Validate(context.Background(), &sinkv1.ValidateRequest{Instance: "i"})
+			if status.Code(err) != tc.code {
+				t.Fatalf("code %v (%v), want %v", status.Code(err), err, tc.code)
+			}
+			if err != nil {
+				return
+			}
+			var fields []string
+			for _, fe := range resp.GetFieldErrors() {
+				fields = append(fields, fe.GetField()+": "+fe.GetMessage())
+			}
+			if string(resp.GetSettings()) != tc.settings || fmt.Sprint(fields) != tc.fields {
+				t.Errorf("settings %s, field errors %v; want %s, %s", resp.GetSettings(), fields, tc.settings, tc.fields)
+			}
+		})
+	}
+}
+
+func TestHealthAndClose(t *testing.T) {
+	srv := newServer(&testSink{}, hclog.NewNullLogger())
+	h, err := srv.Health(context.Background(), nil)
+	if err != nil || !h.GetReady() {
+		t.Errorf("Health of UnimplementedSink: %v, %v; want ready", h, err)
+	}
+	if _, err := srv.Close(context.Background(), nil); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}

@@ -1,0 +1,582 @@
+// Package sinktest is the conformance suite for evorelay sink plugins. A
+// plugin runs it from its own go test:
+//
+//	func TestConformance(t *testing.T) {
+//		dest := startReceiver(t) // a real destination: httptest, a broker
+//		sinktest.Run(t, sinktest.Config{
+//			New:  func() sdk.Sink { return New() },
+//			Open: map[string]string{"uri": dest.URI},
+//			Good: []json.RawMessage{json.RawMessage(`{"enabled":true,"events":["MESSAGES_UPSERT"],"url":"` + dest.URL + `"}`)},
+//			Bad:  map[string]json.RawMessage{"url": json.RawMessage(`{"enabled":true,"events":[],"url":"ftp://x"}`)},
+//			Deliver: &sinktest.DeliverCase{
+//				Settings: json.RawMessage(`{"enabled":true,"events":[],"url":"` + dest.URL + `"}`),
+//				Received: func(t testing.TB, want []string) []string { return dest.IDs(t, len(want)) },
+//			},
+//			Retry:  &sinktest.Failure{Settings: json.RawMessage(`{"enabled":true,"events":[],"url":"` + dest.URL + `/busy"}`)},
+//			Reject: &sinktest.Failure{Settings: json.RawMessage(`{"enabled":true,"events":[],"url":"` + dest.URL + `/refuse"}`)},
+//		})
+//	}
+//
+// The suite serves the sink through the SDK's own gRPC adapter, the code
+// sdk.Serve runs in the plugin process, over an in-memory connection, and
+// talks to it as the host does. So it checks what the host will see, not
+// what the Go methods return. It is not a test of the destination's own
+// behaviour: the plugin's other tests cover that.
+//
+// # What it checks
+//
+//   - Describe: a valid name, a version, the protocol version, a settings
+//     schema that is a JSON object, the same answer before and after Open.
+//   - Open with Config.Open.
+//   - Validate: each of Good validates to a JSON object that keeps
+//     "enabled" and "events" as given, and validating that output again
+//     gives it back unchanged (the host stores it and may validate it
+//     again); each of Bad fails with a field error naming its field.
+//   - Deliver: BatchSize deliveries of realistic envelopes, in two batches
+//     on one stream, are acknowledged exactly once each, all OK, with no
+//     ack for an id that was not sent, and DeliverCase.Received reports
+//     every id.
+//   - Health answers, and says ready after a successful Deliver.
+//   - Retry: every delivery under Retry's settings is acked RETRY with a
+//     reason. Reject: REJECT with a reason (and disable when asked).
+//   - Close answers, and no goroutine the sink started outlives it.
+//
+// # What a plugin must fill
+//
+// New, Good and Bad are always required, and so is Deliver. Every plugin in
+// plugins/ also fills Retry and Reject wherever its destination can fail
+// that way (an HTTP 503 / 400, a broker that is unreachable / refuses the
+// message); one that leaves either nil says why in a comment. A nil case is
+// reported as skipped, never as passed.
+//
+// # Finding deliveries at the destination
+//
+// Every delivery id is unique to the run. A destination that carries the id
+// (a webhook-id header, an AMQP message-id, Nats-Msg-Id) reports it from
+// there; one that does not (websocket messages are {event, instance, data})
+// finds it in the envelope: every data object carries it at data.key.id.
+//
+// Run must not run in parallel with other tests of the package: its leak
+// check counts every goroutine the process starts while it runs.
+package sinktest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
+)
+
+// Config is what the suite needs to know about one plugin.
+type Config struct {
+	// New returns a fresh sink, not yet opened. Required.
+	New func() sdk.Sink
+	// Open holds the process settings Open receives: the plugin's
+	// EVORELAY_<NAME>_* variables, lowercased, without the prefix.
+	Open map[string]string
+	// Naming is the naming mode Open receives.
+	Naming events.Naming
+	// ListenSocket is the Unix socket path Open receives. Required when the
+	// sink describes itself as a Listener.
+	ListenSocket string
+	// Instance is the instance of every delivery; "" is DefaultInstance.
+	Instance string
+
+	// Good are settings that must validate, as the host passes them to
+	// Validate: with "enabled" and "events" (constants) already there.
+	Good []json.RawMessage
+	// Bad maps a field name to settings that must fail validation with a
+	// field error naming that field.
+	Bad map[string]json.RawMessage
+
+	// Deliver sends deliveries to a real destination and asks it what it got.
+	Deliver *DeliverCase
+	// Retry makes the destination fail transiently: every delivery must be
+	// acked RETRY.
+	Retry *Failure
+	// Reject makes the destination refuse for good: every delivery must be
+	// acked REJECT.
+	Reject *Failure
+
+	// IgnoreGoroutines are goroutines the leak check tolerates, such as a
+	// library's process-wide worker:
+	// goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start").
+	IgnoreGoroutines []goleak.Option
+}
+
+// DeliverCase is a delivery to a real destination the plugin's test runs.
+type DeliverCase struct {
+	// Settings are the instance's settings, in the form Good takes; the
+	// suite validates them and delivers with the normalized result.
+	Settings json.RawMessage
+	// Events are the events to send, cycled over BatchSize deliveries; nil
+	// is DefaultEvents. A test that reads per-event queues can narrow it.
+	Events []string
+	// Before, if set, runs after Open and before anything is delivered:
+	// connect a client, subscribe to a subject.
+	Before func(t testing.TB)
+	// Received returns the delivery ids the destination got. want are the
+	// ids the suite sent, all acknowledged OK already; a destination that
+	// is read asynchronously may wait until it has them (or give up after a
+	// few seconds and return what it has). Required.
+	Received func(t testing.TB, want []string) []string
+}
+
+// Failure is a way to make the destination fail.
+type Failure struct {
+	// Settings are the instance's settings, in the form Good takes.
+	Settings json.RawMessage
+	// Open, when not nil, opens a fresh sink with these process settings
+	// for this case instead of using the one opened with Config.Open (an
+	// unreachable broker URL, say).
+	Open map[string]string
+	// Disable (Reject only) wants the acks to ask the host to disable the
+	// instance's sink, as sdk.Gone does.
+	Disable bool
+}
+
+// failureSize is how many deliveries a Retry or Reject case sends.
+const failureSize = 2
+
+// guard bounds every call the suite makes, so a sink that hangs fails
+// with a message instead of at the test binary's timeout. It is not a
+// timed assertion: a working sink is never near it.
+const guard = 2 * time.Minute
+
+// Run runs the conformance suite against the sink c.New returns.
+func Run(t *testing.T, c Config) {
+	t.Helper()
+	if c.New == nil {
+		t.Fatal("sinktest: Config.New is nil; it must return a fresh sink")
+	}
+	ignore := append([]goleak.Option{goleak.IgnoreCurrent()}, c.IgnoreGoroutines...)
+	r := &runner{c: c, instance: c.Instance, tag: newRunTag(), log: newTestLog(t)}
+	if r.instance == "" {
+		r.instance = DefaultInstance
+	}
+	p, err := serve(t, c.New(), r.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.p = p
+
+	ok := t.Run("Describe", r.describe) && t.Run("Open", r.open)
+	if ok {
+		t.Run("Validate", r.validate)
+		t.Run("Deliver", r.deliver)
+		t.Run("Health", r.health)
+		t.Run("Retry", r.failure("Retry", c.Retry, sinkv1.Outcome_OUTCOME_RETRY))
+		t.Run("Reject", r.failure("Reject", c.Reject, sinkv1.Outcome_OUTCOME_REJECT))
+		t.Run("Close", func(t *testing.T) { r.close(t, r.p) })
+	}
+	r.p.stop()
+	t.Run("NoGoroutineLeaks", func(t *testing.T) {
+		if !ok {
+			t.Skip("the sink was never opened")
+		}
+		goleak.VerifyNone(t, ignore...)
+	})
+}
+
+type runner struct {
+	c         Config
+	instance  string
+	tag       string
+	log       io.Writer
+	p         *plugin
+	listener  bool
+	described *sinkv1.DescribeResponse
+	delivered bool // the Deliver case ran and passed
+}
+
+func callCtx(t testing.TB) (context.Context, context.CancelFunc) {
+	d := guard
+	if dl, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if at, ok := dl.Deadline(); ok && time.Until(at)-5*time.Second < d {
+			d = max(time.Until(at)-5*time.Second, time.Second)
+		}
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+func (r *runner) describe(t *testing.T) {
+	ctx, cancel := callCtx(t)
+	defer cancel()
+	d, err := r.p.Describe(ctx, &sinkv1.DescribeRequest{})
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	r.described = d
+	if d.GetProtocolVersion() != sinkv1.ProtocolVersion {
+		t.Errorf("protocol version %d, want %d", d.GetProtocolVersion(), sinkv1.ProtocolVersion)
+	}
+	if d.GetVersion() == "" {
+		t.Errorf("Description.Version is empty; GET /plugins shows it")
+	}
+	if s := d.GetSettingsSchema(); len(s) == 0 {
+		t.Errorf("Description.SettingsSchema is empty; want the JSON Schema of one instance's settings")
+	} else if !isObject(s) {
+		t.Errorf("Description.SettingsSchema is not a JSON object: %.80q", s)
+	}
+	for i, f := range d.GetSecretFields() {
+		if f == "" {
+			t.Errorf("Description.SecretFields[%d] is empty", i)
+		}
+	}
+	for _, c := range d.GetCapabilities() {
+		if c == sinkv1.Capability_CAPABILITY_LISTENER {
+			r.listener = true
+		}
+	}
+	if r.listener && r.c.ListenSocket == "" {
+		t.Fatalf("the sink is a Listener but Config.ListenSocket is empty; give it a socket path, e.g. filepath.Join(t.TempDir(), %q)", "sink.sock")
+	}
+	t.Logf("sink %q version %q", d.GetName(), d.GetVersion())
+}
+
+func (r *runner) openRequest(settings map[string]string) *sinkv1.OpenRequest {
+	naming := sinkv1.Naming_NAMING_SEED
+	if r.c.Naming == events.NamingEvolution {
+		naming = sinkv1.Naming_NAMING_EVOLUTION
+	}
+	req := &sinkv1.OpenRequest{Settings: settings, Naming: naming, ServerUrl: ServerURL}
+	if r.listener {
+		req.ListenSocket = r.c.ListenSocket
+	}
+	return req
+}
+
+func (r *runner) open(t *testing.T) {
+	ctx, cancel := callCtx(t)
+	defer cancel()
+	if _, err := r.p.Open(ctx, r.openRequest(r.c.Open)); err != nil {
+		t.Fatalf("Open(%v): %v", keys(r.c.Open), err)
+	}
+	d, err := r.p.Describe(ctx, &sinkv1.DescribeRequest{})
+	switch {
+	case err != nil:
+		t.Errorf("Describe after Open: %v", err)
+	case !proto.Equal(d, r.described):
+		t.Errorf("Describe after Open answers differently; it must not depend on configuration:\nbefore: %v\nafter:  %v", r.described, d)
+	}
+}
+
+func (r *runner) validate(t *testing.T) {
+	t.Run("good", func(t *testing.T) {
+		if len(r.c.Good) == 0 {
+			t.Skip("Config.Good is empty")
+		}
+		for i, s := range r.c.Good {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				in := map[string]json.RawMessage{}
+				if err := json.Unmarshal(s, &in); err != nil {
+					t.Fatalf("Config.Good[%d] is not a JSON object: %v", i, err)
+				}
+				out, ok := r.validOK(t, r.p, s)
+				if !ok {
+					return
+				}
+				var got map[string]json.RawMessage
+				_ = json.Unmarshal(out, &got) // validOK checked it is an object
+				for _, k := range []string{"enabled", "events"} {
+					if _, ok := in[k]; !ok {
+						t.Errorf("Config.Good[%d] has no %q; give settings as the host passes them", i, k)
+						continue
+					}
+					if !jsonEqual(in[k], got[k]) {
+						t.Errorf("normalized settings changed %q: %s, want %s", k, orMissing(got[k]), in[k])
+					}
+				}
+				again, ok := r.validOK(t, r.p, out)
+				if ok && !jsonEqual(again, out) {
+					t.Errorf("validating the normalized settings again changes them:\nfirst:  %s\nsecond: %s", out, again)
+				}
+			})
+		}
+	})
+	t.Run("bad", func(t *testing.T) {
+		if len(r.c.Bad) == 0 {
+			t.Skip("Config.Bad is empty")
+		}
+		for _, field := range keys(r.c.Bad) {
+			t.Run(field, func(t *testing.T) {
+				ctx, cancel := callCtx(t)
+				defer cancel()
+				resp, err := r.p.Validate(ctx, &sinkv1.ValidateRequest{Instance: r.instance, Settings: r.c.Bad[field]})
+				if err != nil {
+					t.Fatalf("Validate answered an error instead of field errors (return sdk.FieldErrors): %v", err)
+				}
+				fes := resp.GetFieldErrors()
+				if len(fes) == 0 {
+					t.Fatalf("Validate accepted the settings, want a field error for %q; normalized: %s", field, resp.GetSettings())
+				}
+				named := false
+				for _, fe := range fes {
+					named = named || fe.GetField() == field
+					if fe.GetMessage() == "" {
+						t.Errorf("field error for %q has no message", fe.GetField())
+					}
+				}
+				if !named {
+					t.Errorf("no field error names %q; got %v", field, fieldErrors(fes))
+				}
+			})
+		}
+	})
+}
+
+// validOK validates settings and reports them normalized, failing t when
+// they do not validate.
+func (r *runner) validOK(t testing.TB, p *plugin, settings json.RawMessage) (json.RawMessage, bool) {
+	t.Helper()
+	ctx, cancel := callCtx(t)
+	defer cancel()
+	resp, err := p.Validate(ctx, &sinkv1.ValidateRequest{Instance: r.instance, Settings: settings})
+	switch {
+	case err != nil:
+		t.Errorf("Validate(%s): %v", settings, err)
+		return nil, false
+	case len(resp.GetFieldErrors()) > 0:
+		t.Errorf("Validate(%s): field errors %v, want none", settings, fieldErrors(resp.GetFieldErrors()))
+		return nil, false
+	case !isObject(resp.GetSettings()):
+		t.Errorf("Validate(%s) normalized them to %.80q, want a JSON object", settings, resp.GetSettings())
+		return nil, false
+	}
+	return resp.GetSettings(), true
+}
+
+func (r *runner) deliver(t *testing.T) {
+	dc := r.c.Deliver
+	if dc == nil {
+		t.Skip("Config.Deliver is nil")
+	}
+	if dc.Received == nil {
+		t.Fatal("Config.Deliver.Received is nil; it must report what the destination got")
+	}
+	settings, ok := r.validOK(t, r.p, dc.Settings)
+	if !ok {
+		t.FailNow()
+	}
+	if dc.Before != nil {
+		dc.Before(t)
+	}
+	ds := deliveries("st-"+r.tag+"-ok", r.instance, dc.Events, BatchSize, settings)
+	acks := r.send(t, r.p, ds[:BatchSize/2], ds[BatchSize/2:])
+	want := ids(ds)
+	for _, id := range want {
+		a := acks[id]
+		if a != nil && a.GetOutcome() != sinkv1.Outcome_OUTCOME_OK {
+			t.Errorf("delivery %s: outcome %v (%s), want OK", id, a.GetOutcome(), a.GetReason())
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	got := map[string]bool{}
+	for _, id := range dc.Received(t, want) {
+		got[id] = true
+	}
+	var missing []string
+	for _, id := range want {
+		if !got[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("the destination did not get %d of %d deliveries acked OK: %v", len(missing), len(want), missing)
+		return
+	}
+	r.delivered = true
+}
+
+// send delivers batches on one stream and returns the one ack of each
+// delivery, failing t for a delivery acked twice or never and for an ack
+// of an id that was not sent.
+func (r *runner) send(t testing.TB, p *plugin, batches ...[]*sinkv1.Delivery) map[string]*sinkv1.Ack {
+	t.Helper()
+	ctx, cancel := callCtx(t)
+	defer cancel()
+	stream, err := p.Deliver(ctx)
+	if err != nil {
+		t.Fatalf("Deliver: open the stream: %v", err)
+	}
+	sent := map[string]bool{}
+	for _, b := range batches {
+		if err := stream.Send(&sinkv1.DeliverRequest{Deliveries: b}); err != nil {
+			t.Fatalf("Deliver: send a batch: %v", err)
+		}
+		for _, d := range b {
+			sent[d.GetId()] = true
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatalf("Deliver: close the send side: %v", err)
+	}
+	acks := map[string]*sinkv1.Ack{}
+	counts := map[string]int{}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			var waiting []string
+			for id := range sent {
+				if counts[id] == 0 {
+					waiting = append(waiting, id)
+				}
+			}
+			sort.Strings(waiting)
+			if ctx.Err() != nil {
+				t.Fatalf("Deliver: no ack within %v for %v: the sink hangs", guard, waiting)
+			}
+			t.Fatalf("Deliver: the stream failed with %v still unacked: %v", waiting, err)
+		}
+		for _, a := range resp.GetAcks() {
+			counts[a.GetId()]++
+			if acks[a.GetId()] == nil {
+				acks[a.GetId()] = a
+			}
+		}
+	}
+	for _, id := range keys(counts) {
+		switch n := counts[id]; {
+		case !sent[id]:
+			t.Errorf("ack for %q, which was never sent", id)
+		case n > 1:
+			t.Errorf("delivery %s acked %d times, want once", id, n)
+		}
+	}
+	for _, id := range keys(sent) {
+		if counts[id] == 0 {
+			t.Errorf("delivery %s never acked", id)
+		}
+	}
+	return acks
+}
+
+func (r *runner) health(t *testing.T) {
+	ctx, cancel := callCtx(t)
+	defer cancel()
+	h, err := r.p.Health(ctx, &sinkv1.HealthRequest{})
+	if err != nil {
+		t.Fatalf("Health: %v", err)
+	}
+	t.Logf("ready=%v detail=%q", h.GetReady(), h.GetDetail())
+	if r.delivered && !h.GetReady() {
+		t.Errorf("Health says not ready (%q) right after a successful delivery", h.GetDetail())
+	}
+}
+
+func (r *runner) failure(name string, f *Failure, want sinkv1.Outcome) func(t *testing.T) {
+	return func(t *testing.T) {
+		if f == nil {
+			t.Skipf("Config.%s is nil", name)
+		}
+		p := r.p
+		if f.Open != nil {
+			fresh, err := serve(t, r.c.New(), r.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fresh.stop()
+			ctx, cancel := callCtx(t)
+			defer cancel()
+			if _, err := fresh.Open(ctx, r.openRequest(f.Open)); err != nil {
+				t.Fatalf("Open(%v): %v", keys(f.Open), err)
+			}
+			defer r.close(t, fresh)
+			p = fresh
+		}
+		settings, ok := r.validOK(t, p, f.Settings)
+		if !ok {
+			t.FailNow()
+		}
+		ds := deliveries("st-"+r.tag+"-"+strings.ToLower(name), r.instance, []string{"MESSAGES_UPSERT", "CONNECTION_UPDATE"}, failureSize, settings)
+		acks := r.send(t, p, ds)
+		for _, id := range ids(ds) {
+			a := acks[id]
+			switch {
+			case a == nil:
+				// reported by send
+			case a.GetOutcome() != want:
+				t.Errorf("delivery %s: outcome %v (%s), want %v", id, a.GetOutcome(), a.GetReason(), want)
+			case a.GetReason() == "":
+				t.Errorf("delivery %s: %v without a reason; the host shows and dead-letters it", id, want)
+			case want == sinkv1.Outcome_OUTCOME_REJECT && a.GetDisable() != f.Disable:
+				t.Errorf("delivery %s: disable=%v, want %v", id, a.GetDisable(), f.Disable)
+			case want == sinkv1.Outcome_OUTCOME_RETRY && a.GetRetryAfterMs() < 0:
+				t.Errorf("delivery %s: retry_after_ms %d is negative", id, a.GetRetryAfterMs())
+			}
+		}
+	}
+}
+
+func (r *runner) close(t testing.TB, p *plugin) {
+	t.Helper()
+	ctx, cancel := callCtx(t)
+	defer cancel()
+	if _, err := p.Close(ctx, &sinkv1.CloseRequest{}); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+func ids(ds []*sinkv1.Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.GetId()
+	}
+	return out
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func fieldErrors(fes []*sinkv1.FieldError) []string {
+	out := make([]string, len(fes))
+	for i, fe := range fes {
+		out[i] = fe.GetField() + ": " + fe.GetMessage()
+	}
+	return out
+}
+
+func isObject(b []byte) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(b, &m) == nil && m != nil
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+func orMissing(b []byte) []byte {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return []byte("missing")
+	}
+	return b
+}
