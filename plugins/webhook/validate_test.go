@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+const goodSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		in        string
+		allowLL   bool
+		want      string   // normalized, when it validates
+		badFields []string // field errors, when it does not
+	}{
+		{
+			name: "seed shape",
+			in:   `{"url":"https://example.com/hook","enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"],"webhook_by_events":true,"webhook_base64":false}`,
+			want: `{"url":"https://example.com/hook","enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"],"webhook_by_events":true,"webhook_base64":false,"headers":{}}`,
+		},
+		{
+			name: "evolution v2 byEvents base64",
+			in:   `{"url":"https://example.com/hook","enabled":true,"events":[],"byEvents":true,"base64":true,"headers":{"Authorization":"Bearer x"}}`,
+			want: `{"url":"https://example.com/hook","enabled":true,"events":[],"webhook_by_events":true,"webhook_base64":true,"headers":{"Authorization":"Bearer x"}}`,
+		},
+		{
+			name: "evolution v2 webhookByEvents webhookBase64",
+			in:   `{"url":"https://example.com/hook","enabled":true,"events":[],"webhookByEvents":true,"webhookBase64":true}`,
+			want: `{"url":"https://example.com/hook","enabled":true,"events":[],"webhook_by_events":true,"webhook_base64":true,"headers":{}}`,
+		},
+		{
+			name: "two spellings that agree",
+			in:   `{"url":"https://example.com/hook","enabled":true,"events":[],"byEvents":true,"webhook_by_events":true,"base64":null,"webhook_base64":true}`,
+			want: `{"url":"https://example.com/hook","enabled":true,"events":[],"webhook_by_events":true,"webhook_base64":true,"headers":{}}`,
+		},
+		{
+			name: "evolution find fields dropped",
+			in:   `{"id":"clx1","instanceId":"i-1","createdAt":"2024-01-01T00:00:00Z","updatedAt":null,"url":"https://example.com/hook","enabled":true,"events":[]}`,
+			want: `{"url":"https://example.com/hook","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{}}`,
+		},
+		{
+			name: "disabled without url",
+			in:   `{"enabled":false,"events":[]}`,
+			want: `{"url":"","enabled":false,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{}}`,
+		},
+		{
+			name: "secret, spaces around url, loopback and private hosts",
+			in:   `{"url":"  http://127.0.0.1:8080/x ","enabled":true,"events":[],"secret":"` + goodSecret + `"}`,
+			want: `{"url":"http://127.0.0.1:8080/x","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{},"secret":"` + goodSecret + `"}`,
+		},
+		{
+			name: "private address",
+			in:   `{"url":"http://10.0.0.5/hook","enabled":true,"events":[]}`,
+			want: `{"url":"http://10.0.0.5/hook","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{}}`,
+		},
+		{
+			name: "content-type application/json is what is sent anyway",
+			in:   `{"url":"https://example.com/","enabled":true,"events":[],"headers":{"content-type":"application/json; charset=utf-8","X-A":"1"}}`,
+			want: `{"url":"https://example.com/","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{"X-A":"1"}}`,
+		},
+		{
+			name:    "metadata allowed by the setting",
+			in:      `{"url":"http://169.254.169.254/hook","enabled":true,"events":[]}`,
+			allowLL: true,
+			want:    `{"url":"http://169.254.169.254/hook","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{}}`,
+		},
+		{
+			name:    "link-local allowed by the setting",
+			in:      `{"url":"http://[fe80::1]:8080/","enabled":true,"events":[]}`,
+			allowLL: true,
+			want:    `{"url":"http://[fe80::1]:8080/","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{}}`,
+		},
+
+		{name: "not an object", in: `[]`, badFields: []string{"settings"}},
+		{name: "null", in: `null`, badFields: []string{"settings"}},
+		{name: "empty field name", in: `{"":1,"url":"https://e.com","enabled":true,"events":[]}`, badFields: []string{"settings"}},
+		{name: "not JSON", in: `{"url":`, badFields: []string{"settings"}},
+		{name: "enabled without url", in: `{"enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "url not a string", in: `{"url":5,"enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "ftp", in: `{"url":"ftp://example.com/x","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "no scheme", in: `{"url":"example.com/hook","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "no host", in: `{"url":"https://","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "opaque", in: `{"url":"http:example.com","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "bad url disabled", in: `{"url":"::","enabled":false,"events":[]}`, badFields: []string{"url"}},
+		{name: "metadata v4", in: `{"url":"http://169.254.169.254/latest/meta-data","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "link-local v4", in: `{"url":"http://169.254.10.1/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "link-local v6", in: `{"url":"http://[fe80::1]/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "link-local v6 zone", in: `{"url":"http://[fe80::1%25eth0]:80/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "metadata v6", in: `{"url":"http://[fd00:ec2::254]/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "metadata v4 in v6", in: `{"url":"http://[::ffff:169.254.169.254]/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "metadata google", in: `{"url":"http://metadata.google.internal/computeMetadata/v1/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "metadata short name", in: `{"url":"http://METADATA./","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "secret without prefix", in: `{"url":"https://e.com","enabled":true,"events":[],"secret":"hunter2hunter2hunter2hunter2"}`, badFields: []string{"secret"}},
+		{name: "secret not base64", in: `{"url":"https://e.com","enabled":true,"events":[],"secret":"whsec_not base64!"}`, badFields: []string{"secret"}},
+		{name: "secret too short", in: `{"url":"https://e.com","enabled":true,"events":[],"secret":"whsec_` + base64.StdEncoding.EncodeToString(make([]byte, 16)) + `"}`, badFields: []string{"secret"}},
+		{name: "secret too long", in: `{"url":"https://e.com","enabled":true,"events":[],"secret":"whsec_` + base64.StdEncoding.EncodeToString(make([]byte, 65)) + `"}`, badFields: []string{"secret"}},
+		{name: "secret not a string", in: `{"url":"https://e.com","enabled":true,"events":[],"secret":42}`, badFields: []string{"secret"}},
+		{name: "unknown field", in: `{"url":"https://e.com","enabled":true,"events":[],"webhook_base_64":true}`, badFields: []string{"webhook_base_64"}},
+		{name: "flag not a bool", in: `{"url":"https://e.com","enabled":true,"events":[],"byEvents":"yes"}`, badFields: []string{"byEvents"}},
+		{name: "two spellings that disagree", in: `{"url":"https://e.com","enabled":true,"events":[],"byEvents":true,"webhook_by_events":false}`, badFields: []string{"webhook_by_events"}},
+		{name: "enabled not a bool", in: `{"url":"https://e.com","enabled":"on","events":[]}`, badFields: []string{"enabled"}},
+		{name: "events not a list", in: `{"url":"https://e.com","enabled":true,"events":"MESSAGES_UPSERT"}`, badFields: []string{"events"}},
+		{name: "headers not an object", in: `{"url":"https://e.com","enabled":true,"events":[],"headers":["a"]}`, badFields: []string{"headers"}},
+		{name: "header value not a string", in: `{"url":"https://e.com","enabled":true,"events":[],"headers":{"X-N":1}}`, badFields: []string{"headers"}},
+		{name: "header name", in: `{"url":"https://e.com","enabled":true,"events":[],"headers":{"Bad Name":"x"}}`, badFields: []string{"headers"}},
+		{name: "header value line break", in: `{"url":"https://e.com","enabled":true,"events":[],"headers":{"X-A":"a\r\nInjected: 1"}}`, badFields: []string{"headers"}},
+		{name: "header reserved", in: `{"url":"https://e.com","enabled":true,"events":[],"headers":{"Webhook-Signature":"v1,x"}}`, badFields: []string{"headers"}},
+		{name: "header host", in: `{"url":"https://e.com","enabled":true,"events":[],"headers":{"Host":"other"}}`, badFields: []string{"headers"}},
+		{name: "header content type", in: `{"url":"https://e.com","enabled":true,"events":[],"headers":{"Content-Type":"text/plain"}}`, badFields: []string{"headers"}},
+		{name: "header twice", in: `{"url":"https://e.com","enabled":true,"events":[],"headers":{"X-A":"1","x-a":"2"}}`, badFields: []string{"headers"}},
+		{name: "several at once", in: `{"url":"ftp://x","enabled":true,"events":[],"secret":"x","color":"red"}`, badFields: []string{"color", "secret", "url"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New()
+			s.cfg.allowLinkLocal = tc.allowLL
+			out, err := s.Validate(context.Background(), "shop-1", json.RawMessage(tc.in))
+			if tc.badFields != nil {
+				if got := fields(err); !reflect.DeepEqual(got, tc.badFields) {
+					t.Fatalf("field errors %v (%v), want %v", got, err, tc.badFields)
+				}
+				var fe sdk.FieldErrors
+				errors.As(err, &fe)
+				for _, e := range fe {
+					if e.Message == "" {
+						t.Errorf("field %s: empty message", e.Field)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			if string(out) != tc.want {
+				t.Errorf("normalized\n %s\nwant\n %s", out, tc.want)
+			}
+			again, err := s.Validate(context.Background(), "shop-1", out)
+			if err != nil || string(again) != string(out) {
+				t.Errorf("validating the normalized settings again: %s, %v", again, err)
+			}
+		})
+	}
+}
+
+// TestValidateMessages checks the messages say what to do, and never
+// repeat a secret.
+func TestValidateMessages(t *testing.T) {
+	s := New()
+	for _, tc := range []struct {
+		in, want, never string
+	}{
+		{`{"secret":"whsec_c2hvcnQ="}`, `"whsec_" followed by the base64`, "c2hvcnQ="},
+		{`{"secret":"whsec_c2hvcnQ="}`, "Standard Webhooks", ""},
+		{`{"url":"http://169.254.169.254/"}`, "EVORELAY_WEBHOOK_ALLOW_LINK_LOCAL", ""},
+		{`{"url":"http://metadata/"}`, "cloud metadata", ""},
+		{`{"color":1}`, "webhook_base64", ""},
+		{`{"enabled":true}`, "required when enabled", ""},
+	} {
+		_, err := s.Validate(context.Background(), "i", json.RawMessage(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%s): %v, want a message saying %q", tc.in, err, tc.want)
+		}
+		if tc.never != "" && err != nil && strings.Contains(err.Error(), tc.never) {
+			t.Errorf("Validate(%s): %v repeats %q", tc.in, err, tc.never)
+		}
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	d := New().Describe()
+	if d.Name != "webhook" || d.Version == "" || !reflect.DeepEqual(d.SecretFields, []string{"secret"}) {
+		t.Errorf("Describe %+v", d)
+	}
+	var schema struct {
+		Type       string                     `json:"type"`
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	if err := json.Unmarshal(d.SettingsSchema, &schema); err != nil || schema.Type != "object" {
+		t.Fatalf("schema: %v %s", err, d.SettingsSchema)
+	}
+	// every field Validate stores is in the schema
+	out, err := New().Validate(context.Background(), "i", json.RawMessage(`{"url":"https://e.com","enabled":true,"events":[],"secret":"`+goodSecret+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored map[string]json.RawMessage
+	_ = json.Unmarshal(out, &stored)
+	for k := range stored {
+		if _, ok := schema.Properties[k]; !ok {
+			t.Errorf("stored field %q is not in the schema", k)
+		}
+	}
+	for alias := range fieldAliases {
+		if _, ok := schema.Properties[alias]; !ok {
+			t.Errorf("accepted field %q is not in the schema", alias)
+		}
+	}
+}
+
+func TestProcessSettings(t *testing.T) {
+	def := defaultProcessConfig()
+	for _, tc := range []struct {
+		in      map[string]string
+		want    func(*processConfig)
+		errWith string
+	}{
+		{in: nil, want: func(*processConfig) {}},
+		{in: map[string]string{"timeout": "5s"}, want: func(c *processConfig) { c.timeout = 5 * time.Second }},
+		{in: map[string]string{"timeout": "2.5"}, want: func(c *processConfig) { c.timeout = 2500 * time.Millisecond }},
+		{in: map[string]string{"media_timeout": "1m"}, want: func(c *processConfig) { c.mediaTimeout = time.Minute }},
+		{in: map[string]string{"allow_link_local": "true"}, want: func(c *processConfig) { c.allowLinkLocal = true }},
+		{in: map[string]string{"media_max_bytes": "1048576"}, want: func(c *processConfig) { c.mediaMaxBytes = 1 << 20 }},
+		{in: map[string]string{"media_max_bytes": "16MiB"}, want: func(c *processConfig) { c.mediaMaxBytes = 16 << 20 }},
+		{in: map[string]string{"max_conns_per_host": "4"}, want: func(c *processConfig) { c.maxConnsPerHost = 4 }},
+		{in: map[string]string{"timeout": "soon"}, errWith: "EVORELAY_WEBHOOK_TIMEOUT: "},
+		{in: map[string]string{"timeout": "0s"}, errWith: "EVORELAY_WEBHOOK_TIMEOUT: "},
+		{in: map[string]string{"timeout": "-3"}, errWith: "EVORELAY_WEBHOOK_TIMEOUT: "},
+		{in: map[string]string{"timeout": "1e300"}, errWith: "EVORELAY_WEBHOOK_TIMEOUT: "},
+		{in: map[string]string{"media_timeout": "x"}, errWith: "EVORELAY_WEBHOOK_MEDIA_TIMEOUT: "},
+		{in: map[string]string{"allow_link_local": "maybe"}, errWith: "EVORELAY_WEBHOOK_ALLOW_LINK_LOCAL: "},
+		{in: map[string]string{"media_max_bytes": "0"}, errWith: "EVORELAY_WEBHOOK_MEDIA_MAX_BYTES: "},
+		{in: map[string]string{"media_max_bytes": "64MB"}, errWith: "EVORELAY_WEBHOOK_MEDIA_MAX_BYTES: "},
+		{in: map[string]string{"max_conns_per_host": "0"}, errWith: "EVORELAY_WEBHOOK_MAX_CONNS_PER_HOST: "},
+		{in: map[string]string{"max_conns_per_host": "many"}, errWith: "EVORELAY_WEBHOOK_MAX_CONNS_PER_HOST: "},
+	} {
+		got, _, err := parseProcessConfig(tc.in)
+		if tc.errWith != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tc.errWith) {
+				t.Errorf("%v: error %v, want one starting %q", tc.in, err, tc.errWith)
+			}
+			// and Open refuses it the same way
+			if err := New().Open(context.Background(), sdk.Config{Settings: tc.in}); err == nil || !strings.HasPrefix(err.Error(), tc.errWith) {
+				t.Errorf("Open(%v): %v, want an error starting %q", tc.in, err, tc.errWith)
+			}
+			continue
+		}
+		want := def
+		tc.want(&want)
+		if err != nil || got != want {
+			t.Errorf("%v: %+v, %v; want %+v", tc.in, got, err, want)
+		}
+	}
+	_, unknown, err := parseProcessConfig(map[string]string{"timout": "5s", "timeout": "5s"})
+	if err != nil || !reflect.DeepEqual(unknown, []string{"EVORELAY_WEBHOOK_TIMOUT"}) {
+		t.Errorf("unknown settings %v, %v; want [EVORELAY_WEBHOOK_TIMOUT]", unknown, err)
+	}
+}
+
+// TestValidateFollowsOpen: the link-local rule in Validate is the one the
+// process settings chose.
+func TestValidateFollowsOpen(t *testing.T) {
+	in := json.RawMessage(`{"url":"http://169.254.169.254/","enabled":true,"events":[]}`)
+	if _, err := openSink(t, nil, events.NamingSeed).Validate(context.Background(), "i", in); err == nil {
+		t.Error("refused address accepted with the default settings")
+	}
+	if _, err := openSink(t, map[string]string{"allow_link_local": "true"}, events.NamingSeed).Validate(context.Background(), "i", in); err != nil {
+		t.Errorf("allowed by EVORELAY_WEBHOOK_ALLOW_LINK_LOCAL, still refused: %v", err)
+	}
+}
+
+// FuzzValidate: Validate never panics, answers field errors with a field
+// and a message or a JSON object, and what it returns validates to itself.
+func FuzzValidate(f *testing.F) {
+	for _, seed := range []string{
+		`{"url":"https://example.com/hook","enabled":true,"events":["MESSAGES_UPSERT"],"webhook_by_events":true,"webhook_base64":false}`,
+		`{"url":"http://[fe80::1%25eth0]/","byEvents":true,"base64":null,"webhookBase64":true}`,
+		`{"headers":{"X-A":"1","x-a":"2","Content-Type":"application/json"},"secret":"` + goodSecret + `"}`,
+		`{"id":1,"url":" http://127.0.0.1:1 ","enabled":true}`,
+		`[]`, `null`, `{}`, `{"url":"http://metadata./"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	s := New()
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := s.Validate(context.Background(), "i", in)
+		if err != nil {
+			var fe sdk.FieldErrors
+			if !errors.As(err, &fe) || len(fe) == 0 {
+				t.Fatalf("error %v is not field errors", err)
+			}
+			for _, e := range fe {
+				if e.Field == "" || e.Message == "" {
+					t.Fatalf("field error %+v lacks a field or a message", e)
+				}
+			}
+			return
+		}
+		var m map[string]json.RawMessage
+		if json.Unmarshal(out, &m) != nil || m == nil {
+			t.Fatalf("normalized settings %q are not a JSON object", out)
+		}
+		again, err := s.Validate(context.Background(), "i", out)
+		if err != nil || string(again) != string(out) {
+			t.Fatalf("validating %s again: %s, %v", out, again, err)
+		}
+	})
+}

@@ -1,0 +1,465 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+// version is the plugin's version, as Describe reports it.
+const version = "0.1.0"
+
+//go:embed schema.json
+var settingsSchema []byte
+
+// Settings are one instance's webhook settings in the seed's flat shape:
+// what Validate returns, the host stores, and every delivery carries.
+type Settings struct {
+	URL             string            `json:"url"`
+	Enabled         bool              `json:"enabled"`
+	Events          []string          `json:"events"`
+	WebhookByEvents bool              `json:"webhook_by_events"`
+	WebhookBase64   bool              `json:"webhook_base64"`
+	Headers         map[string]string `json:"headers"`
+	Secret          string            `json:"secret,omitempty"`
+}
+
+// fieldAliases are Evolution API v2's names for the seed's fields.
+var fieldAliases = map[string]string{
+	"byEvents":        "webhook_by_events",
+	"webhookByEvents": "webhook_by_events",
+	"base64":          "webhook_base64",
+	"webhookBase64":   "webhook_base64",
+}
+
+// evolutionReadOnly are fields Evolution API's own find returns; a client
+// that sends them back gets them dropped rather than refused.
+var evolutionReadOnly = map[string]bool{
+	"id": true, "instanceId": true, "createdAt": true, "updatedAt": true,
+}
+
+// reservedHeaders are set by the sink (or by HTTP itself) and cannot be
+// given in headers. Lower case.
+var reservedHeaders = map[string]bool{
+	"webhook-id": true, "webhook-timestamp": true, "webhook-signature": true,
+	"host": true, "content-length": true, "transfer-encoding": true, "connection": true,
+}
+
+const knownFields = "url, enabled, events, webhook_by_events (or byEvents, webhookByEvents), " +
+	"webhook_base64 (or base64, webhookBase64), headers, secret"
+
+// parseSettings validates a settings object and returns it normalized.
+// Problems are sdk.FieldErrors naming the field as the client spelt it.
+func parseSettings(raw []byte, allowLinkLocal bool) (Settings, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		fe := sdk.FieldErrors{}
+		fe.Add("settings", `must be a JSON object, e.g. {"url": "https://example.com/hook", "enabled": true}`)
+		return Settings{}, fe
+	}
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	type given struct {
+		name  string // as the client spelt it
+		value bool
+	}
+	var (
+		set    Settings
+		fe     sdk.FieldErrors
+		urlBad bool
+		flags  = map[string]given{} // by canonical name
+	)
+	for _, name := range names {
+		v := fields[name]
+		field := name
+		if canonical, ok := fieldAliases[name]; ok {
+			field = canonical
+		}
+		switch field {
+		case "url":
+			if json.Unmarshal(v, &set.URL) != nil {
+				fe.Add(name, "must be a string, e.g. https://example.com/hook")
+				urlBad = true
+			}
+			set.URL = strings.TrimSpace(set.URL)
+		case "enabled":
+			if !isNull(v) && json.Unmarshal(v, &set.Enabled) != nil {
+				fe.Add(name, "must be true or false")
+			}
+		case "events":
+			if json.Unmarshal(v, &set.Events) != nil {
+				fe.Add(name, `must be a list of event names, e.g. ["MESSAGES_UPSERT"]`)
+			}
+		case "webhook_by_events", "webhook_base64":
+			var b bool
+			if isNull(v) {
+				continue // null says nothing, in either spelling
+			}
+			if json.Unmarshal(v, &b) != nil {
+				fe.Add(name, "must be true or false")
+				continue
+			}
+			if prev, ok := flags[field]; ok && prev.value != b {
+				fe.Add(name, "is %v but %s is %v; give one of them", b, prev.name, prev.value)
+				continue
+			}
+			flags[field] = given{name, b}
+			if field == "webhook_by_events" {
+				set.WebhookByEvents = b
+			} else {
+				set.WebhookBase64 = b
+			}
+		case "headers":
+			set.Headers = parseHeaders(name, v, &fe)
+		case "secret":
+			if json.Unmarshal(v, &set.Secret) != nil {
+				fe.Add(name, "must be a string: %v", errSecret)
+			} else if set.Secret != "" {
+				if _, err := decodeSecret(set.Secret); err != nil {
+					fe.Add(name, "%v", err)
+				}
+			}
+		case "":
+			fe.Add("settings", "has a field with an empty name; the webhook takes %s", knownFields)
+		default:
+			if !evolutionReadOnly[name] {
+				fe.Add(name, "unknown field; the webhook takes %s", knownFields)
+			}
+		}
+	}
+	switch {
+	case urlBad:
+	case set.URL == "" && set.Enabled:
+		fe.Add("url", "is required when enabled, e.g. https://example.com/hook")
+	case set.URL != "":
+		if _, err := checkURL(set.URL, allowLinkLocal); err != nil {
+			fe.Add("url", "%v", err)
+		}
+	}
+	if err := fe.Err(); err != nil {
+		return Settings{}, err
+	}
+	if set.Events == nil {
+		set.Events = []string{}
+	}
+	if set.Headers == nil {
+		set.Headers = map[string]string{}
+	}
+	return set, nil
+}
+
+// parseHeaders reads the headers object: names that are HTTP tokens and
+// not the sink's own, values without line breaks.
+func parseHeaders(field string, raw json.RawMessage, fe *sdk.FieldErrors) map[string]string {
+	var in map[string]string
+	if err := json.Unmarshal(raw, &in); err != nil {
+		fe.Add(field, `must be an object of header names to string values, e.g. {"Authorization": "Bearer x"}`)
+		return nil
+	}
+	names := make([]string, 0, len(in))
+	for name := range in {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make(map[string]string, len(in))
+	seen := map[string]string{}
+	for _, name := range names {
+		value := in[name]
+		lower := strings.ToLower(name)
+		switch {
+		case !isToken(name):
+			fe.Add(field, "%q is not a valid header name", name)
+		case reservedHeaders[lower]:
+			fe.Add(field, "%q is set by the webhook sink itself and cannot be given", name)
+		case !validHeaderValue(value):
+			fe.Add(field, "the value of %q may not contain line breaks or control characters", name)
+		case seen[lower] != "":
+			fe.Add(field, "%q and %q are the same header; give it once", seen[lower], name)
+		case lower == "content-type":
+			seen[lower] = name
+			if mt, _, err := mime.ParseMediaType(value); err != nil || mt != "application/json" {
+				fe.Add(field, "Content-Type is always application/json: the body is JSON")
+			} // application/json is what is sent anyway: not stored
+		default:
+			seen[lower] = name
+			out[name] = value
+		}
+	}
+	return out
+}
+
+// isToken reports whether s is an HTTP header name (RFC 9110 token).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue allows visible characters, spaces and tabs.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func isNull(v json.RawMessage) bool { return string(v) == "null" }
+
+// Sink is the webhook sink. Create it with New.
+type Sink struct {
+	sdk.UnimplementedSink
+
+	cfg       processConfig
+	naming    events.Naming
+	serverURL string
+	log       hclog.Logger
+	now       func() time.Time
+
+	transport  *http.Transport
+	client     *http.Client // deliveries: no redirects
+	media      *http.Client // mediaUrl fetches: checked redirects
+	limit      *limiter
+	mediaSlots chan struct{}
+
+	closing context.Context // done once Close is called
+	close   context.CancelFunc
+}
+
+// New returns a sink with the default process settings; Open replaces them.
+func New() *Sink {
+	s := &Sink{log: hclog.NewNullLogger(), now: time.Now}
+	s.closing, s.close = context.WithCancel(context.Background())
+	s.setup(defaultProcessConfig())
+	return s
+}
+
+// Describe names the sink and its settings.
+func (s *Sink) Describe() sdk.Description {
+	return sdk.Description{
+		Name:           "webhook",
+		Version:        version,
+		SettingsSchema: settingsSchema,
+		SecretFields:   []string{"secret"},
+	}
+}
+
+// Validate checks one instance's settings; see parseSettings.
+func (s *Sink) Validate(_ context.Context, _ string, raw json.RawMessage) (json.RawMessage, error) {
+	set, err := parseSettings(raw, s.cfg.allowLinkLocal)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(set)
+}
+
+// Open reads the process settings and builds the HTTP client.
+func (s *Sink) Open(_ context.Context, c sdk.Config) error {
+	cfg, unknown, err := parseProcessConfig(c.Settings)
+	if err != nil {
+		return err
+	}
+	if c.Logger != nil {
+		s.log = c.Logger.With("sink", "webhook")
+	}
+	for _, name := range unknown {
+		s.log.Warn("unknown setting ignored", "setting", name)
+	}
+	s.naming = c.Naming
+	s.serverURL = c.ServerURL
+	old := s.transport
+	s.setup(cfg)
+	old.CloseIdleConnections()
+	return nil
+}
+
+// setup builds the shared transport and clients for cfg.
+func (s *Sink) setup(cfg processConfig) {
+	s.cfg = cfg
+	dialer := &net.Dialer{
+		Timeout:   cfg.timeout,
+		KeepAlive: 30 * time.Second,
+		Control:   dialControl(cfg.allowLinkLocal),
+	}
+	s.transport = &http.Transport{
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          maxInFlight,
+		MaxIdleConnsPerHost:   cfg.maxConnsPerHost,
+		MaxConnsPerHost:       cfg.maxConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	s.client = &http.Client{
+		Transport: s.transport,
+		Timeout:   cfg.timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	s.media = &http.Client{
+		Transport:     s.transport,
+		Timeout:       cfg.mediaTimeout,
+		CheckRedirect: checkMediaRedirect(cfg.allowLinkLocal),
+	}
+	s.limit = newLimiter(cfg.maxConnsPerHost, maxInFlight)
+	s.mediaSlots = make(chan struct{}, mediaConcurrency)
+}
+
+// Deliver sends every delivery of the batch on its own goroutine and
+// acknowledges each as soon as it is done.
+func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.closing, cancel)()
+
+	var wg sync.WaitGroup
+	for _, run := range byInstance(batch) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, d := range run {
+				s.deliverOne(ctx, d, acks)
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// byInstance splits a batch into each instance's deliveries, keeping their
+// order: the host sends them in ingest order, and a receiver should see an
+// instance's events in that order, so they go one after the other, while
+// different instances go concurrently.
+func byInstance(batch []sdk.Delivery) [][]sdk.Delivery {
+	index := map[string]int{}
+	var runs [][]sdk.Delivery
+	for _, d := range batch {
+		i, ok := index[d.Instance]
+		if !ok {
+			i = len(runs)
+			index[d.Instance] = i
+			runs = append(runs, nil)
+		}
+		runs[i] = append(runs[i], d)
+	}
+	return runs
+}
+
+func (s *Sink) deliverOne(ctx context.Context, d sdk.Delivery, acks sdk.Acks) {
+	defer func() {
+		if r := recover(); r != nil {
+			acks.Done(d.ID, fmt.Errorf("webhook: delivery panicked: %v", r))
+		}
+	}()
+	acks.Done(d.ID, s.deliver(ctx, d))
+}
+
+// deliver sends one delivery and returns its outcome.
+func (s *Sink) deliver(ctx context.Context, d sdk.Delivery) error {
+	var set Settings
+	if err := json.Unmarshal(d.Settings, &set); err != nil {
+		return sdk.Permanent(fmt.Errorf("webhook settings are not a settings object: %v", err))
+	}
+	env, err := d.Decode()
+	if err != nil {
+		return sdk.Permanent(fmt.Errorf("malformed envelope: %v", err))
+	}
+	event := d.Event
+	if event == "" {
+		event = events.Normalize(env.Event)
+	}
+	if event == "" {
+		return sdk.Permanent(fmt.Errorf("malformed envelope: no event name"))
+	}
+	instance := d.Instance
+	if instance == "" {
+		instance = env.Instance
+	}
+	dest, err := s.destination(set, event)
+	if err != nil {
+		return sdk.Permanent(fmt.Errorf("url: %v", err))
+	}
+	var key []byte
+	if set.Secret != "" {
+		if key, err = decodeSecret(set.Secret); err != nil {
+			return sdk.Permanent(fmt.Errorf("secret: %v", err))
+		}
+	}
+	data, err := s.mediaRule(ctx, d, set.WebhookBase64, env.Data)
+	if err != nil {
+		return err
+	}
+	if env.ServerURL == "" {
+		env.ServerURL = s.serverURL
+	}
+	b := body(s.naming.Name(event), instance, data, dest.String(), env)
+	return s.post(ctx, dest, set.Headers, key, d.ID, b)
+}
+
+// destination is the URL one event is posted to: url, plus the event's
+// suffix with webhook_by_events.
+func (s *Sink) destination(set Settings, event string) (*url.URL, error) {
+	if set.URL == "" {
+		return nil, fmt.Errorf("no url is set")
+	}
+	u, err := checkURL(set.URL, s.cfg.allowLinkLocal)
+	if err != nil {
+		return nil, err
+	}
+	if set.WebhookByEvents {
+		suffix := s.naming.Suffix(event)
+		u.Path = strings.TrimSuffix(u.Path, "/") + suffix
+		if u.RawPath != "" {
+			u.RawPath = strings.TrimSuffix(u.RawPath, "/") + suffix
+		}
+	}
+	return u, nil
+}
+
+// Health is always ready: a receiver being down is a delivery's outcome,
+// not the sink's state.
+func (s *Sink) Health(context.Context) sdk.Health { return sdk.Health{Ready: true} }
+
+// Close aborts requests in flight (they are retried) and closes idle
+// connections.
+func (s *Sink) Close(context.Context) error {
+	s.close()
+	s.transport.CloseIdleConnections()
+	return nil
+}
+
+// logger is the log of one delivery.
+func (s *Sink) logger(d sdk.Delivery) hclog.Logger {
+	return s.log.With("instance", d.Instance, "event", d.Event, "delivery_id", d.ID, "attempt", d.Attempt)
+}
