@@ -116,6 +116,11 @@ func Normalize(name string) string {
 			return ""
 		}
 	}
+	// Another spelling of a known event or alias (groups-update) is that
+	// event.
+	if c, ok := Lookup(b.String()); ok {
+		return c
+	}
 	return b.String()
 }
 
