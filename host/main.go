@@ -105,7 +105,7 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	h := &host{plugins: plugins, settings: settings, spool: sp}
 	handler := api.New(api.Options{
 		APIKey: cfg.APIKey, ServerURL: cfg.ServerURL, MaxBodyBytes: cfg.MaxBodyBytes,
-		Sinks: h, Settings: settings, Spool: sp,
+		Sinks: h, Settings: settings, Spool: sp, DeadLetters: sp,
 		Ready:      h.ready,
 		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Registerer: reg,

@@ -72,6 +72,14 @@ type Spool interface {
 	Append(ctx context.Context, events []spool.Event) error
 }
 
+// DeadLetters lists, replays and discards what a sink could not deliver;
+// spool.Spool satisfies it.
+type DeadLetters interface {
+	DeadLetters(sink, instance string, limit int, before string) ([]spool.DeadLetter, error)
+	Replay(sink, instance string, ids []string) (int, error)
+	Discard(sink, instance string, ids []string) (int, error)
+}
+
 // Options configure the handler New builds.
 type Options struct {
 	// APIKey is the key the "apikey" header must carry (EVORELAY_API_KEY).
@@ -87,6 +95,8 @@ type Options struct {
 	Sinks    Sinks    // required
 	Settings Settings // required
 	Spool    Spool    // required
+	// DeadLetters serves /{sink}/deadletters/{instance}; nil routes none.
+	DeadLetters DeadLetters
 
 	// Ready reports readiness and its details for GET /readyz; nil is
 	// always ready.
@@ -218,6 +228,11 @@ func New(o Options) http.Handler {
 		s.sinks = append(s.sinks, name)
 		s.route(http.MethodPost, "/"+name+"/set/:instance", "/:sink/set/:instance", authHeader, s.set(name))
 		s.route(http.MethodGet, "/"+name+"/find/:instance", "/:sink/find/:instance", authHeader, s.find(name))
+		if o.DeadLetters != nil {
+			s.route(http.MethodGet, "/"+name+"/deadletters/:instance", "/:sink/deadletters/:instance", authHeader, s.listDead(name))
+			s.route(http.MethodDelete, "/"+name+"/deadletters/:instance", "/:sink/deadletters/:instance", authHeader, s.discardDead(name))
+			s.route(http.MethodPost, "/"+name+"/deadletters/:instance/replay", "/:sink/deadletters/:instance/replay", authHeader, s.replayDead(name))
+		}
 	}
 	sort.Strings(s.sinks)
 	return r

@@ -5,6 +5,17 @@
 // schedule, or dead letter. Each sink has its own worker, position and
 // in-flight window, so a slow sink never holds up another.
 //
+// Within a sink, each instance is a lane: at most one batch of an
+// instance's deliveries is at the plugin at a time, in ingest order, while
+// other instances' lanes run concurrently. So without failures an
+// instance's events reach a sink in the order they were accepted. A lane
+// whose batch has had no ack for StallAfter is stalled (its destination
+// hangs): its waiting deliveries, and the newer ones leased while it stays
+// stalled, are deferred to the spool's schedule (no attempt counted), so
+// they do not fill the window other instances need. A delivery that fails
+// is retried on the schedule and does not block the ones behind it.
+// Retries and stalls are where an instance's order can change.
+//
 // It knows the spool's leases and the plugin's stream, not HTTP. Settings
 // are read from memory; delivering an event never reads the disk for them.
 package dispatch
@@ -45,13 +56,20 @@ type Plugin interface {
 
 // Options tune the workers.
 type Options struct {
-	// BatchSize is the most deliveries leased and sent at once.
+	// BatchSize is the most deliveries leased at once, and the most of one
+	// instance sent to the plugin at once.
 	BatchSize int
 	// MaxBatchBytes splits a batch into several stream messages.
 	MaxBatchBytes int
-	// MaxInFlight is the most deliveries one sink has sent and not had
-	// acked.
+	// MaxInFlight is the most deliveries one sink holds leased: sent and
+	// not yet acked, or waiting in their instance's lane.
 	MaxInFlight int
+	// StallAfter is how long a lane's batch may go without an ack before
+	// the lane counts as stalled.
+	StallAfter time.Duration
+	// DeferFor is how long a stalled lane's delivery waits in the spool's
+	// schedule before it is leased again.
+	DeferFor time.Duration
 	// Grace is how long Run waits for in-flight acks after ctx ends.
 	Grace  time.Duration
 	Policy Policy
@@ -71,6 +89,12 @@ func (o *Options) defaults() {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 1000
 	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = 5 * time.Second
+	}
+	if o.DeferFor <= 0 {
+		o.DeferFor = 5 * time.Second
+	}
 	if o.Grace <= 0 {
 		o.Grace = 15 * time.Second
 	}
@@ -86,16 +110,16 @@ func (o *Options) defaults() {
 }
 
 // Run delivers sink p's events until ctx ends, then waits up to
-// Options.Grace for what is in flight. What is still unacked after that is
-// left leased-but-unresolved in the spool, so it is delivered after the
-// next start.
+// Options.Grace for what is at the plugin. What is still unacked after that
+// stays unresolved in the spool, so it is delivered after the next start.
 func Run(ctx context.Context, sp Spool, st Settings, p Plugin, opts Options) {
 	opts.defaults()
 	w := &worker{
 		sink: p.Name(), plugin: p, spool: sp, settings: st, opts: opts,
-		logger:   opts.Logger.Named("dispatch").With("sink", p.Name()),
-		inflight: map[string]spool.Delivery{},
-		drained:  make(chan struct{}, 1),
+		logger: opts.Logger.Named("dispatch").With("sink", p.Name()),
+		lanes:  map[string]*lane{},
+		sent:   map[string]*sentDelivery{},
+		wake:   make(chan struct{}, 1),
 	}
 	for ctx.Err() == nil {
 		client, err := p.Client(ctx)
@@ -107,8 +131,8 @@ func Run(ctx context.Context, sp Spool, st Settings, p Plugin, opts Options) {
 			continue
 		}
 		err = w.session(ctx, client)
-		if n := w.releaseAll(); n > 0 {
-			w.logger.Warn("plugin stream ended with deliveries in flight; they are sent again", "count", n, "error", err)
+		if n := w.releaseAll(); n > 0 && ctx.Err() == nil {
+			w.logger.Warn("plugin stream ended with deliveries leased; they are sent again", "count", n, "error", err)
 		}
 	}
 }
@@ -121,9 +145,41 @@ type worker struct {
 	opts     Options
 	logger   hclog.Logger
 
-	mu       sync.Mutex
-	inflight map[string]spool.Delivery
-	drained  chan struct{} // signalled when inflight becomes empty
+	mu     sync.Mutex
+	lanes  map[string]*lane         // instance → its queue
+	sent   map[string]*sentDelivery // id → at the plugin
+	leased int                      // held in lanes + sent
+	wake   chan struct{}            // something changed: pump, or room
+}
+
+// lane is one instance's deliveries waiting for the plugin, in order.
+type lane struct {
+	queue    []pending
+	busy     int       // deliveries of the lane's batch still at the plugin
+	progress time.Time // when its batch was sent or last acked
+}
+
+// stalled reports whether the lane's batch has gone without an ack for
+// too long.
+func (l *lane) stalled(now time.Time, after time.Duration) bool {
+	return l.busy > 0 && now.Sub(l.progress) > after
+}
+
+type pending struct {
+	d        spool.Delivery
+	settings []byte
+}
+
+type sentDelivery struct {
+	d    spool.Delivery
+	lane *lane
+}
+
+func (w *worker) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
 }
 
 // session runs one Deliver stream until it breaks or ctx ends.
@@ -139,25 +195,31 @@ func (w *worker) session(ctx context.Context, client sinkv1.SinkClient) error {
 
 	leaseCtx, cancelLease := context.WithCancel(ctx)
 	defer cancelLease()
-	sendErr := make(chan error, 1)
-	go func() { sendErr <- w.send(leaseCtx, stream) }()
+	leaseDone := make(chan struct{})
+	go func() { defer close(leaseDone); w.lease(leaseCtx) }()
+	defer func() { cancelLease(); <-leaseDone }()
 
-	select {
-	case err := <-recvErr:
-		cancelLease()
-		<-sendErr
-		return err
-	case err := <-sendErr:
-		if ctx.Err() == nil {
-			return err // the stream broke while sending
+	for {
+		if err := w.pump(stream); err != nil {
+			return err
+		}
+		select {
+		case <-w.wake:
+		case err := <-recvErr:
+			return err
+		case <-ctx.Done():
+			return w.drain(stream, recvErr)
 		}
 	}
-	// ctx ended: stop sending, wait for what is in flight.
+}
+
+// drain waits, after ctx ended, for what is at the plugin.
+func (w *worker) drain(stream sinkv1.Sink_DeliverClient, recvErr <-chan error) error {
 	timer := time.NewTimer(w.opts.Grace)
 	defer timer.Stop()
-	for w.inFlight() > 0 {
+	for w.atPlugin() > 0 {
 		select {
-		case <-w.drained:
+		case <-w.wake:
 		case err := <-recvErr:
 			return err
 		case <-timer.C:
@@ -168,71 +230,139 @@ func (w *worker) session(ctx context.Context, client sinkv1.SinkClient) error {
 	return nil
 }
 
-func (w *worker) inFlight() int {
+func (w *worker) atPlugin() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.inflight)
+	return len(w.sent)
 }
 
-// send leases, filters and sends until ctx ends or the stream breaks.
-func (w *worker) send(ctx context.Context, stream sinkv1.Sink_DeliverClient) error {
+// lease fills the lanes from the spool while the window has room.
+func (w *worker) lease(ctx context.Context) {
 	for {
-		room := w.waitRoom(ctx)
+		room := w.room(ctx)
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return
 		}
 		leased, err := w.spool.Lease(ctx, w.sink, min(room, w.opts.BatchSize))
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return
 			}
 			w.logger.Error("lease failed", "error", err)
 			time.Sleep(time.Second)
 			continue
 		}
-		var skipped []spool.Result
-		var batch []*sinkv1.Delivery
+		var settled []spool.Result
+		deferred, skipped := 0, 0
+		now := w.opts.Now()
+		due := now.Add(w.opts.DeferFor)
 		w.mu.Lock()
 		for _, d := range leased {
 			s, ok := w.settings.Get(w.sink, d.Instance)
 			if !ok || !s.Wants(d.Event.Event) {
-				skipped = append(skipped, spool.Result{ID: d.ID, Outcome: spool.Done})
+				settled = append(settled, spool.Result{ID: d.ID, Outcome: spool.Done})
+				skipped++
 				continue
 			}
-			w.inflight[d.ID] = d
-			batch = append(batch, &sinkv1.Delivery{
-				Id: d.ID, Instance: d.Instance, Event: d.Event.Event,
-				Attempt: uint32(d.Attempt), Envelope: d.Envelope, Settings: s.Raw,
-			})
+			l := w.lanes[d.Instance]
+			if l == nil {
+				l = &lane{}
+				w.lanes[d.Instance] = l
+			}
+			if l.stalled(now, w.opts.StallAfter) {
+				settled = append(settled, spool.Result{ID: d.ID, Outcome: spool.Defer, Due: due})
+				deferred++
+				continue
+			}
+			l.queue = append(l.queue, pending{d: d, settings: s.Raw})
+			w.leased++
 		}
 		w.mu.Unlock()
-		if len(skipped) > 0 {
-			w.resolve(skipped)
-			w.opts.Metrics.count(w.sink, "skipped", len(skipped))
+		w.resolve(settled)
+		w.opts.Metrics.count(w.sink, "skipped", skipped)
+		w.opts.Metrics.count(w.sink, "deferred", deferred)
+		w.signal()
+	}
+}
+
+// room blocks until the window has room, and returns it. While it waits,
+// the deliveries waiting in stalled lanes go back to the schedule.
+func (w *worker) room(ctx context.Context) int {
+	for {
+		w.mu.Lock()
+		n := w.leased
+		w.mu.Unlock()
+		if n < w.opts.MaxInFlight {
+			return w.opts.MaxInFlight - n
 		}
+		w.deferStalled()
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// deferStalled moves the waiting deliveries of stalled lanes to the
+// spool's schedule.
+func (w *worker) deferStalled() {
+	now := w.opts.Now()
+	due := now.Add(w.opts.DeferFor)
+	var settled []spool.Result
+	w.mu.Lock()
+	for _, l := range w.lanes {
+		if !l.stalled(now, w.opts.StallAfter) || len(l.queue) == 0 {
+			continue
+		}
+		for _, p := range l.queue {
+			settled = append(settled, spool.Result{ID: p.d.ID, Outcome: spool.Defer, Due: due})
+		}
+		w.leased -= len(l.queue)
+		l.queue = nil
+	}
+	w.mu.Unlock()
+	w.resolve(settled)
+	w.opts.Metrics.count(w.sink, "deferred", len(settled))
+}
+
+// pump sends one batch for every lane that has none at the plugin: one
+// instance's deliveries in ingest order.
+func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
+	var batches [][]*sinkv1.Delivery
+	now := w.opts.Now()
+	w.mu.Lock()
+	for inst, l := range w.lanes {
+		if l.busy > 0 {
+			continue
+		}
+		if len(l.queue) == 0 {
+			delete(w.lanes, inst)
+			continue
+		}
+		n := min(len(l.queue), w.opts.BatchSize)
+		batch := make([]*sinkv1.Delivery, 0, n)
+		for _, p := range l.queue[:n] {
+			w.sent[p.d.ID] = &sentDelivery{d: p.d, lane: l}
+			batch = append(batch, &sinkv1.Delivery{
+				Id: p.d.ID, Instance: p.d.Instance, Event: p.d.Event.Event,
+				Attempt: uint32(p.d.Attempt), Envelope: p.d.Envelope, Settings: p.settings,
+			})
+		}
+		l.queue = l.queue[n:]
+		l.busy, l.progress = n, now
+		batches = append(batches, batch)
+	}
+	w.opts.Metrics.inflight(w.sink, len(w.sent))
+	w.mu.Unlock()
+	for _, batch := range batches {
 		for _, chunk := range split(batch, w.opts.MaxBatchBytes) {
 			if err := stream.Send(&sinkv1.DeliverRequest{Deliveries: chunk}); err != nil {
 				return fmt.Errorf("send: %w", err)
 			}
 		}
-		w.opts.Metrics.inflight(w.sink, w.inFlight())
 	}
-}
-
-// waitRoom blocks until the in-flight window has room, and returns it.
-func (w *worker) waitRoom(ctx context.Context) int {
-	for {
-		n := w.inFlight()
-		if n < w.opts.MaxInFlight {
-			return w.opts.MaxInFlight - n
-		}
-		select {
-		case <-w.drained:
-		case <-ctx.Done():
-			return 0
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return nil
 }
 
 // split cuts a batch into stream messages of at most maxBytes (one large
@@ -274,25 +404,25 @@ func (w *worker) apply(acks []*sinkv1.Ack) {
 	var gone []spool.Delivery
 	w.mu.Lock()
 	for _, a := range acks {
-		d, ok := w.inflight[a.GetId()]
+		s, ok := w.sent[a.GetId()]
 		if !ok {
 			w.logger.Warn("ack for a delivery not in flight: ignored", "delivery_id", a.GetId())
 			continue
 		}
-		delete(w.inflight, a.GetId())
-		r := w.settle(d, a, now)
+		delete(w.sent, a.GetId())
+		s.lane.busy--
+		s.lane.progress = now
+		w.leased--
+		r := w.settle(s.d, a, now)
 		results = append(results, r)
 		if a.GetDisable() {
-			d.LastError = r.Reason
-			gone = append(gone, d)
+			s.d.LastError = r.Reason
+			gone = append(gone, s.d)
 		}
 	}
 	w.mu.Unlock()
 	w.resolve(results)
-	select {
-	case w.drained <- struct{}{}:
-	default:
-	}
+	w.signal()
 	for _, d := range gone {
 		reason := "disabled after the destination answered gone: " + d.LastError
 		if err := w.settings.Disable(context.Background(), w.sink, d.Instance, reason); err != nil {
@@ -314,14 +444,22 @@ func (w *worker) resolve(results []spool.Result) {
 	}
 }
 
-// releaseAll hands every in-flight delivery back to the spool untried.
+// releaseAll hands every leased delivery, sent or waiting, back to the
+// spool untried.
 func (w *worker) releaseAll() int {
 	w.mu.Lock()
-	results := make([]spool.Result, 0, len(w.inflight))
-	for id := range w.inflight {
+	results := make([]spool.Result, 0, w.leased)
+	for id := range w.sent {
 		results = append(results, spool.Result{ID: id, Outcome: spool.Release})
 	}
-	clear(w.inflight)
+	for _, l := range w.lanes {
+		for _, p := range l.queue {
+			results = append(results, spool.Result{ID: p.d.ID, Outcome: spool.Release})
+		}
+	}
+	clear(w.sent)
+	clear(w.lanes)
+	w.leased = 0
 	w.mu.Unlock()
 	w.resolve(results)
 	w.opts.Metrics.count(w.sink, "released", len(results))

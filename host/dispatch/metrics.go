@@ -14,7 +14,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "evorelay_deliveries_total",
-			Help: "Deliveries settled, by sink and outcome (ok, retry, dead, skipped: not for this sink's settings, released: handed back when a plugin died).",
+			Help: "Deliveries settled, by sink and outcome (ok, retry, dead, skipped: not for this sink's settings, released: handed back when a plugin died, deferred: put back on the schedule untried because the instance's destination stalled).",
 		}, []string{"sink", "outcome"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "evorelay_deliveries_in_flight",

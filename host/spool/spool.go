@@ -1,13 +1,3 @@
-// Package spool is the durable queue of accepted events: one append-only
-// log, and per sink a consumer position, a retry schedule and a dead-letter
-// store (the model of Redis Streams consumer groups and NATS JetStream
-// consumers). It knows queues, not HTTP, plugins or settings.
-//
-// An event is accepted only once Append has returned: it is on disk. Each
-// sink leases deliveries from its position; what is leased but not yet
-// resolved lives in memory only, so a crash re-delivers it (at-least-once).
-// A delivery to be retried is moved to the sink's schedule by due time and
-// does not hold back the events behind it.
 package spool
 
 import (
@@ -51,13 +41,17 @@ const (
 	// Release: hand it back untried (the plugin died with it in flight):
 	// it is leased again first, and the attempt is not counted.
 	Release
+	// Defer: put it on the schedule at Result.Due untried (its instance
+	// has too much in flight): the attempt is not counted, and its last
+	// error is kept.
+	Defer
 )
 
 // Result resolves one leased delivery.
 type Result struct {
 	ID      string
 	Outcome Outcome
-	Due     time.Time // Retry
+	Due     time.Time // Retry, Defer
 	Reason  string    // Retry, Dead
 }
 
@@ -76,8 +70,8 @@ type DeadLetter struct {
 
 // Stats is a snapshot for /readyz and metrics.
 type Stats struct {
-	Events  int            // events in the log
-	Bytes   int64          // bytes of envelopes in the log
+	Events  int            // events in the log (resolved ones until truncated)
+	Bytes   int64          // bytes of the log's events: envelopes, ids and names
 	Limit   Limits         // the bound
 	Backlog map[string]int // per sink: events not yet resolved (log + retries)
 	Dead    map[string]int // per sink: dead letters
@@ -91,8 +85,15 @@ type Limits struct {
 
 var (
 	// ErrFull is returned by Append when the log is at its bound; nothing
-	// of that call was accepted.
+	// of that call was accepted. It passes once sinks catch up.
 	ErrFull = errors.New("spool: full")
+	// ErrTooLarge is wrapped by Append's error when the events of one call
+	// exceed the bound on their own: they can never be accepted.
+	ErrTooLarge = errors.New("spool: larger than the spool's limits")
+	// ErrNotLeased is wrapped by Resolve's error for results whose id is
+	// not leased (already resolved, or leased before a restart); the other
+	// results are resolved all the same.
+	ErrNotLeased = errors.New("spool: not leased")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("spool: closed")
 	// ErrUnknownSink is returned for a sink that was not registered.
@@ -109,18 +110,26 @@ type Spool interface {
 	Append(ctx context.Context, events []Event) error
 	// Lease returns up to max deliveries for sink, blocking until there is
 	// at least one or ctx is done. Released deliveries come first, then
-	// due retries, then the log in append order. A delivery stays leased
-	// until Resolve.
+	// due retries (in due order) for at most half of max, then the log in
+	// append order, then more due retries if there is room: retries never
+	// starve the log, nor the log retries. A delivery stays leased until
+	// Resolve.
 	Lease(ctx context.Context, sink string, max int) ([]Delivery, error)
 	// Resolve settles leased deliveries, durably.
 	Resolve(sink string, results []Result) error
 	// DeadLetters lists a sink's dead letters for instance, newest first;
-	// a limit of 0 means all. before pages: only those failed before it.
+	// a limit of 0 means all. before pages: "" starts at the newest; the
+	// id of a dead letter (the last of the previous page) lists those
+	// after it; an RFC 3339 time lists those that failed before it.
 	DeadLetters(sink, instance string, limit int, before string) ([]DeadLetter, error)
 	// Replay moves dead letters back to the schedule, due now, keeping
-	// their ids; no ids means all of instance's. It returns how many.
+	// their ids; no ids means all of instance's. A replayed delivery
+	// starts over: its next Attempt is 1 and its LastError the reason it
+	// died. Ids that are not dead letters of instance are skipped. It
+	// returns how many were replayed.
 	Replay(sink, instance string, ids []string) (int, error)
-	// Discard deletes dead letters; no ids means all of instance's.
+	// Discard deletes dead letters; no ids means all of instance's. It
+	// returns how many were deleted.
 	Discard(sink, instance string, ids []string) (int, error)
 	Stats() Stats
 	Close() error

@@ -1,0 +1,350 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/evorelay/evorelay/host/spool"
+	"github.com/evorelay/evorelay/host/store"
+	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// plugin is a scripted sink over a real gRPC stream: answer decides each
+// delivery's ack, and may block.
+type plugin struct {
+	sinkv1.UnimplementedSinkServer
+	answer func(d *sinkv1.Delivery) *sinkv1.Ack
+
+	mu       sync.Mutex
+	got      []*sinkv1.Delivery
+	batches  map[string]int // instance → batches at the plugin now
+	overlap  bool           // two batches of one instance at once
+	streams  int
+	breakAt  int // close the stream after this many deliveries (once)
+	conn     *grpc.ClientConn
+	listener *bufconn.Listener
+	server   *grpc.Server
+}
+
+func (p *plugin) Name() string { return "test" }
+
+func (p *plugin) Client(context.Context) (sinkv1.SinkClient, error) {
+	return sinkv1.NewSinkClient(p.conn), nil
+}
+
+func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
+	p.mu.Lock()
+	p.streams++
+	p.mu.Unlock()
+	var sendMu sync.Mutex
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		ds := req.GetDeliveries()
+		p.mu.Lock()
+		inst := ds[0].GetInstance()
+		for _, d := range ds {
+			if d.GetInstance() != inst {
+				p.overlap = true // a batch mixes instances
+			}
+		}
+		p.batches[inst]++
+		if p.batches[inst] > 1 {
+			p.overlap = true
+		}
+		p.got = append(p.got, ds...)
+		broken := p.breakAt > 0 && len(p.got) >= p.breakAt
+		if broken {
+			p.breakAt = 0
+		}
+		p.mu.Unlock()
+		if broken {
+			return fmt.Errorf("plugin crashed")
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var acks []*sinkv1.Ack
+			for _, d := range ds {
+				acks = append(acks, p.answer(d))
+			}
+			p.mu.Lock()
+			p.batches[inst]--
+			p.mu.Unlock()
+			sendMu.Lock()
+			_ = stream.Send(&sinkv1.DeliverResponse{Acks: acks})
+			sendMu.Unlock()
+		}()
+	}
+}
+
+func (p *plugin) delivered() []*sinkv1.Delivery {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*sinkv1.Delivery(nil), p.got...)
+}
+
+func ok(d *sinkv1.Delivery) *sinkv1.Ack {
+	return &sinkv1.Ack{Id: d.GetId(), Outcome: sinkv1.Outcome_OUTCOME_OK}
+}
+
+// rig is a spool, a store and a plugin with a running dispatcher.
+type rig struct {
+	t      *testing.T
+	spool  *spool.Embedded
+	store  *store.Store
+	plugin *plugin
+	seq    int
+}
+
+func newRig(t *testing.T, answer func(*sinkv1.Delivery) *sinkv1.Ack, opts Options) *rig {
+	t.Helper()
+	sp, err := spool.Open(t.TempDir(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Register("test"); err != nil {
+		t.Fatal(err)
+	}
+	backend, err := store.OpenEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &plugin{answer: answer, batches: map[string]int{}, listener: bufconn.Listen(1 << 20)}
+	p.server = grpc.NewServer()
+	sinkv1.RegisterSinkServer(p.server, p)
+	go func() { _ = p.server.Serve(p.listener) }()
+	p.conn, err = grpc.NewClient("passthrough:///bufconn",
+		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) { return p.listener.Dial() }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	opts.Grace = time.Second
+	go func() { defer close(done); Run(ctx, sp, st, p, opts) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		p.conn.Close()
+		p.server.Stop()
+		sp.Close()
+		st.Close()
+	})
+	return &rig{t: t, spool: sp, store: st, plugin: p}
+}
+
+func (r *rig) set(instance, settings string) {
+	r.t.Helper()
+	if _, err := r.store.Set(context.Background(), "test", instance, json.RawMessage(settings)); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// add appends n events for instance and returns their ids in order.
+func (r *rig) add(instance, event string, n int) []string {
+	r.t.Helper()
+	var evs []spool.Event
+	var ids []string
+	for range n {
+		r.seq++
+		id := fmt.Sprintf("%s-%06d", instance, r.seq)
+		ids = append(ids, id)
+		evs = append(evs, spool.Event{ID: id, Instance: instance, Event: event, Envelope: []byte(`{}`)})
+	}
+	if err := r.spool.Append(context.Background(), evs); err != nil {
+		r.t.Fatal(err)
+	}
+	return ids
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 20s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func byInstance(ds []*sinkv1.Delivery) map[string][]string {
+	out := map[string][]string{}
+	for _, d := range ds {
+		out[d.GetInstance()] = append(out[d.GetInstance()], d.GetId())
+	}
+	return out
+}
+
+// Without failures, each instance's events reach the plugin in ingest
+// order, one batch of an instance at a time, instances interleaved.
+func TestOrderPerInstance(t *testing.T) {
+	r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack {
+		time.Sleep(50 * time.Microsecond)
+		return ok(d)
+	}, Options{BatchSize: 7, MaxInFlight: 60})
+	want := map[string][]string{}
+	for _, inst := range []string{"a", "b", "c"} {
+		r.set(inst, `{"enabled":true,"events":[]}`)
+	}
+	for range 30 {
+		for _, inst := range []string{"a", "b", "c"} {
+			want[inst] = append(want[inst], r.add(inst, "MESSAGES_UPSERT", 10)...)
+		}
+	}
+	eventually(t, "900 deliveries", func() bool { return len(r.plugin.delivered()) >= 900 })
+	got := byInstance(r.plugin.delivered())
+	for inst, ids := range want {
+		if fmt.Sprint(got[inst]) != fmt.Sprint(ids) {
+			t.Errorf("instance %s: order differs from ingest order", inst)
+		}
+	}
+	if r.plugin.overlap {
+		t.Error("two batches of one instance were at the plugin at once, or a batch mixed instances")
+	}
+}
+
+// Only what an instance's settings want is sent; the rest is settled.
+func TestFilter(t *testing.T) {
+	r := newRig(t, ok, Options{})
+	r.set("on", `{"enabled":true,"events":["MESSAGES_UPSERT"]}`)
+	r.set("off", `{"enabled":false,"events":[]}`)
+	want := r.add("on", "MESSAGES_UPSERT", 3)
+	r.add("on", "CONNECTION_UPDATE", 3)
+	r.add("off", "MESSAGES_UPSERT", 3)
+	r.add("unset", "MESSAGES_UPSERT", 3)
+	last := r.add("on", "MESSAGES_UPSERT", 1)
+	eventually(t, "the last wanted event", func() bool { return len(r.plugin.delivered()) >= 4 })
+	eventually(t, "an empty backlog", func() bool { return r.spool.Stats().Backlog["test"] == 0 })
+	if got := byInstance(r.plugin.delivered()); fmt.Sprint(got) != fmt.Sprint(map[string][]string{"on": append(want, last...)}) {
+		t.Fatalf("delivered %v", got)
+	}
+}
+
+// An instance whose destination hangs holds up only its own lane.
+func TestHangingInstanceIsolated(t *testing.T) {
+	release := make(chan struct{})
+	r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack {
+		if d.GetInstance() == "stuck" {
+			<-release
+		}
+		return ok(d)
+	}, Options{BatchSize: 10, MaxInFlight: 100, StallAfter: 100 * time.Millisecond, DeferFor: 50 * time.Millisecond})
+	defer close(release)
+	r.set("stuck", `{"enabled":true,"events":[]}`)
+	r.set("fine", `{"enabled":true,"events":[]}`)
+	r.add("stuck", "MESSAGES_UPSERT", 500) // far more than the window
+	want := r.add("fine", "MESSAGES_UPSERT", 300)
+	eventually(t, "all of the healthy instance's events", func() bool {
+		return len(byInstance(r.plugin.delivered())["fine"]) == len(want)
+	})
+}
+
+// A retried delivery is sent again with the next attempt; one rejected, or
+// out of attempts, is dead-lettered with its reason.
+func TestRetryAndDeadLetter(t *testing.T) {
+	var mu sync.Mutex
+	attempts := map[string][]uint32{}
+	r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack {
+		mu.Lock()
+		attempts[d.GetId()] = append(attempts[d.GetId()], d.GetAttempt())
+		mu.Unlock()
+		switch {
+		case d.GetInstance() == "reject":
+			return &sinkv1.Ack{Id: d.GetId(), Outcome: sinkv1.Outcome_OUTCOME_REJECT, Reason: "HTTP 400: bad"}
+		case d.GetInstance() == "flaky" && d.GetAttempt() < 3:
+			return &sinkv1.Ack{Id: d.GetId(), Outcome: sinkv1.Outcome_OUTCOME_RETRY, Reason: "HTTP 503"}
+		case d.GetInstance() == "down":
+			return &sinkv1.Ack{Id: d.GetId(), Outcome: sinkv1.Outcome_OUTCOME_RETRY, Reason: "connection refused"}
+		}
+		return ok(d)
+	}, Options{Policy: Policy{Schedule: []time.Duration{0, 10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond}}})
+	for _, inst := range []string{"reject", "flaky", "down"} {
+		r.set(inst, `{"enabled":true,"events":[]}`)
+	}
+	rej := r.add("reject", "MESSAGES_UPSERT", 1)[0]
+	flaky := r.add("flaky", "MESSAGES_UPSERT", 1)[0]
+	down := r.add("down", "MESSAGES_UPSERT", 1)[0]
+	eventually(t, "two dead letters", func() bool { return r.spool.Stats().Dead["test"] == 2 })
+	eventually(t, "the flaky one delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(attempts[flaky]) == 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(attempts[flaky]) != "[1 2 3]" || fmt.Sprint(attempts[rej]) != "[1]" || fmt.Sprint(attempts[down]) != "[1 2 3 4]" {
+		t.Fatalf("attempts: flaky %v, reject %v, down %v", attempts[flaky], attempts[rej], attempts[down])
+	}
+	dl, err := r.spool.DeadLetters("test", "reject", 0, "")
+	if err != nil || len(dl) != 1 || dl[0].Reason != "HTTP 400: bad" {
+		t.Fatalf("reject's dead letters %+v (%v)", dl, err)
+	}
+	dl, err = r.spool.DeadLetters("test", "down", 0, "")
+	if err != nil || len(dl) != 1 || dl[0].Attempts != 4 {
+		t.Fatalf("down's dead letters %+v (%v)", dl, err)
+	}
+}
+
+// A stream that breaks with deliveries in flight loses none of them.
+func TestBrokenStreamResends(t *testing.T) {
+	r := newRig(t, ok, Options{BatchSize: 10})
+	r.plugin.breakAt = 25
+	r.set("x", `{"enabled":true,"events":[]}`)
+	want := r.add("x", "MESSAGES_UPSERT", 200)
+	eventually(t, "every event after the break", func() bool {
+		seen := map[string]bool{}
+		for _, d := range r.plugin.delivered() {
+			seen[d.GetId()] = true
+		}
+		return len(seen) == len(want)
+	})
+	if r.plugin.streams < 2 {
+		t.Fatalf("%d streams; the break should have opened a second", r.plugin.streams)
+	}
+}
+
+func TestPolicyNext(t *testing.T) {
+	p := Policy{Schedule: []time.Duration{0, time.Second, time.Minute}, Jitter: 0.2, MaxAge: time.Hour, MaxRetryAfter: 10 * time.Minute}
+	now := time.Now()
+	for range 100 {
+		due, err := p.Next(1, now, 0, now)
+		if err != nil || due.Sub(now) < 800*time.Millisecond || due.Sub(now) > 1200*time.Millisecond {
+			t.Fatalf("after attempt 1: %v %v; want 1s ±20%%", due.Sub(now), err)
+		}
+	}
+	if due, _ := p.Next(1, now, 5*time.Minute, now); due.Sub(now) != 5*time.Minute {
+		t.Errorf("Retry-After 5m gave %v", due.Sub(now))
+	}
+	if due, _ := p.Next(1, now, 5*time.Hour, now); due.Sub(now) != 10*time.Minute {
+		t.Errorf("Retry-After over the cap gave %v; want the cap", due.Sub(now))
+	}
+	if _, err := p.Next(3, now, 0, now); err == nil {
+		t.Error("attempt 3 of a 3-entry schedule must give up")
+	}
+	if _, err := p.Next(2, now.Add(-59*time.Minute-30*time.Second), 0, now); err == nil { // + 1m ±20% > 1h
+		t.Error("a retry past the maximum age must give up")
+	}
+}

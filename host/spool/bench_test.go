@@ -1,0 +1,191 @@
+package spool
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// Run with: go test -run '^$' -bench . -benchtime 1s ./host/spool/
+// The events/s metric is what to compare; ns/op is per call.
+
+// benchEvents makes n events of about 1 KB.
+func benchEvents(prefix string, n int) []Event {
+	env := make([]byte, 1000)
+	for i := range env {
+		env[i] = 'a' + byte(i%26)
+	}
+	evs := make([]Event, n)
+	for i := range evs {
+		evs[i] = Event{ID: fmt.Sprintf("%s-%08d", prefix, i), Instance: "bench-instance", Event: "MESSAGES_UPSERT", Envelope: env}
+	}
+	return evs
+}
+
+func eventsPerSec(b *testing.B, n int) {
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+}
+
+func BenchmarkAppend(b *testing.B) {
+	for _, sync := range []bool{true, false} {
+		for _, batch := range []int{1, 10, 100} {
+			name := fmt.Sprintf("batch=%d/sync=%v", batch, sync)
+			b.Run(name, func(b *testing.B) {
+				s := open(b, b.TempDir(), Options{NoSync: !sync})
+				register(b, s, "a")
+				evs := benchEvents("e", batch)
+				b.SetBytes(int64(batch * len(evs[0].Envelope)))
+				b.ResetTimer()
+				for b.Loop() {
+					if err := s.Append(context.Background(), evs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				eventsPerSec(b, b.N*batch)
+			})
+		}
+	}
+}
+
+// BenchmarkAppendConcurrent: many callers of one event each, as many
+// engine requests at once; they share commits.
+func BenchmarkAppendConcurrent(b *testing.B) {
+	for _, callers := range []int{4, 16, 64} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			s := open(b, b.TempDir(), Options{})
+			register(b, s, "a")
+			evs := benchEvents("e", 1)
+			b.SetBytes(int64(len(evs[0].Envelope)))
+			b.SetParallelism((callers + 1) / 2) // × GOMAXPROCS (2 here)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := s.Append(context.Background(), evs); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			eventsPerSec(b, b.N)
+		})
+	}
+}
+
+// fill appends n events in batches, outside the timer.
+func fill(b *testing.B, s *Embedded, n int) {
+	b.Helper()
+	for done := 0; done < n; {
+		k := min(1000, n-done)
+		if err := s.Append(context.Background(), benchEvents(fmt.Sprintf("f%d", done), k)); err != nil {
+			b.Fatal(err)
+		}
+		done += k
+	}
+}
+
+// BenchmarkLeaseResolve: one op is one event leased and resolved Done, in
+// leases of batch events.
+func BenchmarkLeaseResolve(b *testing.B) {
+	for _, batch := range []int{1, 100} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			s := open(b, b.TempDir(), Options{})
+			register(b, s, "a")
+			fill(b, s, b.N)
+			b.ResetTimer()
+			for n := 0; n < b.N; {
+				ds := poll(b, s, "a", min(batch, b.N-n))
+				if err := s.Resolve("a", done(ds)); err != nil {
+					b.Fatal(err)
+				}
+				n += len(ds)
+			}
+			eventsPerSec(b, b.N)
+		})
+	}
+}
+
+// BenchmarkRetry: one op is one delivery leased from the retry schedule
+// and scheduled again, in batches of 100.
+func BenchmarkRetry(b *testing.B) {
+	s := open(b, b.TempDir(), Options{})
+	register(b, s, "a")
+	fill(b, s, 100)
+	retry := func(ds []Delivery) []Result {
+		rs := make([]Result, len(ds))
+		for i, d := range ds {
+			rs[i] = Result{ID: d.ID, Outcome: Retry, Due: time.Now().Add(-time.Second), Reason: "503 Service Unavailable"}
+		}
+		return rs
+	}
+	resolve(b, s, "a", retry(poll(b, s, "a", 100))...)
+	b.ResetTimer()
+	for n := 0; n < b.N; {
+		ds := poll(b, s, "a", min(100, b.N-n))
+		if err := s.Resolve("a", retry(ds)); err != nil {
+			b.Fatal(err)
+		}
+		n += len(ds)
+	}
+	eventsPerSec(b, b.N)
+}
+
+// BenchmarkDeadLetter: one op is one delivery replayed, leased and
+// dead-lettered again, in batches of 100.
+func BenchmarkDeadLetter(b *testing.B) {
+	s := open(b, b.TempDir(), Options{})
+	register(b, s, "a")
+	fill(b, s, 100)
+	kill := func(ds []Delivery) []Result {
+		rs := make([]Result, len(ds))
+		for i, d := range ds {
+			rs[i] = Result{ID: d.ID, Outcome: Dead, Reason: "410 Gone"}
+		}
+		return rs
+	}
+	resolve(b, s, "a", kill(poll(b, s, "a", 100))...)
+	n := 0
+	b.ResetTimer()
+	for n < b.N {
+		if _, err := s.Replay("a", "bench-instance", nil); err != nil {
+			b.Fatal(err)
+		}
+		ds := poll(b, s, "a", 100)
+		if err := s.Resolve("a", kill(ds)); err != nil {
+			b.Fatal(err)
+		}
+		n += len(ds)
+	}
+	eventsPerSec(b, n)
+}
+
+// BenchmarkCodec compares the binary record encoding with JSON (the
+// alternative weighed in doc.go).
+func BenchmarkCodec(b *testing.B) {
+	ev := benchEvents("e", 1)[0]
+	b.Run("binary", func(b *testing.B) {
+		b.SetBytes(int64(len(ev.Envelope)))
+		for b.Loop() {
+			if _, err := decodeEvent(encodeEvent(&ev)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(encodeEvent(&ev))), "record-bytes")
+	})
+	b.Run("json", func(b *testing.B) {
+		b.SetBytes(int64(len(ev.Envelope)))
+		var rec []byte
+		for b.Loop() {
+			var err error
+			if rec, err = json.Marshal(&ev); err != nil {
+				b.Fatal(err)
+			}
+			var back Event
+			if err := json.Unmarshal(rec, &back); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(rec)), "record-bytes")
+	})
+}

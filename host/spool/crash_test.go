@@ -1,0 +1,235 @@
+package spool
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// crashChildEnv makes the test binary a crash child (see TestMain): it
+// appends and resolves in a loop on the spool in the directory the
+// variable names, and reports on stdout what the spool acknowledged,
+// until it is killed.
+const crashChildEnv = "EVORELAY_SPOOL_CRASH_CHILD"
+
+// crashChild writes one line per fact, each in a single write:
+//
+//	A <id>          Append of the event returned nil
+//	P <outcome> <id> a Resolve with this outcome is about to be called
+//	R <outcome> <id> that Resolve returned nil
+func crashChild(dir string) {
+	s, err := Open(dir, Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := s.Register("a"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	prefix := fmt.Sprintf("c%d", os.Getpid())
+	go func() {
+		// Each round holds its first delivery back until the next round,
+		// so that resolves run out of order and the position lags.
+		n := 0
+		var held []Delivery
+		for {
+			ds, err := s.Lease(context.Background(), "a", 16)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
+			ds, held = append(held, ds[1:]...), ds[:1]
+			rs := make([]Result, len(ds))
+			var pending, resolved strings.Builder
+			for i, d := range ds {
+				n++
+				rs[i] = Result{ID: d.ID, Outcome: Done}
+				switch {
+				case n%7 == 0:
+					rs[i] = Result{ID: d.ID, Outcome: Retry, Due: time.Now().Add(time.Hour), Reason: "later"}
+				case n%11 == 0:
+					rs[i] = Result{ID: d.ID, Outcome: Dead, Reason: "no"}
+				}
+				fmt.Fprintf(&pending, "P %d %s\n", rs[i].Outcome, d.ID)
+				fmt.Fprintf(&resolved, "R %d %s\n", rs[i].Outcome, d.ID)
+			}
+			os.Stdout.WriteString(pending.String())
+			if err := s.Resolve("a", rs); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
+			os.Stdout.WriteString(resolved.String())
+		}
+	}()
+	for i := 0; ; {
+		n := 1 + i%5
+		evs := make([]Event, n)
+		var acked strings.Builder
+		for j := range evs {
+			id := fmt.Sprintf("%s-%06d", prefix, i)
+			evs[j] = Event{ID: id, Instance: "inst", Event: "MESSAGES_UPSERT", Envelope: []byte(`{"id":"` + id + `"}`)}
+			fmt.Fprintf(&acked, "A %s\n", id)
+			i++
+		}
+		if err := s.Append(context.Background(), evs); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		os.Stdout.WriteString(acked.String())
+	}
+}
+
+// TestCrash kills a process that appends and resolves with SIGKILL, three
+// times on the same directory, and checks that every event it was told
+// had been accepted is still there, and that every resolve it was told
+// about held.
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	dir := t.TempDir()
+	for round := range 3 {
+		facts := runCrashChild(t, dir)
+		checkCrash(t, dir, round, facts)
+	}
+}
+
+type crashFacts struct {
+	acked    map[string]bool
+	pending  map[string]Outcome // last outcome about to be resolved
+	resolved map[string]Outcome // last outcome resolved
+}
+
+func runCrashChild(t *testing.T, dir string) crashFacts {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f := crashFacts{acked: map[string]bool{}, pending: map[string]Outcome{}, resolved: map[string]Outcome{}}
+	sc := bufio.NewScanner(out)
+	killed := false
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) == 2 && fields[0] == "A":
+			f.acked[fields[1]] = true
+		case len(fields) == 3 && (fields[0] == "P" || fields[0] == "R"):
+			var o Outcome
+			fmt.Sscan(fields[1], &o)
+			if fields[0] == "P" {
+				f.pending[fields[2]] = o
+			} else {
+				f.resolved[fields[2]] = o
+			}
+		default:
+			t.Errorf("child wrote %q", line)
+		}
+		if !killed && len(f.acked) >= 400 && len(f.resolved) >= 100 {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true // read on: what it wrote before dying counts
+		}
+	}
+	err = cmd.Wait()
+	if !killed {
+		t.Fatalf("child ended by itself: %v", err)
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("child: %v, want killed by SIGKILL", err)
+	}
+	return f
+}
+
+func checkCrash(t *testing.T, dir string, round int, f crashFacts) {
+	t.Helper()
+	s := open(t, dir, Options{})
+	register(t, s, "a")
+
+	// What the log gives again (new leases and due retries; retries are
+	// due in an hour, so these are all from the log).
+	again := map[string]int{}
+	var order []string
+	for {
+		ds := poll(t, s, "a", 1000)
+		if len(ds) == 0 {
+			break
+		}
+		for _, d := range ds {
+			again[d.ID]++
+			order = append(order, d.ID)
+		}
+	}
+	scheduled := map[string]bool{}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSinks).Bucket([]byte("a")).Bucket(bucketRetry).ForEach(func(k, _ []byte) error {
+			scheduled[string(k[8:])] = true
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dead := map[string]bool{}
+	dls, err := s.DeadLetters("a", "inst", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dl := range dls {
+		dead[dl.ID] = true
+	}
+
+	for id, n := range again {
+		if n > 1 {
+			t.Errorf("round %d: %s leased %d times", round, id, n)
+		}
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i] < order[i-1] && order[i][:strings.IndexByte(order[i], '-')] == order[i-1][:strings.IndexByte(order[i-1], '-')] {
+			t.Errorf("round %d: %s leased after %s", round, order[i], order[i-1])
+		}
+	}
+	lost := 0
+	for id := range f.acked {
+		if again[id] == 0 && !scheduled[id] && !dead[id] {
+			if _, maybe := f.pending[id]; !maybe {
+				lost++
+				if lost <= 5 {
+					t.Errorf("round %d: acknowledged event %s is gone", round, id)
+				}
+			}
+		}
+	}
+	for id, o := range f.resolved {
+		if again[id] > 0 {
+			t.Errorf("round %d: %s resolved (%d) and leased again", round, id, o)
+		}
+		switch {
+		case o == Retry && !scheduled[id]:
+			t.Errorf("round %d: %s resolved as a retry, not scheduled", round, id)
+		case o == Dead && !dead[id]:
+			t.Errorf("round %d: %s resolved as dead, not a dead letter", round, id)
+		}
+	}
+	t.Logf("round %d: %d acknowledged, %d resolved; after the kill: %d leased again, %d scheduled, %d dead",
+		round, len(f.acked), len(f.resolved), len(again), len(scheduled), len(dead))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

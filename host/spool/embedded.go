@@ -1,0 +1,453 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the embedded spool's one file in its directory.
+const FileName = "spool.db"
+
+// Options configure the embedded spool.
+type Options struct {
+	// Limits bound the log. Retries and dead letters keep their own copy
+	// of an envelope and are not counted.
+	Limits Limits
+	// NoSync skips the fsync of every commit: a crash of the machine (not
+	// only of the process) may then lose accepted events. It exists to
+	// measure what durability costs; never set it in production.
+	NoSync bool
+	// Logger receives the spool's logs; nil discards them.
+	Logger hclog.Logger
+}
+
+const (
+	formatVersion = 1
+	maxIDBytes    = 1024 // ids and instance names are bbolt key parts
+	lockTimeout   = 2 * time.Second
+)
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketLog       = []byte("log")
+	bucketSinks     = []byte("sinks")
+	keyVersion      = []byte("version")
+	keyPos          = []byte("pos")
+	bucketAcked     = []byte("acked")
+	bucketRetry     = []byte("retry")
+	bucketDead      = []byte("dead")
+	bucketDeadIndex = []byte("dead-index")
+)
+
+// Embedded is the spool in one bbolt file in the data directory. It is
+// safe for concurrent use; see the package doc for its layout.
+type Embedded struct {
+	db     *bolt.DB
+	logger hclog.Logger
+	limits Limits
+	now    func() time.Time
+
+	ops        chan *op
+	quit       chan struct{} // closed once every call has returned: stops the writer
+	writerDone chan struct{}
+	done       chan struct{} // closed when Close starts: wakes Lease
+
+	mu     sync.RWMutex // guards closed, sinks and each sink's registered
+	closed bool
+	sinks  map[string]*sink // every sink on disk, registered by this process or not
+	calls  sync.WaitGroup   // calls in progress, which Close waits for
+
+	regMu sync.Mutex // serializes Register and Forget
+
+	logMu sync.Mutex // guards c
+	c     counters   // written by the writer after each commit
+}
+
+var _ Spool = (*Embedded)(nil)
+
+// Open opens (creating it if need be) the spool in dir, in the file
+// FileName. Only one process may have it open: another Open waits a
+// couple of seconds for the file lock, then fails.
+func Open(dir string, opts Options) (*Embedded, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: open: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      lockTimeout,
+		NoSync:       opts.NoSync,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("spool: open %s: the file is locked by another process (is another evorelay using this data directory?)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: open %s: %w", path, err)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	e := &Embedded{
+		db:         db,
+		logger:     logger.Named("spool"),
+		limits:     opts.Limits,
+		now:        time.Now,
+		ops:        make(chan *op, opQueue),
+		quit:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		done:       make(chan struct{}),
+		sinks:      make(map[string]*sink),
+	}
+	if err := db.Update(e.load); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("spool: open %s: %w", path, err)
+	}
+	e.logger.Debug("opened", "path", path, "events", e.c.events, "bytes", e.c.bytes, "sinks", len(e.sinks))
+	go e.writer()
+	return e, nil
+}
+
+// load creates the buckets of a new file, or reads the counters and the
+// sinks' state of an existing one.
+func (e *Embedded) load(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	if v := meta.Get(keyVersion); v == nil {
+		if err := meta.Put(keyVersion, seqKey(formatVersion)); err != nil {
+			return err
+		}
+	} else if keySeq(v) != formatVersion {
+		return fmt.Errorf("format version %d, this build reads %d", keySeq(v), formatVersion)
+	}
+	log, err := tx.CreateBucketIfNotExists(bucketLog)
+	if err != nil {
+		return err
+	}
+	sinks, err := tx.CreateBucketIfNotExists(bucketSinks)
+	if err != nil {
+		return err
+	}
+
+	var c counters
+	cur := log.Cursor()
+	for k, v := cur.First(); k != nil; k, v = cur.Next() {
+		if c.events == 0 {
+			c.first = keySeq(k)
+		}
+		c.last = keySeq(k)
+		c.events++
+		c.bytes += int64(len(v))
+	}
+	c.last = max(c.last, log.Sequence())
+	if c.events == 0 {
+		c.first = c.last + 1
+	}
+	e.c = c
+
+	return sinks.ForEachBucket(func(name []byte) error {
+		sb := sinks.Bucket(name)
+		s := newSink(string(name), keySeq(sb.Get(keyPos)))
+		acked := sb.Bucket(bucketAcked)
+		var stale [][]byte
+		if err := acked.ForEach(func(k, _ []byte) error {
+			if seq := keySeq(k); seq <= s.durable.Load() {
+				stale = append(stale, append([]byte(nil), k...))
+			} else {
+				s.acked[seq] = struct{}{}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := acked.Delete(k); err != nil {
+				return err
+			}
+		}
+		s.retries = countKeys(sb.Bucket(bucketRetry))
+		s.dead = countKeys(sb.Bucket(bucketDead))
+		e.sinks[s.name] = s
+		return nil
+	})
+}
+
+func countKeys(b *bolt.Bucket) int {
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
+// enter counts a call in, unless the spool is closed.
+func (e *Embedded) enter() error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return ErrClosed
+	}
+	e.calls.Add(1)
+	return nil
+}
+
+// sink returns a known sink; registered asks for one this process
+// registered.
+func (e *Embedded) sink(name string, registered bool) (*sink, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	s := e.sinks[name]
+	if s == nil || (registered && !s.registered) {
+		return nil, fmt.Errorf("%w %q", ErrUnknownSink, name)
+	}
+	return s, nil
+}
+
+// Register adds a sink, or resumes a known one at its position. A new sink
+// starts at the end of the log: register every sink before the first
+// Append that it must see. While no sink is known the log keeps
+// everything; from then on, the positions of all known sinks (registered
+// by this process or an earlier one) hold back truncation, until Forget.
+func (e *Embedded) Register(name string) error {
+	if name == "" {
+		return errors.New("spool: register: empty sink name")
+	}
+	if len(name) > maxIDBytes {
+		return fmt.Errorf("spool: register: sink name longer than %d bytes", maxIDBytes)
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.calls.Done()
+	e.regMu.Lock()
+	defer e.regMu.Unlock()
+
+	e.mu.Lock()
+	if s := e.sinks[name]; s != nil {
+		s.registered = true
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.Unlock()
+
+	var s *sink
+	o := &op{}
+	o.apply = func(w *wtx) error {
+		sb, err := w.tx.Bucket(bucketSinks).CreateBucket([]byte(name))
+		if err != nil {
+			return err
+		}
+		if err := sb.Put(keyPos, seqKey(w.c.last)); err != nil {
+			return err
+		}
+		for _, b := range [][]byte{bucketAcked, bucketRetry, bucketDead, bucketDeadIndex} {
+			if _, err := sb.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		s = newSink(name, w.c.last)
+		return nil
+	}
+	o.after = func() {
+		e.mu.Lock()
+		s.registered = true
+		e.sinks[name] = s
+		e.mu.Unlock()
+	}
+	if err := e.submit(context.Background(), o); err != nil {
+		return fmt.Errorf("spool: register %q: %w", name, err)
+	}
+	e.logger.Debug("registered a new sink", "sink", name, "position", s.durable.Load())
+	return nil
+}
+
+// Forget deletes everything the spool keeps for a sink that this process
+// has not registered: its position, retries and dead letters. A sink that
+// is gone for good must be forgotten, or its position holds back the
+// log's truncation until the log is full.
+func (e *Embedded) Forget(name string) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.calls.Done()
+	e.regMu.Lock()
+	defer e.regMu.Unlock()
+
+	e.mu.RLock()
+	s := e.sinks[name]
+	registered := s != nil && s.registered
+	e.mu.RUnlock()
+	if s == nil {
+		return fmt.Errorf("spool: forget: %w %q", ErrUnknownSink, name)
+	}
+	if registered {
+		return fmt.Errorf("spool: forget %q: the sink is registered", name)
+	}
+	o := &op{
+		apply: func(w *wtx) error { return w.tx.Bucket(bucketSinks).DeleteBucket([]byte(name)) },
+		after: func() {
+			e.mu.Lock()
+			delete(e.sinks, name)
+			e.mu.Unlock()
+		},
+	}
+	if err := e.submit(context.Background(), o); err != nil {
+		return fmt.Errorf("spool: forget %q: %w", name, err)
+	}
+	return nil
+}
+
+// Append stores events durably, all or none, and returns once they are on
+// disk. Every event needs an ID. ctx bounds only the wait for the writer:
+// once the events are handed over, Append waits for the commit.
+//
+// It returns ErrFull when the events would take the log past its limits
+// after truncating what every sink is past, and ErrTooLarge when they
+// exceed the limits on their own.
+func (e *Embedded) Append(ctx context.Context, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	o, err := e.appendOp(events)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("spool: append: %w", err)
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.calls.Done()
+	err = e.submit(ctx, o)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrFull):
+		return err
+	default:
+		return fmt.Errorf("spool: append: %w", err)
+	}
+}
+
+// appendOp encodes events and makes the writer's op that appends them.
+func (e *Embedded) appendOp(events []Event) (*op, error) {
+	recs := make([][]byte, len(events))
+	var size int64
+	for i := range events {
+		ev := &events[i]
+		switch {
+		case ev.ID == "":
+			return nil, fmt.Errorf("spool: append: event %d has no id", i)
+		case len(ev.ID) > maxIDBytes || len(ev.Instance) > maxIDBytes:
+			return nil, fmt.Errorf("spool: append: event %d: id or instance longer than %d bytes", i, maxIDBytes)
+		}
+		recs[i] = encodeEvent(ev)
+		if len(recs[i]) > bolt.MaxValueSize {
+			return nil, fmt.Errorf("spool: append: event %d: %w", i, ErrTooLarge)
+		}
+		size += int64(len(recs[i]))
+	}
+	if l := e.limits; (l.Events > 0 && len(events) > l.Events) || (l.Bytes > 0 && size > l.Bytes) {
+		return nil, fmt.Errorf("spool: append: %d events of %d bytes: %w", len(events), size, ErrTooLarge)
+	}
+	o := &op{size: size}
+	o.apply = func(w *wtx) error {
+		ok, err := w.room(len(recs), size)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			o.res = ErrFull
+			return nil
+		}
+		for _, r := range recs {
+			w.c.last++
+			if err := w.log.Put(seqKey(w.c.last), r); err != nil {
+				return err
+			}
+		}
+		w.c.events += len(recs)
+		w.c.bytes += size
+		w.appended = true
+		return w.log.SetSequence(w.c.last)
+	}
+	return o, nil
+}
+
+// wakeAll tells every registered sink's Lease that the log grew.
+func (e *Embedded) wakeAll() {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, s := range e.sinks {
+		s.signal()
+	}
+}
+
+// Stats is a snapshot. Bytes counts the log's records: envelopes plus ids
+// and names. Backlog and Dead cover every known sink.
+func (e *Embedded) Stats() Stats {
+	e.mu.RLock()
+	sinks := make([]*sink, 0, len(e.sinks))
+	for _, s := range e.sinks {
+		sinks = append(sinks, s)
+	}
+	e.mu.RUnlock()
+	st := Stats{
+		Limit:   e.limits,
+		Backlog: make(map[string]int, len(sinks)),
+		Dead:    make(map[string]int, len(sinks)),
+	}
+	type snap struct{ pos, acked, retries int }
+	snaps := make([]snap, len(sinks))
+	for i, s := range sinks {
+		s.mu.Lock()
+		snaps[i] = snap{int(s.durable.Load()), len(s.acked), s.retries}
+		st.Dead[s.name] = s.dead
+		s.mu.Unlock()
+	}
+	// The counters are read after the positions, so that no position is
+	// past the last sequence read.
+	e.logMu.Lock()
+	c := e.c
+	e.logMu.Unlock()
+	st.Events, st.Bytes = c.events, c.bytes
+	for i, s := range sinks {
+		st.Backlog[s.name] = max(int(c.last)-snaps[i].pos-snaps[i].acked, 0) + snaps[i].retries
+	}
+	return st
+}
+
+// Close waits for the calls in progress (a blocked Lease returns
+// ErrClosed), commits what they handed over and closes the file. Leases
+// not yet resolved are lost, and leased again after the next Open.
+func (e *Embedded) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	e.closed = true
+	close(e.done)
+	e.mu.Unlock()
+
+	e.calls.Wait()
+	close(e.quit)
+	<-e.writerDone
+	if err := e.db.Close(); err != nil {
+		return fmt.Errorf("spool: close: %w", err)
+	}
+	return nil
+}
