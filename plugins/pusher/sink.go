@@ -1,0 +1,512 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pusher/pusher-http-go/v5"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+const version = "0.1.0"
+
+// settingsSchema is the JSON Schema of one instance's settings.
+const settingsSchema = `{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "evorelay Pusher settings",
+  "type": "object",
+  "properties": {
+    "enabled": {"type": "boolean"},
+    "events": {"type": "array", "items": {"type": "string"},
+               "description": "event constants; empty means every event"},
+    "appId": {"type": "string"},
+    "key": {"type": "string"},
+    "secret": {"type": "string", "writeOnly": true},
+    "cluster": {"type": "string", "description": "e.g. mt1, us2, eu"},
+    "useTLS": {"type": "boolean", "default": true}
+  }
+}`
+
+// settings are one instance's Pusher settings, as Evolution API v2 takes
+// them.
+type settings struct {
+	Enabled bool     `json:"enabled"`
+	Events  []string `json:"events"`
+	AppID   string   `json:"appId"`
+	Key     string   `json:"key"`
+	Secret  string   `json:"secret"`
+	Cluster string   `json:"cluster"`
+	UseTLS  bool     `json:"useTLS"`
+}
+
+// evolutionReadOnly are the fields Evolution API adds to its own find
+// responses; a settings object copied from there carries them. Dropped.
+var evolutionReadOnly = map[string]bool{"id": true, "instanceId": true, "createdAt": true, "updatedAt": true}
+
+// parseSettings reads an instance's settings: types only, any field but
+// the known ones and Evolution's read-only ones refused by name. useTLS
+// is true when absent.
+func parseSettings(raw json.RawMessage) (settings, sdk.FieldErrors) {
+	var fe sdk.FieldErrors
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		fe.Add("settings", "not a JSON object")
+		return settings{}, fe
+	}
+	s := settings{UseTLS: true, Events: []string{}}
+	str := func(k string, v json.RawMessage, dst *string) {
+		if string(v) == "null" {
+			return
+		}
+		if json.Unmarshal(v, dst) != nil {
+			fe.Add(k, "want a string")
+		}
+		*dst = strings.TrimSpace(*dst)
+	}
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		v := fields[k]
+		switch k {
+		case "enabled":
+			if json.Unmarshal(v, &s.Enabled) != nil {
+				fe.Add(k, "want true or false")
+			}
+		case "events":
+			if json.Unmarshal(v, &s.Events) != nil {
+				fe.Add(k, "want a list of event names")
+			}
+			if s.Events == nil {
+				s.Events = []string{}
+			}
+		case "appId":
+			// Pusher app ids are numbers; clients send them either way.
+			var n json.Number
+			if json.Unmarshal(v, &n) == nil {
+				s.AppID = n.String()
+			} else {
+				str(k, v, &s.AppID)
+			}
+		case "key":
+			str(k, v, &s.Key)
+		case "secret":
+			str(k, v, &s.Secret)
+		case "cluster":
+			str(k, v, &s.Cluster)
+		case "useTLS":
+			if string(v) != "null" && json.Unmarshal(v, &s.UseTLS) != nil {
+				fe.Add(k, "want true or false")
+			}
+		default:
+			if !evolutionReadOnly[k] {
+				fe.Add(k, "unknown field; Pusher settings are enabled, events, appId, key, secret, cluster and useTLS")
+			}
+		}
+	}
+	return s, fe
+}
+
+// wants reports whether the settings subscribe to event.
+func (s settings) wants(event string) bool {
+	return s.Enabled && (len(s.Events) == 0 || slices.Contains(s.Events, event))
+}
+
+// hasApp reports whether the settings name an app of their own.
+func (s settings) hasApp() bool {
+	return s.AppID != "" || s.Key != "" || s.Secret != "" || s.Cluster != ""
+}
+
+var (
+	appIDPattern   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	keyPattern     = regexp.MustCompile(`^[!-~]{1,128}$`) // printable ASCII, no space
+	clusterPattern = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+)
+
+// checkApp checks an app's four credentials, reporting each bad one to
+// add by its settings field name.
+func checkApp(appID, key, secret, cluster string, add func(field, format string, args ...any)) {
+	switch {
+	case appID == "":
+		add("appId", "required when enabled")
+	case !appIDPattern.MatchString(appID):
+		add("appId", "%q is not a Pusher app id (e.g. 1234567)", appID)
+	}
+	switch {
+	case key == "":
+		add("key", "required when enabled")
+	case !keyPattern.MatchString(key):
+		add("key", "not a Pusher app key (printable characters, no spaces)")
+	}
+	if secret == "" {
+		add("secret", "required when enabled")
+	}
+	switch {
+	case cluster == "":
+		add("cluster", "required when enabled (e.g. mt1, us2, eu)")
+	case !clusterPattern.MatchString(cluster):
+		add("cluster", "%q is not a Pusher cluster (e.g. mt1, us2, eu)", cluster)
+	}
+}
+
+// channelName is the Pusher channel an instance's events go to: the
+// instance's name. Pusher accepts at most 200 of A-Z, a-z, 0-9 and
+// "-_=@,.;"; "private-encrypted-" channels need a key this sink has not.
+func channelName(instance string) (string, error) {
+	switch {
+	case len(instance) > 200:
+		return "", fmt.Errorf("channel name %q is %d characters; Pusher allows at most 200", instance, len(instance))
+	case !channelPattern.MatchString(instance):
+		return "", fmt.Errorf("channel name %q: Pusher allows only A-Z, a-z, 0-9 and -_=@,.;", instance)
+	case strings.HasPrefix(instance, "private-encrypted-"):
+		return "", fmt.Errorf("channel name %q is an end-to-end encrypted channel, which this sink cannot encrypt for", instance)
+	}
+	return instance, nil
+}
+
+var channelPattern = regexp.MustCompile(`^[-a-zA-Z0-9_=@,.;]+$`)
+
+// app is one Pusher app the sink triggers events on.
+type app struct {
+	AppID, Key, Secret, Cluster string
+	UseTLS                      bool
+}
+
+// hash keys the client cache: a client is rebuilt when any of the app's
+// settings change.
+func (a app) hash() string {
+	h := sha256.New()
+	for _, s := range []string{a.AppID, a.Key, a.Secret, a.Cluster, strconv.FormatBool(a.UseTLS)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// processKeys are the EVORELAY_PUSHER_* variables the sink reads.
+var processKeys = []string{"global", "app_id", "key", "secret", "cluster", "use_tls", "host", "timeout"}
+
+func envName(key string) string { return "EVORELAY_PUSHER_" + strings.ToUpper(key) }
+
+// process are the EVORELAY_PUSHER_* settings.
+type process struct {
+	global  *app // the global app, when EVORELAY_PUSHER_GLOBAL is true
+	host    string
+	timeout time.Duration
+}
+
+// parseProcess reads and checks the EVORELAY_PUSHER_* variables. Errors
+// name the variable.
+func parseProcess(m map[string]string) (process, error) {
+	get := func(k string) string { return strings.TrimSpace(m[k]) }
+	p := process{host: get("host"), timeout: 10 * time.Second}
+	if p.host != "" {
+		if strings.Contains(p.host, "://") || strings.ContainsAny(p.host, "/ ?#") {
+			return p, fmt.Errorf("%s: %q: give host or host:port, without a scheme or path (TLS follows useTLS)", envName("host"), p.host)
+		}
+		if _, err := url.Parse("http://" + p.host); err != nil {
+			return p, fmt.Errorf("%s: %q: %v", envName("host"), p.host, err)
+		}
+	}
+	if v := get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			if s, serr := strconv.Atoi(v); serr == nil {
+				d, err = time.Duration(s)*time.Second, nil
+			}
+		}
+		if err != nil || d <= 0 {
+			return p, fmt.Errorf("%s: %q: want a duration such as 10s", envName("timeout"), v)
+		}
+		p.timeout = d
+	}
+	global := false
+	if v := get("global"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return p, fmt.Errorf("%s: %q: want true or false", envName("global"), v)
+		}
+		global = b
+	}
+	a := app{AppID: get("app_id"), Key: get("key"), Secret: get("secret"), Cluster: get("cluster"), UseTLS: true}
+	if v := get("use_tls"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return p, fmt.Errorf("%s: %q: want true or false", envName("use_tls"), v)
+		}
+		a.UseTLS = b
+	}
+	if !global {
+		for _, k := range []string{"app_id", "key", "secret", "cluster"} {
+			if get(k) != "" {
+				return p, fmt.Errorf("%s: set, but %s is not true; set it to send to this app", envName(k), envName("global"))
+			}
+		}
+		return p, nil
+	}
+	var errs []string
+	vars := map[string]string{"appId": "app_id", "key": "key", "secret": "secret", "cluster": "cluster"}
+	checkApp(a.AppID, a.Key, a.Secret, a.Cluster, func(field, format string, args ...any) {
+		errs = append(errs, envName(vars[field])+": "+strings.Replace(fmt.Sprintf(format, args...), "when enabled", "when "+envName("global")+" is true", 1))
+	})
+	if len(errs) > 0 {
+		return p, errors.New(strings.Join(errs, "; "))
+	}
+	p.global = &a
+	return p, nil
+}
+
+// Sink triggers events on Pusher Channels (or a server that speaks its
+// HTTP API, through EVORELAY_PUSHER_HOST).
+type Sink struct {
+	sdk.UnimplementedSink
+
+	log       hclog.Logger
+	naming    events.Naming
+	proc      process
+	transport *http.Transport
+	http      *http.Client
+
+	mu      sync.Mutex
+	clients map[string]*pusher.Client // by app.hash()
+}
+
+// New returns a Pusher sink; Open configures it.
+func New() *Sink {
+	return &Sink{log: hclog.NewNullLogger(), clients: map[string]*pusher.Client{}}
+}
+
+// Describe names the sink. The secret is masked in find responses.
+func (s *Sink) Describe() sdk.Description {
+	return sdk.Description{
+		Name:           "pusher",
+		Version:        version,
+		SettingsSchema: json.RawMessage(settingsSchema),
+		SecretFields:   []string{"secret"},
+	}
+}
+
+// Open reads the EVORELAY_PUSHER_* variables.
+func (s *Sink) Open(_ context.Context, cfg sdk.Config) error {
+	if cfg.Logger != nil {
+		s.log = cfg.Logger
+	}
+	s.naming = cfg.Naming
+	for k := range cfg.Settings {
+		if !slices.Contains(processKeys, k) {
+			s.log.Warn("unknown setting ignored", "variable", envName(k))
+		}
+	}
+	p, err := parseProcess(cfg.Settings)
+	if err != nil {
+		return err
+	}
+	s.proc = p
+	s.transport = http.DefaultTransport.(*http.Transport).Clone()
+	s.http = &http.Client{Timeout: p.timeout, Transport: statusTransport{next: s.transport}}
+	if p.global != nil {
+		s.log.Info("global Pusher app configured", "app_id", p.global.AppID, "cluster", p.global.Cluster, "host", p.host)
+	}
+	return nil
+}
+
+// Validate checks an instance's settings. Enabled settings need appId,
+// key, secret and cluster, unless a global app is configured and they
+// name none of the four; the instance's name must be a Pusher channel name.
+func (s *Sink) Validate(_ context.Context, instance string, raw json.RawMessage) (json.RawMessage, error) {
+	st, fe := parseSettings(raw)
+	if len(fe) > 0 {
+		return nil, fe
+	}
+	if st.Enabled {
+		if st.hasApp() || s.proc.global == nil {
+			checkApp(st.AppID, st.Key, st.Secret, st.Cluster, fe.Add)
+		}
+		if _, err := channelName(instance); err != nil {
+			fe.Add("instance", "%v", err)
+		}
+		if len(fe) > 0 {
+			return nil, fe
+		}
+	}
+	return json.Marshal(st)
+}
+
+// Health is always ready: Pusher is reached per request.
+func (s *Sink) Health(context.Context) sdk.Health {
+	if s.proc.global != nil {
+		return sdk.Health{Ready: true, Detail: "global app " + s.proc.global.AppID}
+	}
+	return sdk.Health{Ready: true}
+}
+
+// maxBatchEvents is the most events one batch_events call takes.
+const maxBatchEvents = 10
+
+// maxSenders bounds the TriggerBatch calls one Deliver has in flight.
+const maxSenders = 8
+
+// job is one delivery ready to trigger.
+type job struct {
+	id    string
+	event pusher.Event
+}
+
+// Deliver triggers the batch with TriggerBatch, app by app: at most 10
+// events a call, in order for one app; different apps in parallel.
+func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks) error {
+	var order []string
+	apps := map[string]app{}
+	jobs := map[string][]job{}
+	for _, d := range batch {
+		st, fe := parseSettings(d.Settings)
+		if len(fe) > 0 {
+			acks.Done(d.ID, sdk.Permanent(fmt.Errorf("pusher: instance settings: %w", fe)))
+			continue
+		}
+		if !st.wants(d.Event) {
+			// The settings changed after the host picked this event.
+			s.log.Info("event not subscribed by the instance's settings; not sent",
+				"instance", d.Instance, "event", d.Event, "delivery_id", d.ID)
+			acks.Done(d.ID, nil)
+			continue
+		}
+		a, err := s.appFor(st)
+		if err != nil {
+			acks.Done(d.ID, err)
+			continue
+		}
+		channel, err := channelName(d.Instance)
+		if err != nil {
+			acks.Done(d.ID, sdk.Permanent(fmt.Errorf("pusher: %w", err)))
+			continue
+		}
+		data, err := buildPayload(d, s.naming)
+		if err != nil {
+			acks.Done(d.ID, err)
+			continue
+		}
+		h := a.hash()
+		if _, ok := apps[h]; !ok {
+			apps[h] = a
+			order = append(order, h)
+		}
+		jobs[h] = append(jobs[h], job{id: d.ID, event: pusher.Event{Channel: channel, Name: events.Wire(d.Event), Data: data}})
+	}
+
+	sem := make(chan struct{}, maxSenders)
+	var wg sync.WaitGroup
+	for _, h := range order {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			a, c := apps[h], s.client(apps[h])
+			for js := range slices.Chunk(jobs[h], maxBatchEvents) {
+				if ctx.Err() != nil {
+					for _, j := range js {
+						acks.Done(j.id, fmt.Errorf("pusher: %w", ctx.Err()))
+					}
+					continue
+				}
+				evs := make([]pusher.Event, len(js))
+				for i, j := range js {
+					evs[i] = j.event
+				}
+				_, err := c.TriggerBatch(evs)
+				err = outcome(a, err)
+				for _, j := range js {
+					acks.Done(j.id, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// appFor is the app an instance's events go to: its own, or the global one.
+func (s *Sink) appFor(st settings) (app, error) {
+	if st.hasApp() {
+		a := app{AppID: st.AppID, Key: st.Key, Secret: st.Secret, Cluster: st.Cluster, UseTLS: st.UseTLS}
+		if a.AppID == "" || a.Key == "" || a.Secret == "" || a.Cluster == "" {
+			return app{}, sdk.Permanent(errors.New("pusher: the instance's settings lack some of appId, key, secret and cluster; set them again"))
+		}
+		return a, nil
+	}
+	if s.proc.global != nil {
+		return *s.proc.global, nil
+	}
+	return app{}, sdk.Permanent(errors.New("pusher: the instance's settings name no app and no global app is configured (EVORELAY_PUSHER_GLOBAL)"))
+}
+
+// client returns the cached client of an app, building it the first time.
+func (s *Sink) client(a app) *pusher.Client {
+	h := a.hash()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.clients[h]; ok {
+		return c
+	}
+	c := &pusher.Client{
+		AppID:      a.AppID,
+		Key:        a.Key,
+		Secret:     a.Secret,
+		Cluster:    a.Cluster,
+		Secure:     a.UseTLS,
+		Host:       s.proc.host,
+		HTTPClient: s.http,
+	}
+	s.clients[h] = c
+	return c
+}
+
+// outcome turns a TriggerBatch result into the acks' error.
+func outcome(a app, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		switch {
+		case se.code == http.StatusUnauthorized || se.code == http.StatusForbidden:
+			return sdk.Permanent(fmt.Errorf("pusher: app %s refused the request (%v); check the instance's appId, key and secret (a 403 also means the app is disabled or over its message quota)", a.AppID, se))
+		case se.code == http.StatusRequestEntityTooLarge:
+			return sdk.Permanent(fmt.Errorf("pusher: app %s refused the event as too large (%v)", a.AppID, se))
+		case se.code == http.StatusRequestTimeout || se.code == http.StatusTooManyRequests || se.code >= 500:
+			err := fmt.Errorf("pusher: app %s: %v", a.AppID, se)
+			if se.retryAfter > 0 {
+				return sdk.RetryAfter(err, se.retryAfter)
+			}
+			return err
+		}
+		return sdk.Permanent(fmt.Errorf("pusher: app %s refused the event (%v)", a.AppID, se))
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("pusher: app %s: %w", a.AppID, err) // the network: retry
+	}
+	// pusher-http-go refused before sending; the same input fails again.
+	return sdk.Permanent(fmt.Errorf("pusher: app %s: %w", a.AppID, err))
+}
+
+// Close closes idle connections.
+func (s *Sink) Close(context.Context) error {
+	if s.transport != nil {
+		s.transport.CloseIdleConnections()
+	}
+	return nil
+}

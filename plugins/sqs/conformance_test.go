@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
+)
+
+// rejectRegion marks the sink the Reject case opens: its SendMessageBatch
+// calls (signed for this region) get every entry refused with SenderFault,
+// as SQS refuses a message for good. goaws never refuses an entry, so the
+// refusal is injected around it; everything else reaches goaws.
+const rejectRegion = "us-reject-1"
+
+func TestConformance(t *testing.T) {
+	rec := newRecorder()
+	rec.alter = func(c call, req *http.Request, next http.RoundTripper) (*http.Response, error) {
+		if c.Action != "SendMessageBatch" || !strings.Contains(req.Header.Get("Authorization"), "/"+rejectRegion+"/") {
+			return nil, nil
+		}
+		var failed strings.Builder
+		for _, e := range batchEntries(c) {
+			fmt.Fprintf(&failed, "<BatchResultErrorEntry><Id>%s</Id><SenderFault>true</SenderFault><Code>InvalidMessageContents</Code><Message>refused by the test</Message></BatchResultErrorEntry>", e["Id"])
+		}
+		return xmlResponse(req, http.StatusOK, "<SendMessageBatchResponse><SendMessageBatchResult>"+failed.String()+"</SendMessageBatchResult></SendMessageBatchResponse>"), nil
+	}
+	unreachable, err := freePort() // nothing listens on it once freePort returns
+	if err != nil {
+		t.Fatal(err)
+	}
+	failures := json.RawMessage(`{"enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"]}`)
+
+	sinktest.Run(t, sinktest.Config{
+		New: func() sdk.Sink {
+			s := New()
+			s.httpClient = rec.client()
+			return s
+		},
+		Open: processEnv(nil),
+		Good: []json.RawMessage{
+			json.RawMessage(`{"enabled":true,"events":["MESSAGES_UPSERT"]}`),
+			json.RawMessage(`{"enabled":false,"events":[]}`),
+		},
+		Bad: map[string]json.RawMessage{
+			"queue":   json.RawMessage(`{"enabled":true,"events":[],"queue":"mine"}`),
+			"enabled": json.RawMessage(`{"enabled":"yes","events":[]}`),
+		},
+		Deliver: &sinktest.DeliverCase{
+			Settings: json.RawMessage(`{"enabled":true,"events":[]}`),
+			Received: func(t testing.TB, want []string) []string {
+				var got []string
+				var seen []string
+				for _, ev := range sinktest.DefaultEvents {
+					if slices.Contains(seen, ev) {
+						continue
+					}
+					seen = append(seen, ev)
+					for _, m := range receiveAll(t, sinktest.DefaultInstance+"_"+events.Snake(ev)+".fifo") {
+						var b struct {
+							Data struct {
+								Key struct {
+									ID string `json:"id"`
+								} `json:"key"`
+							} `json:"data"`
+						}
+						if err := json.Unmarshal([]byte(m.Body), &b); err != nil {
+							t.Errorf("a message is not JSON: %v", err)
+						}
+						got = append(got, b.Data.Key.ID)
+					}
+				}
+				return got
+			},
+		},
+		Retry: &sinktest.Failure{
+			Settings: failures,
+			Open:     processEnv(map[string]string{"endpoint": "http://127.0.0.1:" + strconv.Itoa(unreachable)}),
+		},
+		Reject: &sinktest.Failure{
+			Settings: failures,
+			Open:     processEnv(map[string]string{"region": rejectRegion}),
+		},
+	})
+}

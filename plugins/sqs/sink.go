@@ -1,0 +1,519 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+const version = "0.1.0"
+
+// settingsSchema is the JSON Schema of one instance's settings.
+const settingsSchema = `{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "evorelay SQS settings",
+  "type": "object",
+  "properties": {
+    "enabled": {"type": "boolean"},
+    "events": {"type": "array", "items": {"type": "string"},
+               "description": "event constants; empty means every event"}
+  }
+}`
+
+// settings are one instance's SQS settings: Evolution API's
+// {"enabled", "events"}. Where its events go is the process's choice
+// (EVORELAY_SQS_*), not the instance's.
+type settings struct {
+	Enabled bool     `json:"enabled"`
+	Events  []string `json:"events"`
+}
+
+// evolutionReadOnly are the fields Evolution API adds to its own find
+// responses; a settings object copied from there carries them. Dropped.
+var evolutionReadOnly = map[string]bool{"id": true, "instanceId": true, "createdAt": true, "updatedAt": true}
+
+// parseSettings reads an instance's settings. Any field but enabled,
+// events and Evolution's read-only ones is refused by name.
+func parseSettings(raw json.RawMessage) (settings, sdk.FieldErrors) {
+	var fe sdk.FieldErrors
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		fe.Add("settings", "not a JSON object: %v", err)
+		return settings{}, fe
+	}
+	var s settings
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		v := fields[k]
+		switch {
+		case k == "enabled":
+			if err := json.Unmarshal(v, &s.Enabled); err != nil {
+				fe.Add(k, "want true or false")
+			}
+		case k == "events":
+			if err := json.Unmarshal(v, &s.Events); err != nil {
+				fe.Add(k, "want a list of event names")
+			}
+		case evolutionReadOnly[k]:
+		default:
+			fe.Add(k, "unknown field; SQS settings are enabled and events (queues are set by the EVORELAY_SQS_* variables)")
+		}
+	}
+	if s.Events == nil {
+		s.Events = []string{}
+	}
+	return s, fe
+}
+
+// wants reports whether the settings subscribe to event.
+func (s settings) wants(event string) bool {
+	return s.Enabled && (len(s.Events) == 0 || slices.Contains(s.Events, event))
+}
+
+// subscribed is every event the settings subscribe to.
+func (s settings) subscribed() []string {
+	if len(s.Events) == 0 {
+		return events.All()
+	}
+	return s.Events
+}
+
+// process are the EVORELAY_SQS_* settings.
+type process struct {
+	region          string
+	endpoint        string
+	accessKeyID     string
+	secretAccessKey string
+	sessionToken    string
+	accountID       string
+	queueURLPrefix  string
+	naming          queueNaming
+	groupBy         groupBy
+}
+
+// processKeys are the EVORELAY_SQS_* variables the sink reads.
+var processKeys = []string{
+	"region", "endpoint", "access_key_id", "secret_access_key", "session_token",
+	"account_id", "queue_url_prefix", "global", "global_prefix", "global_queue", "group_by",
+}
+
+func envName(key string) string { return "EVORELAY_SQS_" + strings.ToUpper(key) }
+
+var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
+
+// parseProcess reads and checks the EVORELAY_SQS_* variables. Errors name
+// the variable.
+func parseProcess(m map[string]string) (process, error) {
+	get := func(k string) string { return strings.TrimSpace(m[k]) }
+	p := process{
+		region:          get("region"),
+		accessKeyID:     get("access_key_id"),
+		secretAccessKey: get("secret_access_key"),
+		sessionToken:    get("session_token"),
+		accountID:       get("account_id"),
+	}
+	if v := get("endpoint"); v != "" {
+		u, err := parseHTTPURL(v)
+		if err != nil {
+			return p, fmt.Errorf("%s: %v; expected e.g. http://127.0.0.1:4100", envName("endpoint"), err)
+		}
+		p.endpoint = u
+	}
+	if (p.accessKeyID == "") != (p.secretAccessKey == "") {
+		missing, set := envName("secret_access_key"), envName("access_key_id")
+		if p.accessKeyID == "" {
+			missing, set = set, missing
+		}
+		return p, fmt.Errorf("%s: not set, but %s is; set both for static credentials, or neither for the AWS SDK's default chain", missing, set)
+	}
+	if p.sessionToken != "" && p.accessKeyID == "" {
+		return p, fmt.Errorf("%s: needs %s and %s", envName("session_token"), envName("access_key_id"), envName("secret_access_key"))
+	}
+	if p.accountID != "" && !accountIDPattern.MatchString(p.accountID) {
+		return p, fmt.Errorf("%s: %q is not an AWS account id (12 digits)", envName("account_id"), p.accountID)
+	}
+	if v := get("queue_url_prefix"); v != "" {
+		u, err := parseHTTPURL(v)
+		if err != nil {
+			return p, fmt.Errorf("%s: %v; expected e.g. https://sqs.us-east-1.amazonaws.com/123456789012", envName("queue_url_prefix"), err)
+		}
+		p.queueURLPrefix = strings.TrimRight(u, "/")
+	}
+	if v := get("global"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return p, fmt.Errorf("%s: %q: want true or false", envName("global"), v)
+		}
+		p.naming.Global = b
+	}
+	p.naming.Prefix = get("global_prefix")
+	if single := get("global_queue"); single != "" {
+		if !p.naming.Global {
+			return p, fmt.Errorf("%s: applies only when %s is true", envName("global_queue"), envName("global"))
+		}
+		if !strings.HasSuffix(single, fifoSuffix) {
+			single += fifoSuffix
+		}
+		if err := checkQueueName(single); err != nil {
+			return p, fmt.Errorf("%s: %v", envName("global_queue"), err)
+		}
+		p.naming.Single = single
+	} else if p.naming.Global {
+		if p.naming.Prefix == "" {
+			return p, fmt.Errorf("%s: required when %s is true (queues are named <prefix>_<event>.fifo), or set %s for one queue",
+				envName("global_prefix"), envName("global"), envName("global_queue"))
+		}
+		// The longest event name decides whether every queue name fits.
+		for _, ev := range events.All() {
+			if err := checkQueueName(queueName(p.naming, "", ev)); err != nil {
+				return p, fmt.Errorf("%s: %v", envName("global_prefix"), err)
+			}
+		}
+	}
+	switch v := get("group_by"); v {
+	case "", "instance":
+		p.groupBy = groupByInstance
+	case "chat":
+		p.groupBy = groupByChat
+	default:
+		return p, fmt.Errorf("%s: %q: want instance or chat", envName("group_by"), v)
+	}
+	return p, nil
+}
+
+func parseHTTPURL(v string) (string, error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "", err
+	}
+	if u.User != nil {
+		// It would be logged; credentials have variables of their own.
+		return "", errors.New("the URL carries credentials; give them in EVORELAY_SQS_ACCESS_KEY_ID and EVORELAY_SQS_SECRET_ACCESS_KEY")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not an http(s) URL with a host", v)
+	}
+	return v, nil
+}
+
+// Sink relays events to Amazon SQS FIFO queues (or any server that speaks
+// SQS's query protocol).
+type Sink struct {
+	sdk.UnimplementedSink
+
+	// httpClient, when set before Open, carries every SQS request (tests
+	// record and alter traffic with it).
+	httpClient *http.Client
+
+	log      hclog.Logger
+	naming   events.Naming
+	proc     process
+	client   *sqs.Client // nil until Open finds a region
+	notReady string      // why client is nil
+	idle     interface{ CloseIdleConnections() }
+
+	mu   sync.Mutex
+	urls map[string]string // queue name → queue URL
+}
+
+// New returns an SQS sink; Open configures it.
+func New() *Sink {
+	return &Sink{log: hclog.NewNullLogger(), notReady: "not opened", urls: map[string]string{}}
+}
+
+// Describe names the sink.
+func (s *Sink) Describe() sdk.Description {
+	return sdk.Description{Name: "sqs", Version: version, SettingsSchema: json.RawMessage(settingsSchema)}
+}
+
+// Open reads the EVORELAY_SQS_* variables and builds the SQS client.
+// Without EVORELAY_SQS_REGION the sink loads but is not ready: enabling it
+// for an instance is refused with a message saying what to set.
+func (s *Sink) Open(ctx context.Context, cfg sdk.Config) error {
+	if cfg.Logger != nil {
+		s.log = cfg.Logger
+	}
+	s.naming = cfg.Naming
+	for k := range cfg.Settings {
+		if !slices.Contains(processKeys, k) {
+			s.log.Warn("unknown setting ignored", "variable", envName(k))
+		}
+	}
+	p, err := parseProcess(cfg.Settings)
+	if err != nil {
+		return err
+	}
+	s.proc = p
+	if p.region == "" {
+		s.notReady = envName("region") + " is not set"
+		s.log.Info("SQS sink is not configured; set " + envName("region") + " to use it")
+		return nil
+	}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(p.region)}
+	if p.accessKeyID != "" {
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(p.accessKeyID, p.secretAccessKey, p.sessionToken)))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("sqs: load AWS configuration (%s, AWS_* variables, shared config files): %w", envName("region"), err)
+	}
+	hc := s.httpClient
+	if hc == nil {
+		// The SDK's transport (AWS_CA_BUNDLE and the like applied) in a
+		// client of our own, so that Close can close its connections.
+		b, ok := awsCfg.HTTPClient.(*awshttp.BuildableClient)
+		if !ok {
+			return fmt.Errorf("sqs: unexpected AWS HTTP client %T", awsCfg.HTTPClient)
+		}
+		hc = &http.Client{
+			Transport: b.GetTransport(),
+			Timeout:   b.GetTimeout(),
+			// SQS does not redirect; a redirect is answered as it is.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	hc = withOwnBodies(hc)
+	awsCfg.HTTPClient = hc
+	s.idle = hc
+	s.client = sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
+		if p.endpoint != "" {
+			o.BaseEndpoint = aws.String(p.endpoint)
+		}
+	})
+	s.notReady = ""
+	s.log.Info("SQS sink configured", "region", p.region, "endpoint", p.endpoint,
+		"static_credentials", p.accessKeyID != "", "global", p.naming.Global, "global_queue", p.naming.Single)
+	return nil
+}
+
+// Validate checks an instance's settings. When they are enabled it checks
+// that every queue name they lead to is one SQS accepts, and creates the
+// queues, so that a consumer can subscribe before the first event. SQS
+// refusing to create one (wrong credentials, no permission) refuses the
+// settings with its reason; SQS out of reach does not: the queues are
+// created on the first delivery, which is retried until SQS is back.
+func (s *Sink) Validate(ctx context.Context, instance string, raw json.RawMessage) (json.RawMessage, error) {
+	st, fe := parseSettings(raw)
+	if len(fe) > 0 {
+		return nil, fe
+	}
+	if st.Enabled {
+		if s.client == nil {
+			fe.Add("enabled", "the SQS sink is not configured on this sidecar: %s", s.notReady)
+			return nil, fe
+		}
+		var names []string
+		for _, ev := range st.subscribed() {
+			name := queueName(s.proc.naming, instance, ev)
+			if err := checkQueueName(name); err != nil {
+				fe.Add("instance", "%v; rename the instance or use EVORELAY_SQS_GLOBAL", err)
+				return nil, fe
+			}
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+		for _, name := range names {
+			_, err := s.createQueue(ctx, name)
+			if err == nil {
+				continue
+			}
+			if isRefusal(err) {
+				fe.Add("enabled", "%v; check the EVORELAY_SQS_* settings and the credentials' permissions", err)
+				return nil, fe
+			}
+			s.log.Warn("cannot create the instance's queues now; they will be created on the first delivery",
+				"instance", instance, "queue", name, "error", err)
+			break
+		}
+	}
+	return json.Marshal(st)
+}
+
+// Health is ready once a region is configured.
+func (s *Sink) Health(context.Context) sdk.Health {
+	if s.client == nil {
+		return sdk.Health{Ready: false, Detail: "not configured: " + s.notReady}
+	}
+	return sdk.Health{Ready: true, Detail: "region " + s.proc.region}
+}
+
+// maxSenders bounds the SendMessageBatch calls one Deliver has in flight.
+const maxSenders = 8
+
+// Deliver sends the batch with SendMessageBatch, queue by queue. Messages
+// for one queue are sent in order, up to 10 (and 256 KiB) a call; queues
+// are sent to in parallel. Each delivery is acknowledged by the outcome of
+// its own entry.
+func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks) error {
+	if s.client == nil {
+		return fmt.Errorf("sqs: not configured: %s", s.notReady)
+	}
+	var order []string
+	byQueue := map[string][]entry{}
+	for _, d := range batch {
+		st, fe := parseSettings(d.Settings)
+		if len(fe) > 0 {
+			acks.Done(d.ID, sdk.Permanent(fmt.Errorf("sqs: instance settings: %w", fe)))
+			continue
+		}
+		if !st.wants(d.Event) {
+			// The settings changed after the host picked this event.
+			s.log.Info("event not subscribed by the instance's settings; not sent",
+				"instance", d.Instance, "event", d.Event, "delivery_id", d.ID)
+			acks.Done(d.ID, nil)
+			continue
+		}
+		e, err := s.newEntry(d)
+		if err != nil {
+			acks.Done(d.ID, err)
+			continue
+		}
+		if _, ok := byQueue[e.queue]; !ok {
+			order = append(order, e.queue)
+		}
+		byQueue[e.queue] = append(byQueue[e.queue], e)
+	}
+
+	sem := make(chan struct{}, maxSenders)
+	var wg sync.WaitGroup
+	for _, q := range order {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for _, chunk := range chunks(byQueue[q]) {
+				s.send(ctx, q, chunk, acks)
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// send sends one chunk to a queue and acknowledges each entry. When the
+// queue is gone it is created again and the chunk sent once more.
+func (s *Sink) send(ctx context.Context, queue string, chunk []entry, acks sdk.Acks) {
+	in := &sqs.SendMessageBatchInput{Entries: make([]types.SendMessageBatchRequestEntry, len(chunk))}
+	byID := make(map[string]entry, len(chunk))
+	for i, e := range chunk {
+		id := strconv.Itoa(i)
+		in.Entries[i] = e.request(id)
+		byID[id] = e
+	}
+	var out *sqs.SendMessageBatchOutput
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		var u string
+		if u, err = s.queueURL(ctx, queue); err != nil {
+			break
+		}
+		in.QueueUrl = aws.String(u)
+		out, err = s.client.SendMessageBatch(ctx, in)
+		if err == nil || !isQueueMissing(err) {
+			break
+		}
+		s.forget(queue)
+		if _, err = s.createQueue(ctx, queue); err != nil {
+			break
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("sqs: SendMessageBatch to %s: %w", queue, err)
+		for _, e := range chunk {
+			acks.Done(e.delivery, err)
+		}
+		return
+	}
+	for _, r := range out.Successful {
+		if e, ok := byID[aws.ToString(r.Id)]; ok {
+			acks.Done(e.delivery, nil)
+			delete(byID, aws.ToString(r.Id))
+		}
+	}
+	for _, f := range out.Failed {
+		e, ok := byID[aws.ToString(f.Id)]
+		if !ok {
+			continue
+		}
+		delete(byID, aws.ToString(f.Id))
+		err := fmt.Errorf("sqs: %s refused the message: %s: %s", queue, aws.ToString(f.Code), aws.ToString(f.Message))
+		if f.SenderFault {
+			err = sdk.Permanent(err)
+		}
+		acks.Done(e.delivery, err)
+	}
+	for _, e := range byID {
+		acks.Done(e.delivery, fmt.Errorf("sqs: SendMessageBatch to %s: the response does not mention this message", queue))
+	}
+}
+
+// Close closes the client's idle connections and forgets the queue URLs.
+func (s *Sink) Close(context.Context) error {
+	if s.idle != nil {
+		s.idle.CloseIdleConnections()
+	}
+	s.mu.Lock()
+	s.urls = map[string]string{}
+	s.mu.Unlock()
+	return nil
+}
+
+// isRefusal reports whether SQS answered for good: a 4xx that is not
+// throttling (the request or the credentials are wrong). Network errors,
+// 5xx and throttling may pass.
+func isRefusal(err error) bool {
+	var re *awshttp.ResponseError
+	if !errors.As(err, &re) {
+		return false
+	}
+	code := re.HTTPStatusCode()
+	if code < 400 || code >= 500 || code == http.StatusRequestTimeout || code == http.StatusTooManyRequests {
+		return false
+	}
+	var api interface{ ErrorCode() string }
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "Throttling", "ThrottlingException", "RequestThrottled", "RequestThrottledException",
+			"RequestLimitExceeded", "SlowDown", "RequestTimeout", "RequestTimeoutException":
+			return false
+		}
+	}
+	return true
+}
+
+// isQueueMissing reports whether err says the queue does not exist.
+func isQueueMissing(err error) bool {
+	var missing *types.QueueDoesNotExist
+	if errors.As(err, &missing) {
+		return true
+	}
+	var api interface{ ErrorCode() string }
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist":
+			return true
+		}
+	}
+	return false
+}
