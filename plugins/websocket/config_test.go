@@ -1,0 +1,86 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseProcessConfig(t *testing.T) {
+	def := defaultProcessConfig()
+	if def.pingInterval != 30*time.Second || def.pongTimeout != 10*time.Second || def.sendBuffer != 256 ||
+		def.resumeWindow != 1000 || !def.compression || def.anyOrigin || len(def.origins) != 0 {
+		t.Fatalf("defaults = %+v", def)
+	}
+	tests := []struct {
+		name  string
+		in    map[string]string
+		check func(processConfig) bool
+	}{
+		{"empty", nil, func(c processConfig) bool { return c.maxConns == 10000 && c.maxConnsPerRoom == 1000 }},
+		{"durations", map[string]string{"ping_interval": "250ms", "pong_timeout": "2", "write_timeout": " 1m "},
+			func(c processConfig) bool {
+				return c.pingInterval == 250*time.Millisecond && c.pongTimeout == 2*time.Second && c.writeTimeout == time.Minute
+			}},
+		{"counts", map[string]string{"send_buffer": "8", "max_connections": "3", "max_connections_per_instance": "2",
+			"resume_window": "0", "resume_window_global": "50"},
+			func(c processConfig) bool {
+				return c.sendBuffer == 8 && c.maxConns == 3 && c.maxConnsPerRoom == 2 && c.resumeWindow == 0 && c.resumeWindowAll == 50
+			}},
+		{"bytes", map[string]string{"resume_window_bytes": "4MiB"}, func(c processConfig) bool { return c.resumeWindowBytes == 4<<20 }},
+		{"compression off", map[string]string{"compression": "false"}, func(c processConfig) bool { return !c.compression }},
+		{"origins", map[string]string{"allowed_origins": "https://App.example.com, http://localhost:3000/ ,"},
+			func(c processConfig) bool {
+				return !c.anyOrigin && len(c.origins) == 2 && c.origins["https://app.example.com"] && c.origins["http://localhost:3000"]
+			}},
+		{"any origin", map[string]string{"allowed_origins": "*"}, func(c processConfig) bool { return c.anyOrigin }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, unknown, err := parseProcessConfig(tt.in)
+			if err != nil || len(unknown) != 0 {
+				t.Fatalf("err %v, unknown %v", err, unknown)
+			}
+			if !tt.check(c) {
+				t.Errorf("parsed %+v", c)
+			}
+		})
+	}
+}
+
+func TestParseProcessConfigErrors(t *testing.T) {
+	tests := []struct {
+		key, value, want string
+	}{
+		{"ping_interval", "soon", "EVORELAY_WEBSOCKET_PING_INTERVAL"},
+		{"pong_timeout", "0s", "EVORELAY_WEBSOCKET_PONG_TIMEOUT"},
+		{"write_timeout", "-1", "EVORELAY_WEBSOCKET_WRITE_TIMEOUT"},
+		{"send_buffer", "0", "EVORELAY_WEBSOCKET_SEND_BUFFER"},
+		{"max_connections", "lots", "EVORELAY_WEBSOCKET_MAX_CONNECTIONS"},
+		{"max_connections_per_instance", "-3", "EVORELAY_WEBSOCKET_MAX_CONNECTIONS_PER_INSTANCE"},
+		{"resume_window", "-1", "EVORELAY_WEBSOCKET_RESUME_WINDOW"},
+		{"resume_window_bytes", "1TB", "EVORELAY_WEBSOCKET_RESUME_WINDOW_BYTES"},
+		{"compression", "maybe", "EVORELAY_WEBSOCKET_COMPRESSION"},
+		{"allowed_origins", "app.example.com", "EVORELAY_WEBSOCKET_ALLOWED_ORIGINS"},
+		{"allowed_origins", "https://app.example.com/path", "EVORELAY_WEBSOCKET_ALLOWED_ORIGINS"},
+		{"allowed_origins", "ftp://files.example.com", "EVORELAY_WEBSOCKET_ALLOWED_ORIGINS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
+			_, _, err := parseProcessConfig(map[string]string{tt.key: tt.value})
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want+": ") || !strings.Contains(err.Error(), tt.value) {
+				t.Errorf("err = %v; want one naming %s and the value", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnknownSettingsReported(t *testing.T) {
+	_, unknown, err := parseProcessConfig(map[string]string{"pingz": "1", "send_buffer": "9", "apple": "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"EVORELAY_WEBSOCKET_APPLE", "EVORELAY_WEBSOCKET_PINGZ"}; !equal(unknown, want) {
+		t.Errorf("unknown = %v, want %v", unknown, want)
+	}
+}

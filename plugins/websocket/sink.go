@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+const (
+	sinkName    = "websocket"
+	sinkVersion = "0.1.0"
+)
+
+// settingsSchema is the JSON Schema of one instance's settings.
+const settingsSchema = `{
+  "type": "object",
+  "properties": {
+    "enabled": {"type": "boolean"},
+    "events": {"type": "array", "items": {"type": "string"}}
+  },
+  "additionalProperties": false
+}`
+
+// instanceSettings are one instance's settings, as the host normalized
+// them. The host sends a delivery only when they want its event, so the
+// sink itself never reads them past Validate.
+type instanceSettings struct {
+	Enabled bool     `json:"enabled"`
+	Events  []string `json:"events"`
+}
+
+// readOnlyFields are what Evolution API's own find returns beside the
+// settings; a settings object copied from there is accepted without them.
+var readOnlyFields = map[string]bool{"id": true, "instanceId": true, "createdAt": true, "updatedAt": true}
+
+// Validate accepts enabled and events, drops Evolution API's read-only
+// fields, and refuses any other field by name.
+func (s *Sink) Validate(_ context.Context, _ string, raw json.RawMessage) (json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return nil, sdk.FieldErrors{{Field: "enabled", Message: "settings must be an object with enabled and events"}}
+	}
+	var st instanceSettings
+	var fe sdk.FieldErrors
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v := fields[k]
+		switch {
+		case k == "enabled":
+			if err := json.Unmarshal(v, &st.Enabled); err != nil {
+				fe.Add(k, "must be true or false")
+			}
+		case k == "events":
+			if err := json.Unmarshal(v, &st.Events); err != nil {
+				fe.Add(k, "must be a list of event names")
+			}
+		case readOnlyFields[k]:
+		default:
+			fe.Add(k, "unknown setting; websocket settings are only enabled and events")
+		}
+	}
+	if err := fe.Err(); err != nil {
+		return nil, err
+	}
+	if st.Events == nil {
+		st.Events = []string{}
+	}
+	return json.Marshal(st)
+}
+
+// Sink relays deliveries to the websocket clients connected through the
+// host's proxy.
+type Sink struct {
+	sdk.UnimplementedSink
+
+	cfg      processConfig
+	naming   events.Naming
+	log      hclog.Logger
+	hub      *hub
+	upgrader *websocket.Upgrader
+	srv      *http.Server
+	served   chan struct{} // closed when srv.Serve returns
+
+	mu     sync.Mutex
+	opened bool
+	closed bool
+}
+
+// New returns a sink that is not open yet.
+func New() *Sink { return &Sink{} }
+
+// Describe names the sink and asks the host for a socket.
+func (s *Sink) Describe() sdk.Description {
+	return sdk.Description{
+		Name:           sinkName,
+		Version:        sinkVersion,
+		SettingsSchema: json.RawMessage(settingsSchema),
+		Listener:       true,
+	}
+}
+
+// Open reads the process settings and serves HTTP on the host's socket.
+func (s *Sink) Open(_ context.Context, c sdk.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opened {
+		return errors.New("websocket: Open called twice")
+	}
+	log := c.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	cfg, unknown, err := parseProcessConfig(c.Settings)
+	if err != nil {
+		return err
+	}
+	for _, name := range unknown {
+		log.Warn("unknown setting ignored", "setting", name)
+	}
+	if c.ListenSocket == "" {
+		return errors.New("websocket: the host gave no Unix socket to listen on (Config.ListenSocket); this sink needs a host that proxies /ws to it")
+	}
+	ln, err := listenUnix(c.ListenSocket)
+	if err != nil {
+		return err
+	}
+	s.cfg, s.naming, s.log = cfg, c.Naming, log
+	s.hub = newHub(cfg)
+	s.upgrader = newUpgrader(cfg, log)
+	s.srv = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+	}
+	s.served = make(chan struct{})
+	go func() {
+		defer close(s.served)
+		_ = s.srv.Serve(ln) // returns when Close closes the server
+	}()
+	s.opened = true
+	log.Info("listening", "socket", c.ListenSocket, "ping_interval", cfg.pingInterval, "send_buffer", cfg.sendBuffer,
+		"resume_window", cfg.resumeWindow, "max_connections", cfg.maxConns)
+	return nil
+}
+
+// listenUnix listens on path, replacing a socket a previous process left
+// behind, and lets only this user connect.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&fs.ModeSocket == 0 {
+			return nil, fmt.Errorf("websocket: listen on %s: the path exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("websocket: remove the stale socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("websocket: listen: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("websocket: restrict the socket to this user: %w", err)
+	}
+	return ln, nil
+}
+
+// wireFrame is a message as clients receive it: the seed's {event,
+// instance, data} and the delivery id, to resume from.
+type wireFrame struct {
+	Event    string          `json:"event"`
+	Instance string          `json:"instance"`
+	Data     json.RawMessage `json:"data"`
+	ID       string          `json:"id"`
+}
+
+// frame builds a delivery's message once, for every client.
+func (s *Sink) frame(d sdk.Delivery) (*frame, error) {
+	env, err := d.Decode()
+	if err != nil {
+		return nil, fmt.Errorf("websocket: the envelope is not a JSON object: %w", err)
+	}
+	data := env.Data
+	if len(data) == 0 {
+		data = json.RawMessage("null")
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(wireFrame{Event: s.naming.Name(d.Event), Instance: d.Instance, Data: data, ID: d.ID}); err != nil {
+		return nil, fmt.Errorf("websocket: encode the message: %w", err)
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
+	if err != nil {
+		return nil, fmt.Errorf("websocket: prepare the message: %w", err)
+	}
+	return &frame{id: d.ID, instance: d.Instance, msg: pm, size: len(b)}, nil
+}
+
+// Deliver queues each delivery to the clients of its instance and of /ws
+// and acknowledges it: websocket is live delivery, so a delivery is done
+// once it is queued to every client connected now, or when none is. It
+// never waits for a client; a client that cannot take it is dropped.
+func (s *Sink) Deliver(_ context.Context, batch []sdk.Delivery, acks sdk.Acks) error {
+	s.mu.Lock()
+	h := s.hub
+	s.mu.Unlock()
+	if h == nil {
+		return errors.New("websocket: not open")
+	}
+	for _, d := range batch {
+		f, err := s.frame(d)
+		if err != nil {
+			acks.Done(d.ID, sdk.Permanent(err))
+			continue
+		}
+		h.publish(f)
+		acks.Done(d.ID, nil)
+	}
+	return nil
+}
+
+// Health is ready while the socket is served; Detail counts clients and
+// deliveries.
+func (s *Sink) Health(context.Context) sdk.Health {
+	s.mu.Lock()
+	opened, closed := s.opened, s.closed
+	s.mu.Unlock()
+	switch {
+	case !opened:
+		return sdk.Health{Detail: "not open"}
+	case closed:
+		return sdk.Health{Detail: "closed"}
+	}
+	st := s.hub.snapshot()
+	return sdk.Health{Ready: true, Detail: describeStats(st)}
+}
+
+func describeStats(st stats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d clients (%d on /ws); %d delivered, %d with no client",
+		st.clients+st.allClients, st.allClients, st.delivered, st.noClient)
+	if st.slow > 0 {
+		fmt.Fprintf(&b, "; %d slow clients dropped", st.slow)
+	}
+	if st.noPong > 0 {
+		fmt.Fprintf(&b, "; %d dead clients dropped (no pong)", st.noPong)
+	}
+	if st.duplicates > 0 {
+		fmt.Fprintf(&b, "; %d repeated deliveries not resent", st.duplicates)
+	}
+	return b.String()
+}
+
+// Close says goodbye to every client (1001, going away), stops serving the
+// socket and waits for the connections to end, closing them outright when
+// ctx ends first.
+func (s *Sink) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.opened || s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	s.hub.close()
+	err := s.srv.Close()
+	<-s.served
+	done := make(chan struct{})
+	go func() {
+		s.hub.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.hub.closeConns()
+		<-done
+	}
+	if err != nil {
+		return fmt.Errorf("websocket: close the listener: %w", err)
+	}
+	return nil
+}
