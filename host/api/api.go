@@ -137,7 +137,7 @@ var reserved = map[string]bool{
 func ReservedName(name string) bool { return reserved[name] }
 
 // public are the routes that need no API key.
-var public = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+var public = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/ws-console": true}
 
 var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
@@ -210,6 +210,9 @@ func New(o Options) http.Handler {
 	if o.Websocket != nil {
 		s.route(http.MethodGet, "/ws", "/ws", authQuery, s.websocket)
 		s.route(http.MethodGet, "/ws/:instance", "/ws", authQuery, s.websocket)
+		// The console is a static page; the key is typed into it and sent
+		// with its websocket, which /ws authenticates.
+		s.route(http.MethodGet, "/ws-console", "/ws-console", authNone, s.websocket)
 	}
 
 	seen := map[string]bool{}

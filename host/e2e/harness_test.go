@@ -56,8 +56,19 @@ func build(dir string) error {
 		return err
 	}
 	plugins, _ := filepath.Glob(filepath.Join(root, "plugins", "*", "main.go"))
+	// EVORELAY_E2E_PLUGINS=webhook,websocket builds only those, to iterate
+	// faster; CI builds every plugin.
+	only := map[string]bool{}
+	for _, n := range strings.Split(os.Getenv("EVORELAY_E2E_PLUGINS"), ",") {
+		if n != "" {
+			only[n] = true
+		}
+	}
 	for _, p := range plugins {
 		name := filepath.Base(filepath.Dir(p))
+		if len(only) > 0 && !only[name] {
+			continue
+		}
 		if err := run(filepath.Join(dir, "plugins", "evorelay-sink-"+name), "./plugins/"+name); err != nil {
 			return err
 		}

@@ -24,6 +24,10 @@ type receiver struct {
 	mu     sync.Mutex
 	hits   []hit
 	status int
+	// decide, when set, answers instead of status: seen counts the
+	// requests with this webhook-id so far, this one included.
+	decide func(h hit, seen int) int
+	seen   map[string]int
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -34,7 +38,7 @@ func newReceiver(t *testing.T) *receiver {
 // "back" on the port the sidecar was already sending to.
 func newReceiverOn(t *testing.T, addr string) *receiver {
 	t.Helper()
-	r := &receiver{status: http.StatusOK}
+	r := &receiver{status: http.StatusOK, seen: map[string]int{}}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -47,11 +51,24 @@ func newReceiverOn(t *testing.T, addr string) *receiver {
 
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
+	h := hit{Path: req.URL.Path, Header: req.Header.Clone(), Body: body}
 	r.mu.Lock()
-	r.hits = append(r.hits, hit{Path: req.URL.Path, Header: req.Header.Clone(), Body: body})
-	status := r.status
+	r.hits = append(r.hits, h)
+	id := req.Header.Get("webhook-id")
+	r.seen[id]++
+	status, decide, seen := r.status, r.decide, r.seen[id]
 	r.mu.Unlock()
+	if decide != nil {
+		status = decide(h, seen)
+	}
 	w.WriteHeader(status)
+}
+
+// SetDecide sets the function that answers each request.
+func (r *receiver) SetDecide(f func(h hit, seen int) int) {
+	r.mu.Lock()
+	r.decide = f
+	r.mu.Unlock()
 }
 
 // SetStatus changes what the receiver answers from now on.
