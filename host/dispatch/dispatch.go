@@ -116,11 +116,16 @@ func Run(ctx context.Context, sp Spool, st Settings, p Plugin, opts Options) {
 	opts.defaults()
 	w := &worker{
 		sink: p.Name(), plugin: p, spool: sp, settings: st, opts: opts,
-		logger: opts.Logger.Named("dispatch").With("sink", p.Name()),
-		lanes:  map[string]*lane{},
-		sent:   map[string]*sentDelivery{},
-		wake:   make(chan struct{}, 1),
+		logger:  opts.Logger.Named("dispatch").With("sink", p.Name()),
+		lanes:   map[string]*lane{},
+		sent:    map[string]*sentDelivery{},
+		wake:    make(chan struct{}, 1),
+		resWake: make(chan struct{}, 1),
 	}
+	stop := make(chan struct{})
+	resolved := make(chan struct{})
+	go func() { defer close(resolved); w.resolver(stop) }()
+	defer func() { close(stop); <-resolved }()
 	for ctx.Err() == nil {
 		client, err := p.Client(ctx)
 		if err != nil {
@@ -150,6 +155,10 @@ type worker struct {
 	sent   map[string]*sentDelivery // id → at the plugin
 	leased int                      // held in lanes + sent
 	wake   chan struct{}            // something changed: pump, or room
+
+	resMu      sync.Mutex
+	pendingRes []spool.Result // waiting for the resolver
+	resWake    chan struct{}
 }
 
 // lane is one instance's deliveries waiting for the plugin, in order.
@@ -433,14 +442,48 @@ func (w *worker) apply(acks []*sinkv1.Ack) {
 	}
 }
 
-// resolve settles results in the spool. A failure here leaves them leased
-// but unresolved: they are delivered again after a restart, never lost.
+// resolve queues results for the resolver, which settles them in the
+// spool. A failure there leaves them leased but unresolved: they are
+// delivered again after a restart, never lost.
 func (w *worker) resolve(results []spool.Result) {
 	if len(results) == 0 {
 		return
 	}
-	if err := w.spool.Resolve(w.sink, results); err != nil {
-		w.logger.Error("resolve failed; these deliveries will be sent again after a restart", "count", len(results), "error", err)
+	w.resMu.Lock()
+	w.pendingRes = append(w.pendingRes, results...)
+	w.resMu.Unlock()
+	select {
+	case w.resWake <- struct{}{}:
+	default:
+	}
+}
+
+// resolver settles queued results, all that piled up during the previous
+// commit in one: group commit, so a stream of small acks costs one disk
+// sync per round, not one each. It returns once stop is closed and the
+// queue is empty.
+func (w *worker) resolver(stop <-chan struct{}) {
+	for {
+		w.resMu.Lock()
+		batch := w.pendingRes
+		w.pendingRes = nil
+		w.resMu.Unlock()
+		if len(batch) > 0 {
+			if err := w.spool.Resolve(w.sink, batch); err != nil {
+				w.logger.Error("resolve failed; these deliveries will be sent again after a restart", "count", len(batch), "error", err)
+			}
+			continue
+		}
+		select {
+		case <-w.resWake:
+		case <-stop:
+			w.resMu.Lock()
+			left := len(w.pendingRes)
+			w.resMu.Unlock()
+			if left == 0 {
+				return
+			}
+		}
 	}
 }
 

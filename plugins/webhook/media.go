@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -39,6 +40,11 @@ func (e *mediaError) Unwrap() error { return e.err }
 // goes; with it, a message that has only a mediaUrl gets its base64
 // fetched. data is returned as it is whenever nothing changes.
 func (s *Sink) mediaRule(ctx context.Context, d sdk.Delivery, keep bool, data []byte) ([]byte, error) {
+	// Most events carry no media: skip the walk through data when the key
+	// the rule acts on does not appear at all.
+	if !keep && !bytes.Contains(data, []byte(`"base64"`)) || keep && !bytes.Contains(data, []byte(`"mediaUrl"`)) {
+		return data, nil
+	}
 	msg, ms, at, ok := message(data)
 	if !ok {
 		return data, nil

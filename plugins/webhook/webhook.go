@@ -253,6 +253,33 @@ type Sink struct {
 
 	closing context.Context // done once Close is called
 	close   context.CancelFunc
+
+	settingsMu sync.Mutex
+	parsed     map[string]Settings // stored settings bytes → parsed
+}
+
+// maxParsed bounds the parsed-settings cache; it starts over when full.
+const maxParsed = 4096
+
+// settingsOf parses a delivery's settings, once per distinct bytes: every
+// delivery of an instance carries the same ones.
+func (s *Sink) settingsOf(raw []byte) (Settings, error) {
+	s.settingsMu.Lock()
+	set, ok := s.parsed[string(raw)]
+	s.settingsMu.Unlock()
+	if ok {
+		return set, nil
+	}
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return Settings{}, err
+	}
+	s.settingsMu.Lock()
+	if len(s.parsed) >= maxParsed || s.parsed == nil {
+		s.parsed = make(map[string]Settings)
+	}
+	s.parsed[string(raw)] = set
+	s.settingsMu.Unlock()
+	return set, nil
 }
 
 // New returns a sink with the default process settings; Open replaces them.
@@ -387,8 +414,8 @@ func (s *Sink) deliverOne(ctx context.Context, d sdk.Delivery, acks sdk.Acks) {
 
 // deliver sends one delivery and returns its outcome.
 func (s *Sink) deliver(ctx context.Context, d sdk.Delivery) error {
-	var set Settings
-	if err := json.Unmarshal(d.Settings, &set); err != nil {
+	set, err := s.settingsOf(d.Settings)
+	if err != nil {
 		return sdk.Permanent(fmt.Errorf("webhook settings are not a settings object: %v", err))
 	}
 	env, err := d.Decode()
