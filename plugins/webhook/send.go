@@ -77,6 +77,9 @@ func requestError(method string, u *url.URL, timeout time.Duration, err error) e
 	return fmt.Errorf("%s %s: %w", method, where(u), cause)
 }
 
+// minAfter429 is the least a 429 delays the next attempt.
+const minAfter429 = 30 * time.Second
+
 // outcome maps a response to the delivery's outcome.
 func outcome(method string, u *url.URL, resp *http.Response, now time.Time) error {
 	code := resp.StatusCode
@@ -88,7 +91,13 @@ func outcome(method string, u *url.URL, resp *http.Response, now time.Time) erro
 	case code == http.StatusGone:
 		return sdk.Gone(err)
 	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), now); ok {
+		d, ok := retryAfter(resp.Header.Get("Retry-After"), now)
+		if code == http.StatusTooManyRequests && d < minAfter429 {
+			// A receiver that says "too many" gets a real pause, even
+			// when it does not say how long.
+			d, ok = minAfter429, true
+		}
+		if ok {
 			return sdk.RetryAfter(err, d)
 		}
 		return err
