@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+// serverURL is the NATS server (with JetStream) on this machine. The
+// integration tests fail, not skip, when it cannot be reached.
+const serverURL = "nats://127.0.0.1:4222"
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is the Acks a test hands to Deliver: it keeps every outcome.
+type recorder struct {
+	mu   sync.Mutex
+	acks map[string][]error
+}
+
+func newRecorder() *recorder { return &recorder{acks: map[string][]error{}} }
+
+func (r *recorder) Done(id string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.acks[id] = append(r.acks[id], err)
+}
+
+// deliver runs one Deliver and returns each delivery's outcome, failing
+// the test unless every delivery was acknowledged exactly once.
+func deliver(t testing.TB, s *Sink, batch ...sdk.Delivery) map[string]error {
+	t.Helper()
+	r := newRecorder()
+	if err := s.Deliver(context.Background(), batch, r); err != nil {
+		t.Fatalf("Deliver returned %v", err)
+	}
+	out := map[string]error{}
+	for _, d := range batch {
+		got := r.acks[d.ID]
+		if len(got) != 1 {
+			t.Fatalf("delivery %s acknowledged %d times, want once: %v", d.ID, len(got), got)
+		}
+		out[d.ID] = got[0]
+	}
+	return out
+}
+
+// unique returns a name no other test run uses; it is a valid subject
+// token and stream name.
+func unique(prefix string) string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+func testLogger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "nats-test", Output: os.Stderr, Level: hclog.Warn})
+}
+
+// openSink opens a sink on url with extra process settings and waits until
+// it is connected.
+func openSink(t testing.TB, url string, naming events.Naming, extra map[string]string) *Sink {
+	t.Helper()
+	settings := map[string]string{"url": url}
+	for k, v := range extra {
+		settings[k] = v
+	}
+	s := New()
+	if err := s.Open(context.Background(), sdk.Config{Settings: settings, Naming: naming, Logger: testLogger()}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	waitFor(t, "the sink to connect", 30*time.Second, func() bool { return s.Health(context.Background()).Ready })
+	return s
+}
+
+// waitFor polls cond until it holds, failing the test after limit.
+func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// client is a plain connection the tests observe the server with.
+type client struct {
+	t  testing.TB
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+func dial(t testing.TB, url string) *client {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("NATS at %s is not reachable (start it: nats-server -js): %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &client{t: t, nc: nc, js: js}
+}
+
+// stream creates a stream over subjects, deleted when the test ends.
+func (c *client) stream(name string, subjects ...string) jetstream.Stream {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := c.js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: subjects, Storage: jetstream.FileStorage})
+	if err != nil {
+		c.t.Fatalf("create stream %s: %v", name, err)
+	}
+	c.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.js.DeleteStream(ctx, name); err != nil {
+			c.t.Errorf("delete stream %s: %v", name, err)
+		}
+	})
+	return st
+}
+
+// stored returns every message in the stream, in order.
+func stored(t testing.TB, st jetstream.Stream) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("get message %d: %v", seq, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// envelope is an event as the host hands it to a sink.
+func envelope(t testing.TB, instance, event string, data any) []byte {
+	t.Helper()
+	d, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(events.Envelope{
+		Event: event, Instance: instance, Data: d,
+		DateTime: "2024-01-01T12:00:00.000Z", Sender: "5511999999999@s.whatsapp.net",
+		ServerURL: "http://engine:8080", APIKey: "engine-key",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func delivery(t testing.TB, id, instance, event, settings string) sdk.Delivery {
+	return sdk.Delivery{
+		ID: id, Instance: instance, Event: event, Attempt: 1,
+		Envelope: envelope(t, instance, event, map[string]any{"key": map[string]any{"id": id}}),
+		Settings: json.RawMessage(settings),
+	}
+}

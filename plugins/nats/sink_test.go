@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+// checkMessage asserts what a consumer sees of one delivery.
+func checkMessage(t *testing.T, subject string, header nats.Header, data []byte, d sdk.Delivery, wantSubject, eventName string, body []byte) {
+	t.Helper()
+	if subject != wantSubject {
+		t.Errorf("subject %q, want %q", subject, wantSubject)
+	}
+	for k, want := range map[string]string{"Nats-Msg-Id": d.ID, "Content-Type": "application/json", "instance": d.Instance, "event": eventName} {
+		if got := header.Get(k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	if !bytes.Equal(data, body) {
+		t.Errorf("body\n got %s\nwant %s", data, body)
+	}
+}
+
+func validate(t *testing.T, s *Sink, instance, settings string) map[string]any {
+	t.Helper()
+	out, err := s.Validate(context.Background(), instance, json.RawMessage(settings))
+	if err != nil {
+		t.Fatalf("Validate(%s): %v", settings, err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("Validate returned %s: %v", out, err)
+	}
+	return got
+}
+
+// A stream covers the instance's subjects: subscribed events are stored in
+// it, acknowledged by PubAck, with the delivery id as Nats-Msg-Id; the
+// others are not published. Validate reports the mode.
+func TestJetStreamMode(t *testing.T) {
+	c := dial(t, serverURL)
+	s := openSink(t, serverURL, events.NamingSeed, nil)
+	inst := unique("t-js")
+	st := c.stream(unique("T-JS"), inst+".>")
+	settings := `{"enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"]}`
+	if got := validate(t, s, inst, settings); got["mode"] != "jetstream" || got["enabled"] != true || len(got["events"].([]any)) != 2 {
+		t.Errorf("Validate = %v, want the settings kept and mode jetstream", got)
+	}
+
+	up := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	conn := delivery(t, unique("id"), inst, "CONNECTION_UPDATE", settings)
+	other := delivery(t, unique("id"), inst, "MESSAGES_UPDATE", settings)
+	for id, err := range deliver(t, s, up, conn, other) {
+		if err != nil {
+			t.Errorf("delivery %s acked %v, want delivered (the unsubscribed one is skipped)", id, err)
+		}
+	}
+	msgs := stored(t, st)
+	if len(msgs) != 2 {
+		t.Fatalf("the stream holds %d messages, want the 2 subscribed events", len(msgs))
+	}
+	checkMessage(t, msgs[0].Subject, msgs[0].Header, msgs[0].Data, up, inst+".messages.upsert", "MESSAGES_UPSERT", up.Envelope)
+	checkMessage(t, msgs[1].Subject, msgs[1].Header, msgs[1].Data, conn, inst+".connection.update", "CONNECTION_UPDATE", conn.Envelope)
+	if h := s.Health(context.Background()); !h.Ready || !strings.Contains(h.Detail, "jetstream=2") {
+		t.Errorf("Health = %+v, want ready and 2 JetStream publishes counted", h)
+	}
+}
+
+// The same delivery published twice (a retry) is stored once: the server
+// de-duplicates on Nats-Msg-Id.
+func TestJetStreamDeduplicates(t *testing.T) {
+	c := dial(t, serverURL)
+	s := openSink(t, serverURL, events.NamingSeed, nil)
+	inst := unique("t-dup")
+	st := c.stream(unique("T-DUP"), inst+".>")
+	settings := `{"enabled":true,"events":[]}`
+	d := delivery(t, unique("id"), inst, "CALL", settings)
+	for attempt := 1; attempt <= 2; attempt++ {
+		d.Attempt = attempt
+		if err := deliver(t, s, d)[d.ID]; err != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	if msgs := stored(t, st); len(msgs) != 1 || msgs[0].Header.Get("Nats-Msg-Id") != d.ID {
+		t.Errorf("the stream holds %d messages, want the delivery once", len(msgs))
+	}
+}
+
+// No stream covers the subjects: messages go out as core NATS, in order,
+// to whoever subscribes; Validate says core.
+func TestCoreMode(t *testing.T) {
+	c := dial(t, serverURL)
+	s := openSink(t, serverURL, events.NamingSeed, nil)
+	inst := unique("t-core")
+	sub, err := c.nc.SubscribeSync(inst + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	settings := `{"enabled":true,"events":["MESSAGES_UPSERT","CALL"]}`
+	if got := validate(t, s, inst, settings); got["mode"] != "core" {
+		t.Errorf("Validate = %v, want mode core", got)
+	}
+	up := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	other := delivery(t, unique("id"), inst, "CONNECTION_UPDATE", settings)
+	marker := delivery(t, unique("id"), inst, "CALL", settings)
+	for id, err := range deliver(t, s, up, other) {
+		if err != nil {
+			t.Errorf("delivery %s: %v", id, err)
+		}
+	}
+	if err := deliver(t, s, marker)[marker.ID]; err != nil {
+		t.Fatal(err)
+	}
+	// Core NATS keeps one publisher's order: what comes before the marker
+	// is all the subscriber gets of the first batch.
+	var got []*nats.Msg
+	for {
+		m, err := sub.NextMsg(30 * time.Second)
+		if err != nil {
+			t.Fatalf("waiting for messages: %v (got %d)", err, len(got))
+		}
+		got = append(got, m)
+		if m.Header.Get("Nats-Msg-Id") == marker.ID {
+			break
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %d messages before the marker, want only the subscribed event's", len(got)-1)
+	}
+	checkMessage(t, got[0].Subject, got[0].Header, got[0].Data, up, inst+".messages.upsert", "MESSAGES_UPSERT", up.Envelope)
+	if h := s.Health(context.Background()); !strings.Contains(h.Detail, "core=2") {
+		t.Errorf("Health = %+v, want 2 core publishes counted", h)
+	}
+}
+
+// Evolution naming writes the wire name in the body's event and header;
+// the rest of the envelope is untouched.
+func TestNamingEvolution(t *testing.T) {
+	c := dial(t, serverURL)
+	s := openSink(t, serverURL, events.NamingEvolution, nil)
+	inst := unique("t-evo")
+	st := c.stream(unique("T-EVO"), inst+".>")
+	d := delivery(t, unique("id"), inst, "GROUP_UPDATE", `{"enabled":true,"events":[]}`)
+	if err := deliver(t, s, d)[d.ID]; err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Replace(d.Envelope, []byte(`"event":"GROUP_UPDATE"`), []byte(`"event":"groups.update"`), 1)
+	if bytes.Equal(want, d.Envelope) {
+		t.Fatal("test envelope has no event member to rewrite")
+	}
+	msgs := stored(t, st)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages in the stream, want 1", len(msgs))
+	}
+	checkMessage(t, msgs[0].Subject, msgs[0].Header, msgs[0].Data, d, inst+".groups.update", "groups.update", want)
+}
+
+// Global mode puts every instance's subjects under the prefix.
+func TestSubjectPrefix(t *testing.T) {
+	c := dial(t, serverURL)
+	prefix := unique("t-global")
+	s := openSink(t, serverURL, events.NamingSeed, map[string]string{"subject_prefix": prefix})
+	st := c.stream(unique("T-GLOBAL"), prefix+".>")
+	settings := `{"enabled":true,"events":[]}`
+	i1, i2 := unique("t-a"), unique("t-b")
+	if got := validate(t, s, i1, settings); got["mode"] != "jetstream" {
+		t.Errorf("Validate = %v, want mode jetstream (the stream covers the prefix)", got)
+	}
+	d1 := delivery(t, unique("id"), i1, "MESSAGES_UPSERT", settings)
+	d2 := delivery(t, unique("id"), i2, "MESSAGES_UPSERT", settings)
+	for id, err := range deliver(t, s, d1, d2) {
+		if err != nil {
+			t.Errorf("delivery %s: %v", id, err)
+		}
+	}
+	msgs := stored(t, st)
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages in the stream, want 2", len(msgs))
+	}
+	checkMessage(t, msgs[0].Subject, msgs[0].Header, msgs[0].Data, d1, prefix+"."+i1+".messages.upsert", "MESSAGES_UPSERT", d1.Envelope)
+	checkMessage(t, msgs[1].Subject, msgs[1].Header, msgs[1].Data, d2, prefix+"."+i2+".messages.upsert", "MESSAGES_UPSERT", d2.Envelope)
+}
+
+// The mode follows the server's streams: mixed when a stream covers some
+// subscribed subjects; validating the normalized settings again gives them
+// back; a disabled instance has no mode.
+func TestModeInSettings(t *testing.T) {
+	c := dial(t, serverURL)
+	s := openSink(t, serverURL, events.NamingSeed, nil)
+	inst := unique("t-mode")
+	c.stream(unique("T-MODE"), inst+".messages.upsert")
+	settings := `{"enabled":true,"events":["MESSAGES_UPSERT","CALL"],"mode":"core"}`
+	out, err := s.Validate(context.Background(), inst, json.RawMessage(settings))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	_ = json.Unmarshal(out, &got)
+	if got["mode"] != "mixed" {
+		t.Errorf("Validate = %s, want mode mixed (the client's mode is replaced)", out)
+	}
+	again, err := s.Validate(context.Background(), inst, out)
+	if err != nil || string(again) != string(out) {
+		t.Errorf("validating %s again gave %s, %v", out, again, err)
+	}
+	if got := validate(t, s, inst, `{"enabled":false,"events":[],"mode":"jetstream"}`); got["mode"] != nil {
+		t.Errorf("disabled settings = %v, want no mode", got)
+	}
+}
+
+// A stream created after the first publishes is used once the cached
+// lookup expires: the next deliveries are stored.
+func TestStreamCreatedLater(t *testing.T) {
+	c := dial(t, serverURL)
+	s := openSink(t, serverURL, events.NamingSeed, map[string]string{"stream_cache_ttl": "200ms"})
+	inst := unique("t-later")
+	settings := `{"enabled":true,"events":[]}`
+	first := delivery(t, unique("id"), inst, "CALL", settings)
+	if err := deliver(t, s, first)[first.ID]; err != nil {
+		t.Fatal(err)
+	}
+	st := c.stream(unique("T-LATER"), inst+".>")
+	var stored1 string
+	waitFor(t, "a delivery stored in the new stream", time.Minute, func() bool {
+		d := delivery(t, unique("id"), inst, "CALL", settings)
+		if err := deliver(t, s, d)[d.ID]; err != nil {
+			t.Fatalf("delivery: %v", err)
+		}
+		if msgs := stored(t, st); len(msgs) > 0 {
+			stored1 = msgs[0].Header.Get("Nats-Msg-Id")
+			return true
+		}
+		return false
+	})
+	if stored1 == first.ID {
+		t.Errorf("the delivery published before the stream existed is in it")
+	}
+}

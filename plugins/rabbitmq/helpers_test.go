@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+// brokerURI is the RabbitMQ on this machine. The integration tests fail,
+// not skip, when it cannot be reached.
+const brokerURI = "amqp://guest:guest@127.0.0.1:5672/"
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is the Acks a test hands to Deliver: it keeps every outcome.
+type recorder struct {
+	mu   sync.Mutex
+	acks map[string][]error
+}
+
+func newRecorder() *recorder { return &recorder{acks: map[string][]error{}} }
+
+func (r *recorder) Done(id string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.acks[id] = append(r.acks[id], err)
+}
+
+// deliver runs one Deliver and returns each delivery's outcome, failing
+// the test unless every delivery was acknowledged exactly once.
+func deliver(t testing.TB, s *Sink, batch ...sdk.Delivery) map[string]error {
+	t.Helper()
+	r := newRecorder()
+	if err := s.Deliver(context.Background(), batch, r); err != nil {
+		t.Fatalf("Deliver returned %v", err)
+	}
+	out := map[string]error{}
+	for _, d := range batch {
+		got := r.acks[d.ID]
+		if len(got) != 1 {
+			t.Fatalf("delivery %s acknowledged %d times, want once: %v", d.ID, len(got), got)
+		}
+		out[d.ID] = got[0]
+	}
+	return out
+}
+
+// unique returns a name no other test run uses.
+func unique(prefix string) string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+func testLogger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "rabbitmq-test", Output: os.Stderr, Level: hclog.Warn})
+}
+
+// openSink opens a sink on the local broker with extra process settings.
+func openSink(t testing.TB, naming events.Naming, extra map[string]string) *Sink {
+	t.Helper()
+	settings := map[string]string{"uri": brokerURI}
+	for k, v := range extra {
+		settings[k] = v
+	}
+	s := New()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Open(ctx, sdk.Config{Settings: settings, Naming: naming, Logger: testLogger()}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	waitFor(t, "the sink to connect", 30*time.Second, func() bool { return s.Health(ctx).Ready })
+	return s
+}
+
+// waitFor polls cond until it holds, failing the test after limit.
+func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// broker is a plain client connection the tests observe the broker with.
+type broker struct {
+	t    testing.TB
+	conn *amqp.Connection
+}
+
+func dialBroker(t testing.TB) *broker {
+	t.Helper()
+	conn, err := amqp.Dial(brokerURI)
+	if err != nil {
+		t.Fatalf("RabbitMQ at %s is not reachable (start it: rabbitmq-server -detached): %v", brokerURI, err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &broker{t: t, conn: conn}
+}
+
+// channel opens a channel closed with the test; a failed operation closes
+// a channel, so tests take a fresh one per check that may fail.
+func (b *broker) channel() *amqp.Channel {
+	b.t.Helper()
+	ch, err := b.conn.Channel()
+	if err != nil {
+		b.t.Fatalf("open channel: %v", err)
+	}
+	b.t.Cleanup(func() { _ = ch.Close() })
+	return ch
+}
+
+// exists reports whether queue exists.
+func (b *broker) queueExists(queue string) bool {
+	b.t.Helper()
+	_, err := b.channel().QueueDeclarePassive(queue, true, false, false, false, nil)
+	return err == nil
+}
+
+// messages returns every message now in queue (n of them, waiting up to
+// a minute for them to arrive) and fails if more are there.
+func (b *broker) messages(queue string, n int) []amqp.Delivery {
+	b.t.Helper()
+	ch := b.channel()
+	var got []amqp.Delivery
+	waitFor(b.t, fmt.Sprintf("%d messages in %s", n, queue), time.Minute, func() bool {
+		for len(got) < n {
+			m, ok, err := ch.Get(queue, true)
+			if err != nil {
+				b.t.Fatalf("get from %s: %v", queue, err)
+			}
+			if !ok {
+				return false
+			}
+			got = append(got, m)
+		}
+		return true
+	})
+	if m, ok, _ := ch.Get(queue, true); ok {
+		b.t.Fatalf("queue %s holds more than %d messages: extra %s", queue, n, m.Body)
+	}
+	return got
+}
+
+// drain returns every message now in queue.
+func (b *broker) drain(queue string) []amqp.Delivery {
+	b.t.Helper()
+	ch := b.channel()
+	var got []amqp.Delivery
+	for {
+		m, ok, err := ch.Get(queue, true)
+		if err != nil {
+			b.t.Fatalf("get from %s: %v", queue, err)
+		}
+		if !ok {
+			return got
+		}
+		got = append(got, m)
+	}
+}
+
+// tap binds a new exclusive queue to exchange with routing key # and
+// returns its name: it sees every message the exchange routes.
+func (b *broker) tap(exchange string) string {
+	b.t.Helper()
+	ch := b.channel()
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		b.t.Fatalf("declare tap queue: %v", err)
+	}
+	if err := ch.QueueBind(q.Name, "#", exchange, false, nil); err != nil {
+		b.t.Fatalf("bind tap queue to %s: %v", exchange, err)
+	}
+	return q.Name
+}
+
+// cleanupBroker deletes, when the test ends, an exchange and queues the
+// test created, on a connection of its own.
+func cleanupBroker(t testing.TB, exchange string, queues ...string) {
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(brokerURI)
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+			return
+		}
+		defer conn.Close()
+		for _, q := range queues {
+			if ch, err := conn.Channel(); err == nil {
+				if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+					t.Logf("cleanup: delete queue %s: %v", q, err)
+				}
+				_ = ch.Close()
+			}
+		}
+		if ch, err := conn.Channel(); err == nil && exchange != "" {
+			_ = ch.ExchangeDelete(exchange, false, false)
+			_ = ch.Close()
+		}
+	})
+}
+
+// instanceQueues are the names of every queue instance i may get.
+func instanceQueues(i string) []string {
+	var qs []string
+	for _, e := range events.All() {
+		qs = append(qs, i+"."+events.Wire(e))
+	}
+	return qs
+}
+
+// envelope is an event as the host hands it to a sink.
+func envelope(t testing.TB, instance, event string, data any) []byte {
+	t.Helper()
+	d, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(events.Envelope{
+		Event: event, Instance: instance, Data: d,
+		DateTime: "2024-01-01T12:00:00.000Z", Sender: "5511999999999@s.whatsapp.net",
+		ServerURL: "http://engine:8080", APIKey: "engine-key",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func delivery(t testing.TB, id, instance, event, settings string) sdk.Delivery {
+	return sdk.Delivery{
+		ID: id, Instance: instance, Event: event, Attempt: 1,
+		Envelope: envelope(t, instance, event, map[string]any{"key": map[string]any{"id": id}}),
+		Settings: json.RawMessage(settings),
+	}
+}

@@ -1,0 +1,455 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+const (
+	sinkName    = "rabbitmq"
+	sinkVersion = "0.1.0"
+	uriForm     = "amqp://user:pass@host:5672/vhost"
+	notSetHint  = "not configured: set EVORELAY_RABBITMQ_URI (" + uriForm + ")"
+)
+
+// settingsSchema is the JSON Schema of one instance's settings.
+const settingsSchema = `{
+  "type": "object",
+  "properties": {
+    "enabled": {"type": "boolean"},
+    "events": {"type": "array", "items": {"type": "string"}}
+  }
+}`
+
+// instanceSettings are one instance's settings, as the host normalized
+// them: event constants, and no events meaning every event.
+type instanceSettings struct {
+	Enabled bool     `json:"enabled"`
+	Events  []string `json:"events"`
+}
+
+// subscribed lists the event constants the settings ask for.
+func (st instanceSettings) subscribed() []string {
+	if len(st.Events) == 0 {
+		return events.All()
+	}
+	out := make([]string, 0, len(st.Events))
+	for _, e := range st.Events {
+		if c, ok := events.Lookup(e); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// wants reports whether the settings ask for event (a constant).
+func (st instanceSettings) wants(event string) bool {
+	if !st.Enabled {
+		return false
+	}
+	if len(st.Events) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(st.Events, func(e string) bool {
+		c, _ := events.Lookup(e)
+		return e == event || c == event
+	})
+}
+
+// settingsMemo parses a delivery's settings, once for a run of deliveries
+// that carry the same settings (as a batch for one instance does).
+type settingsMemo struct {
+	raw []byte
+	st  instanceSettings
+	err error
+}
+
+// parse returns the settings; none at all means enabled for every event.
+func (m *settingsMemo) parse(raw []byte) (instanceSettings, error) {
+	if m.raw != nil && string(m.raw) == string(raw) {
+		return m.st, m.err
+	}
+	m.raw, m.st, m.err = raw, instanceSettings{Enabled: true}, nil
+	if len(raw) > 0 {
+		m.err = json.Unmarshal(raw, &m.st)
+	}
+	return m.st, m.err
+}
+
+// processSettings are the EVORELAY_RABBITMQ_* variables.
+type processSettings struct {
+	uri            string        // uri: required to deliver
+	addr           string        // uri without credentials, for messages
+	global         global        // global, global_exchange, global_prefix
+	queueType      string        // queue_type: quorum (default) | classic
+	heartbeat      time.Duration // heartbeat: default 10s
+	maxInFlight    int           // max_in_flight: unconfirmed publishes, default 1000
+	confirmTimeout time.Duration // confirm_timeout: default 30s
+	reconnectMax   time.Duration // reconnect_max_delay: default 30s
+}
+
+var knownSettings = []string{
+	"uri", "global", "global_exchange", "global_prefix", "queue_type",
+	"heartbeat", "max_in_flight", "confirm_timeout", "reconnect_max_delay",
+}
+
+// parseProcessSettings reads the process settings; its errors name the
+// variable and say what is expected. It returns the keys it does not know
+// so that Open can warn about typos.
+func parseProcessSettings(m map[string]string) (processSettings, []string, error) {
+	ps := processSettings{
+		global:         global{exchange: "evolution_exchange"},
+		queueType:      "quorum",
+		heartbeat:      10 * time.Second,
+		maxInFlight:    1000,
+		confirmTimeout: 30 * time.Second,
+		reconnectMax:   30 * time.Second,
+	}
+	var unknown []string
+	for k := range m {
+		if !slices.Contains(knownSettings, k) {
+			unknown = append(unknown, "EVORELAY_RABBITMQ_"+strings.ToUpper(k))
+		}
+	}
+	sort.Strings(unknown)
+	get := func(k string) string { return strings.TrimSpace(m[k]) }
+
+	if raw := get("uri"); raw != "" {
+		u, err := amqp.ParseURI(raw)
+		if err != nil {
+			msg := err.Error()
+			var ue *url.Error
+			if errors.As(err, &ue) { // it repeats the URI, password included
+				msg = strings.Replace(msg, ue.Error(), ue.Err.Error(), 1)
+			}
+			return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_URI: %s; expected %s", msg, uriForm)
+		}
+		ps.uri = raw
+		ps.addr = fmt.Sprintf("%s://%s:%d/%s", u.Scheme, u.Host, u.Port, strings.TrimPrefix(u.Vhost, "/"))
+	}
+	if v := get("global"); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_GLOBAL: %q is not a boolean; expected true or false", v)
+		}
+		ps.global.on = on
+	}
+	if v := get("global_exchange"); v != "" {
+		ps.global.exchange = v
+	}
+	ps.global.prefix = get("global_prefix")
+	switch v := strings.ToLower(get("queue_type")); v {
+	case "":
+	case "quorum", "classic":
+		ps.queueType = v
+	default:
+		return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_QUEUE_TYPE: %q; expected quorum or classic", v)
+	}
+	for _, d := range []struct {
+		key string
+		to  *time.Duration
+	}{{"heartbeat", &ps.heartbeat}, {"confirm_timeout", &ps.confirmTimeout}, {"reconnect_max_delay", &ps.reconnectMax}} {
+		if v := get(d.key); v != "" {
+			dur, err := parseDuration(v)
+			if err != nil {
+				return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_%s: %v", strings.ToUpper(d.key), err)
+			}
+			*d.to = dur
+		}
+	}
+	if v := get("max_in_flight"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_MAX_IN_FLIGHT: %q; expected a positive integer", v)
+		}
+		ps.maxInFlight = n
+	}
+	return ps, unknown, nil
+}
+
+// parseDuration takes a Go duration (10s, 1m30s) or a number of seconds.
+func parseDuration(v string) (time.Duration, error) {
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q; expected a positive duration such as 10s or a number of seconds", v)
+	}
+	return d, nil
+}
+
+// Sink publishes events to RabbitMQ with publisher confirms.
+type Sink struct {
+	sdk.UnimplementedSink
+
+	cfg    processSettings
+	naming events.Naming
+	log    hclog.Logger
+	link   *link // nil while EVORELAY_RABBITMQ_URI is not set
+}
+
+// New returns a sink to Open.
+func New() *Sink { return &Sink{log: hclog.NewNullLogger()} }
+
+// Describe names the sink.
+func (s *Sink) Describe() sdk.Description {
+	return sdk.Description{
+		Name:           sinkName,
+		Version:        sinkVersion,
+		SettingsSchema: json.RawMessage(settingsSchema),
+	}
+}
+
+// Validate keeps the settings as the host normalized them. Enabled
+// settings need EVORELAY_RABBITMQ_URI; when the broker is reachable, the
+// instance's exchange and queues are declared before Validate returns, so
+// they exist once the set call answers.
+func (s *Sink) Validate(_ context.Context, instance string, raw json.RawMessage) (json.RawMessage, error) {
+	var st instanceSettings
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, settingsError(err)
+	}
+	if !st.Enabled {
+		return raw, nil
+	}
+	if s.link == nil {
+		return nil, sdk.FieldErrors{{Field: "enabled", Message: "RabbitMQ is " + notSetHint}}
+	}
+	var fe sdk.FieldErrors
+	if instance == "" || len(instance) > 200 {
+		fe.Add("instance", "the instance name must be 1 to 200 bytes: it names a RabbitMQ exchange and its queues")
+	} else if !s.cfg.global.on && strings.HasPrefix(instance, "amq.") {
+		fe.Add("instance", "%q cannot name a RabbitMQ exchange: the amq. prefix is reserved", instance)
+	}
+	if err := fe.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.link.declareFor(instance, st.subscribed()); err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Server && refusal(ae.Code) {
+			return nil, sdk.FieldErrors{{Field: "enabled", Message: "RabbitMQ refused the instance's exchange or queues: " + err.Error()}}
+		}
+		s.log.Warn("topology not declared now; it will be on first publish", "instance", instance, "sink", sinkName, "error", err)
+	}
+	return raw, nil
+}
+
+// refusal reports whether an AMQP reply code means the broker refused the
+// request for a reason a client must fix (as opposed to going away).
+func refusal(code int) bool {
+	switch code {
+	case amqp.AccessRefused, amqp.NotFound, amqp.ResourceLocked, amqp.PreconditionFailed, amqp.NotAllowed:
+		return true
+	}
+	return false
+}
+
+// settingsError names the field a settings object got wrong.
+func settingsError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && (te.Field == "enabled" || te.Field == "events") {
+		want := map[string]string{"enabled": "true or false", "events": "a list of event names"}[te.Field]
+		return sdk.FieldErrors{{Field: te.Field, Message: fmt.Sprintf("got a JSON %s, want %s", te.Value, want)}}
+	}
+	return sdk.FieldErrors{{Field: "enabled", Message: "the settings must be an object with enabled and events: " + err.Error()}}
+}
+
+// Open reads the process settings and starts connecting. A missing URI is
+// not an error (the plugin stays up and Health says what to set); a bad one
+// is. Open waits for the first connection attempt, not for success: a
+// broker that is down is retried forever in the background.
+func (s *Sink) Open(ctx context.Context, cfg sdk.Config) error {
+	if cfg.Logger != nil {
+		s.log = cfg.Logger
+	}
+	s.naming = cfg.Naming
+	ps, unknown, err := parseProcessSettings(cfg.Settings)
+	if err != nil {
+		return err
+	}
+	for _, k := range unknown {
+		s.log.Warn("unknown setting ignored", "sink", sinkName, "setting", k)
+	}
+	s.cfg = ps
+	if ps.uri == "" {
+		s.log.Warn("RabbitMQ is "+notSetHint, "sink", sinkName)
+		return nil
+	}
+	s.link = startLink(ps, s.log)
+	select {
+	case <-s.link.firstTry:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// errNotSubscribed marks a delivery the instance's settings no longer ask
+// for (they changed while it was on its way): acknowledged, not published.
+var errNotSubscribed = errors.New("not subscribed")
+
+// Deliver publishes the batch and acknowledges each delivery once the
+// broker confirmed it. While the broker is down or blocks publishing, every
+// delivery is answered with a retryable error at once.
+func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks) error {
+	if s.link == nil {
+		err := errors.New("rabbitmq: " + notSetHint)
+		for _, d := range batch {
+			acks.Done(d.ID, err)
+		}
+		return nil
+	}
+	sess, err := s.link.ready()
+	if err != nil {
+		for _, d := range batch {
+			acks.Done(d.ID, err)
+		}
+		return nil
+	}
+	type inflight struct {
+		id string
+		r  route
+		dc *amqp.DeferredConfirmation
+	}
+	var waiting []inflight
+	settle := func() {
+		w := waiting[0]
+		waiting = waiting[1:]
+		s.link.release()
+		acks.Done(w.id, sess.outcome(w.id, w.dc.Acked(), w.r))
+	}
+	var settings settingsMemo
+	for i := range batch {
+		d := &batch[i]
+		msg, r, err := s.publishing(d, &settings)
+		if errors.Is(err, errNotSubscribed) {
+			s.log.Debug("not subscribed: skipped", "instance", d.Instance, "sink", sinkName, "event", d.Event, "delivery_id", d.ID)
+			acks.Done(d.ID, nil)
+			continue
+		}
+		if err == nil {
+			err = sess.ensure(r, s.cfg.queueType)
+		}
+		// Take a slot for one more unconfirmed publish. While every slot is
+		// taken, settle this batch's oldest publish as soon as it is
+		// confirmed: slots are freed by the batches that hold them, so
+		// batches waiting on each other cannot deadlock.
+		for err == nil {
+			var oldest <-chan struct{}
+			if len(waiting) > 0 {
+				oldest = waiting[0].dc.Done()
+			}
+			acquired := false
+			select {
+			case s.link.slots <- struct{}{}:
+				acquired = true
+			case <-oldest:
+				settle()
+			case <-sess.dead:
+				err = errors.New("rabbitmq: connection lost")
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+			if acquired {
+				break
+			}
+		}
+		if err != nil {
+			s.fail(d, err)
+			acks.Done(d.ID, err)
+			continue
+		}
+		dc, err := sess.pub.PublishWithDeferredConfirm(r.exchange, r.key, true, false, msg)
+		if err != nil {
+			s.link.release()
+			err = fmt.Errorf("rabbitmq: publish: %w", err)
+			s.fail(d, err)
+			acks.Done(d.ID, err)
+			continue
+		}
+		waiting = append(waiting, inflight{id: d.ID, r: r, dc: dc})
+	}
+
+	timeout := time.NewTimer(s.cfg.confirmTimeout)
+	defer timeout.Stop()
+	for len(waiting) > 0 {
+		var abandon error
+		select {
+		case <-waiting[0].dc.Done():
+			settle()
+			continue
+		case <-ctx.Done():
+			abandon = fmt.Errorf("rabbitmq: gave up waiting for the broker's confirm: %w", ctx.Err())
+		case <-timeout.C:
+			abandon = fmt.Errorf("rabbitmq: the broker did not confirm within %s (EVORELAY_RABBITMQ_CONFIRM_TIMEOUT)", s.cfg.confirmTimeout)
+		}
+		for _, w := range waiting {
+			s.link.release()
+			acks.Done(w.id, abandon)
+		}
+		break
+	}
+	return nil
+}
+
+// publishing builds the message for one delivery and where it goes.
+func (s *Sink) publishing(d *sdk.Delivery, settings *settingsMemo) (amqp.Publishing, route, error) {
+	st, err := settings.parse(d.Settings)
+	if err != nil {
+		return amqp.Publishing{}, route{}, sdk.Permanent(fmt.Errorf("rabbitmq: instance settings: %w", err))
+	}
+	if !st.wants(d.Event) {
+		return amqp.Publishing{}, route{}, errNotSubscribed
+	}
+	name := s.naming.Name(d.Event)
+	body, err := withEvent(d.Envelope, name)
+	if err != nil {
+		return amqp.Publishing{}, route{}, sdk.Permanent(fmt.Errorf("rabbitmq: %w", err))
+	}
+	msg := amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    d.ID,
+		Timestamp:    time.Now(),
+		AppId:        "evorelay",
+		Headers:      amqp.Table{"instance": d.Instance, "event": name},
+		Body:         body,
+	}
+	return msg, routeFor(d.Instance, events.Wire(d.Event), s.cfg.global), nil
+}
+
+func (s *Sink) fail(d *sdk.Delivery, err error) {
+	s.log.Debug("delivery failed", "instance", d.Instance, "sink", sinkName, "event", d.Event,
+		"delivery_id", d.ID, "attempt", d.Attempt, "error", err)
+}
+
+// Health says whether the sink can publish now, and why not.
+func (s *Sink) Health(context.Context) sdk.Health {
+	if s.link == nil {
+		return sdk.Health{Detail: notSetHint}
+	}
+	return s.link.health()
+}
+
+// Close stops reconnecting and closes the connection. Deliveries still
+// waiting for confirms are answered with retryable errors.
+func (s *Sink) Close(ctx context.Context) error {
+	if s.link == nil {
+		return nil
+	}
+	return s.link.close(ctx)
+}
