@@ -38,6 +38,13 @@
 // default. Never write to stdout: go-plugin owns it. Log with
 // Config.Logger; it reaches the host's log with the plugin's name.
 //
+// A delivery's Envelope is the JSON every sink starts from:
+// {event, instance, data, date_time, sender, server_url, apikey}, with the
+// event as a constant and null where the engine sent nothing. To write the
+// event as the user's naming mode wants it, without re-encoding data (it
+// may be megabytes of base64 media), use
+// events.WithEvent(d.Envelope, cfg.Naming.Name(d.Event)).
+//
 // Delivery is at-least-once: Delivery.ID is the same on every attempt, and
 // a sink passes it on (a header, a message id) so receivers can de-duplicate.
 //

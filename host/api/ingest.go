@@ -303,12 +303,21 @@ func (e incoming) envelope(dateTime, serverURL string) []byte {
 	out = append(out, `,"date_time":`...)
 	out = appendString(out, dateTime)
 	out = append(out, `,"sender":`...)
-	out = appendString(out, e.Sender)
+	out = appendStringOrNull(out, e.Sender)
 	out = append(out, `,"server_url":`...)
-	out = appendString(out, serverURL)
+	out = appendStringOrNull(out, serverURL)
 	out = append(out, `,"apikey":`...)
-	out = appendString(out, e.APIKey)
+	out = appendStringOrNull(out, e.APIKey)
 	return append(out, '}')
+}
+
+// appendStringOrNull writes s as a JSON string, or null when the engine
+// sent none: every sink then writes the same body.
+func appendStringOrNull(out []byte, s string) []byte {
+	if s == "" {
+		return append(out, "null"...)
+	}
+	return appendString(out, s)
 }
 
 // appendString appends s as a JSON string.

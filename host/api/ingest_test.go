@@ -40,7 +40,7 @@ func TestIngestArrayInOneAppend(t *testing.T) {
 	]`
 	expect(t, f.do("POST", "/events/connection-update", body), 202, `{"accepted":4,"ids":["ID1","ID2","ID3","ID4"]}`+"\n")
 	env := func(event, instance, data string) []byte {
-		return []byte(`{"event":"` + event + `","instance":"` + instance + `","data":` + data + `,"date_time":"` + acceptedAt + `","sender":"","server_url":"http://sidecar.local","apikey":""}`)
+		return []byte(`{"event":"` + event + `","instance":"` + instance + `","data":` + data + `,"date_time":"` + acceptedAt + `","sender":null,"server_url":"http://sidecar.local","apikey":null}`)
 	}
 	wantBatches(t, f, [][]spool.Event{{
 		{ID: "ID1", Instance: "a", Event: "CONNECTION_UPDATE", Envelope: env("CONNECTION_UPDATE", "a", `{"state":"open"}`)},
@@ -62,7 +62,7 @@ func TestIngestEvolutionRoute(t *testing.T) {
 	expect(t, f.do("POST", "/webhook/evolution/inst2", msg), 202, `{"accepted":1,"ids":["ID2"]}`+"\n")
 	expect(t, f.do("POST", "/webhook/evolution/inst2", `[`+msg+`,{"event":"CALL","data":{}}]`), 202, `{"accepted":2,"ids":["ID3","ID4"]}`+"\n")
 	env := func(event, data string) []byte {
-		return []byte(`{"event":"` + event + `","instance":"inst2","data":` + data + `,"date_time":"` + acceptedAt + `","sender":"","server_url":"http://sidecar.local","apikey":""}`)
+		return []byte(`{"event":"` + event + `","instance":"inst2","data":` + data + `,"date_time":"` + acceptedAt + `","sender":null,"server_url":"http://sidecar.local","apikey":null}`)
 	}
 	wantBatches(t, f, [][]spool.Event{
 		{{ID: "ID1", Instance: "inst2", Event: "QRCODE_UPDATED", Envelope: env("QRCODE_UPDATED", `{"qrcode":"x"}`)}},

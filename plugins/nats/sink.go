@@ -604,7 +604,7 @@ func (s *Sink) message(d *sdk.Delivery, settings *settingsMemo) (*nats.Msg, erro
 		return nil, errNotSubscribed
 	}
 	name := s.naming.Name(d.Event)
-	body, err := withEvent(d.Envelope, name)
+	body, err := events.WithEvent(d.Envelope, name)
 	if err != nil {
 		return nil, sdk.Permanent(fmt.Errorf("nats: %w", err))
 	}

@@ -416,7 +416,7 @@ func (s *Sink) publishing(d *sdk.Delivery, settings *settingsMemo) (amqp.Publish
 		return amqp.Publishing{}, route{}, errNotSubscribed
 	}
 	name := s.naming.Name(d.Event)
-	body, err := withEvent(d.Envelope, name)
+	body, err := events.WithEvent(d.Envelope, name)
 	if err != nil {
 		return amqp.Publishing{}, route{}, sdk.Permanent(fmt.Errorf("rabbitmq: %w", err))
 	}

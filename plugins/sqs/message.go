@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
 )
 
 // SQS size limits: one message (its body and attributes), and the sum of
@@ -31,56 +30,22 @@ type entry struct {
 	size     int // what SQS counts against its limit
 }
 
-// body is a message body: the envelope, with the event written per
-// EVORELAY_NAMING and sender, server_url and apikey null when the engine
-// sent none.
-type body struct {
-	Event     string          `json:"event"`
-	Instance  string          `json:"instance"`
-	Data      json.RawMessage `json:"data"`
-	DateTime  string          `json:"date_time"`
-	Sender    *string         `json:"sender"`
-	ServerURL *string         `json:"server_url"`
-	APIKey    *string         `json:"apikey"`
-}
-
-func orNull(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
 // newEntry builds the message of a delivery. A malformed envelope and a
 // message over SQS's size limit are permanent failures: no retry can fix
 // them, and a message is never truncated.
 func (s *Sink) newEntry(d sdk.Delivery) (entry, error) {
-	env, err := d.Decode()
+	name := s.naming.Name(d.Event)
+	msg, err := events.WithEvent(d.Envelope, name)
 	if err != nil {
 		return entry{}, sdk.Permanent(fmt.Errorf("sqs: malformed envelope: %w", err))
-	}
-	name := s.naming.Name(d.Event)
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(body{
-		Event:     name,
-		Instance:  d.Instance,
-		Data:      env.Data,
-		DateTime:  env.DateTime,
-		Sender:    orNull(env.Sender),
-		ServerURL: orNull(env.ServerURL),
-		APIKey:    orNull(env.APIKey),
-	}); err != nil {
-		return entry{}, sdk.Permanent(fmt.Errorf("sqs: malformed envelope data: %w", err))
 	}
 	e := entry{
 		delivery: d.ID,
 		queue:    queueName(s.proc.naming, d.Instance, d.Event),
-		body:     string(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))),
+		body:     string(msg),
 		event:    name,
 		instance: d.Instance,
-		group:    groupID(s.proc.groupBy, d.Instance, env.Data),
+		group:    groupID(s.proc.groupBy, d.Instance, d.Envelope),
 		dedup:    messageID(d.ID),
 	}
 	if err := checkQueueName(e.queue); err != nil {

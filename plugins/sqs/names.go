@@ -71,15 +71,17 @@ const (
 // groupID is a message's MessageGroupId: the instance, or with group_by
 // chat the chat's data.key.remoteJid when the event has one. A value SQS
 // would refuse (see messageID) is made acceptable.
-func groupID(by groupBy, instance string, data json.RawMessage) string {
+func groupID(by groupBy, instance string, envelope []byte) string {
 	if by == groupByChat {
-		var d struct {
-			Key struct {
-				RemoteJid string `json:"remoteJid"`
-			} `json:"key"`
+		var e struct {
+			Data struct {
+				Key struct {
+					RemoteJid string `json:"remoteJid"`
+				} `json:"key"`
+			} `json:"data"`
 		}
-		if json.Unmarshal(data, &d) == nil && d.Key.RemoteJid != "" {
-			return messageID(d.Key.RemoteJid)
+		if json.Unmarshal(envelope, &e) == nil && e.Data.Key.RemoteJid != "" {
+			return messageID(e.Data.Key.RemoteJid)
 		}
 	}
 	return messageID(instance)

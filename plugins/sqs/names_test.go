@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -77,7 +76,7 @@ func TestGroupID(t *testing.T) {
 		{groupByChat, "inst", `{"key":{"remoteJid":"` + long + `"}}`, sha256Hex(long)},
 	}
 	for _, tt := range tests {
-		if got := groupID(tt.by, tt.instance, json.RawMessage(tt.data)); got != tt.want {
+		if got := groupID(tt.by, tt.instance, []byte(`{"data":`+tt.data+`}`)); got != tt.want {
 			t.Errorf("groupID(%v, %q, %s) = %q, want %q", tt.by, tt.instance, tt.data, got, tt.want)
 		}
 	}

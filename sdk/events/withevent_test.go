@@ -1,4 +1,4 @@
-package main
+package events
 
 import (
 	"strings"
@@ -28,18 +28,18 @@ func TestWithEvent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := withEvent([]byte(tt.env), tt.to)
+			got, err := WithEvent([]byte(tt.env), tt.to)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("withEvent(%s) error = %v, want one containing %q", tt.env, err, tt.err)
+					t.Fatalf("WithEvent(%s) error = %v, want one containing %q", tt.env, err, tt.err)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("withEvent(%s): %v", tt.env, err)
+				t.Fatalf("WithEvent(%s): %v", tt.env, err)
 			}
 			if string(got) != tt.want {
-				t.Errorf("withEvent(%s, %q)\n got %s\nwant %s", tt.env, tt.to, got, tt.want)
+				t.Errorf("WithEvent(%s, %q)\n got %s\nwant %s", tt.env, tt.to, got, tt.want)
 			}
 		})
 	}
