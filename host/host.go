@@ -61,11 +61,11 @@ func (h *host) ready(context.Context) (bool, map[string]any) {
 		plugins = append(plugins, s)
 	}
 	st := h.spool.Stats()
-	full := (st.Limit.Events > 0 && st.Events >= st.Limit.Events) || (st.Limit.Bytes > 0 && st.Bytes >= st.Limit.Bytes)
+	full := (st.Limit.Events > 0 && st.Events+st.Scheduled >= st.Limit.Events) || (st.Limit.Bytes > 0 && st.Bytes >= st.Limit.Bytes)
 	return ok, map[string]any{
 		"plugins": plugins,
 		"spool": map[string]any{
-			"events": st.Events, "bytes": st.Bytes, "max_events": st.Limit.Events, "max_bytes": st.Limit.Bytes,
+			"events": st.Events, "scheduled_retries": st.Scheduled, "bytes": st.Bytes, "max_events": st.Limit.Events, "max_bytes": st.Limit.Bytes,
 			"full": full, "backlog": st.Backlog, "dead_letters": st.Dead,
 		},
 	}

@@ -169,6 +169,7 @@ func (e *Embedded) moveDead(name, instance string, ids []string, replay bool) (i
 	s.dead -= moved
 	if replay && moved > 0 {
 		s.retries += moved
+		e.scheduled.Add(int64(moved))
 		s.signal()
 	}
 	return moved, nil

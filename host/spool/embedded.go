@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -54,7 +55,9 @@ type Embedded struct {
 	db     *bolt.DB
 	logger hclog.Logger
 	limits Limits
-	now    func() time.Time
+	// scheduled counts every sink's retry entries, for the events limit.
+	scheduled atomic.Int64
+	now       func() time.Time
 
 	ops        chan *op
 	quit       chan struct{} // closed once every call has returned: stops the writer
@@ -177,6 +180,7 @@ func (e *Embedded) load(tx *bolt.Tx) error {
 			}
 		}
 		s.retries = countKeys(sb.Bucket(bucketRetry))
+		e.scheduled.Add(int64(s.retries))
 		s.dead = countKeys(sb.Bucket(bucketDead))
 		e.sinks[s.name] = s
 		return nil
@@ -301,6 +305,9 @@ func (e *Embedded) Forget(name string) error {
 			e.mu.Lock()
 			delete(e.sinks, name)
 			e.mu.Unlock()
+			s.mu.Lock()
+			e.scheduled.Add(-int64(s.retries))
+			s.mu.Unlock()
 		},
 	}
 	if err := e.submit(context.Background(), o); err != nil {
@@ -424,6 +431,7 @@ func (e *Embedded) Stats() Stats {
 	c := e.c
 	e.logMu.Unlock()
 	st.Events, st.Bytes = c.events, c.bytes
+	st.Scheduled = int(e.scheduled.Load())
 	for i, s := range sinks {
 		st.Backlog[s.name] = max(int(c.last)-snaps[i].pos-snaps[i].acked, 0) + snaps[i].retries
 	}

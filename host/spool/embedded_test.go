@@ -279,6 +279,26 @@ func TestRetriesDoNotStarveTheLog(t *testing.T) {
 	wantIDs(t, "lease", ids(wait(t, s, "a", 10)), []string{"r-0007", "r-0008", "r-0009", "n-0007", "n-0008", "n-0009"})
 }
 
+// The events limit counts the retry schedule too: a destination that is
+// down for long cannot grow the spool past it.
+func TestLimitCountsRetries(t *testing.T) {
+	s := open(t, t.TempDir(), Options{Limits: Limits{Events: 10}})
+	register(t, s, "a")
+	appendT(t, s, events("r", 6)...)
+	var rs []Result
+	for _, d := range wait(t, s, "a", 6) {
+		rs = append(rs, Result{ID: d.ID, Outcome: Retry, Due: time.Now().Add(time.Hour)})
+	}
+	resolve(t, s, "a", rs...)
+	if st := s.Stats(); st.Scheduled != 6 {
+		t.Fatalf("scheduled %d, want 6", st.Scheduled)
+	}
+	if err := s.Append(context.Background(), events("n", 5)); !errors.Is(err, ErrFull) {
+		t.Fatalf("append past log + retries = %v, want ErrFull", err)
+	}
+	appendT(t, s, events("n", 4)...)
+}
+
 // A deferred delivery comes back on the schedule with its attempt and last
 // error as they were: deferring is not trying.
 func TestDeferCountsNoAttempt(t *testing.T) {

@@ -416,6 +416,7 @@ func (e *Embedded) Resolve(name string, results []Result) error {
 		}
 	}
 	s.retries += retryDelta
+	e.scheduled.Add(int64(retryDelta))
 	s.dead += deadAdded
 	for _, seq := range ackDel {
 		delete(s.acked, seq)

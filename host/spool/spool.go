@@ -74,6 +74,9 @@ type Stats struct {
 	Bytes   int64          // bytes of the log's events: envelopes, ids and names
 	Limit   Limits         // the bound
 	Backlog map[string]int // per sink: events not yet resolved (log + retries)
+	// Scheduled counts every sink's retries; with Events it is what the
+	// events limit bounds.
+	Scheduled int
 	Dead    map[string]int // per sink: dead letters
 }
 

@@ -153,9 +153,12 @@ func (e *Embedded) commit(batch []*op) {
 }
 
 // fits reports whether n more events of size bytes stay within the limits.
+// The events limit counts the log and every sink's retry schedule (a
+// destination that is down for long fills the schedule, not the log); the
+// bytes limit counts the log.
 func (w *wtx) fits(n int, size int64) bool {
 	l := w.e.limits
-	if l.Events > 0 && w.c.events+n > l.Events {
+	if l.Events > 0 && w.c.events+int(w.e.scheduled.Load())+n > l.Events {
 		return false
 	}
 	if l.Bytes > 0 && w.c.bytes+size > l.Bytes {
