@@ -71,7 +71,6 @@ type Plugin struct {
 	lastError string
 	ready     chan struct{} // closed while a client is running
 	stopping  bool
-	done      chan struct{} // closed when supervise returns
 }
 
 func newPlugin(name, path string, opts Options) *Plugin {
@@ -80,7 +79,6 @@ func newPlugin(name, path string, opts Options) *Plugin {
 		logger: opts.Logger.Named("pluginhost").With("sink", name),
 		state:  StateStarting,
 		ready:  make(chan struct{}),
-		done:   make(chan struct{}),
 	}
 }
 
@@ -151,6 +149,12 @@ func (p *Plugin) start(ctx context.Context) error {
 	}
 	health, _ := rpc.Health(ctx, &sinkv1.HealthRequest{})
 	p.mu.Lock()
+	if p.stopping {
+		// The host stopped while this process was starting.
+		p.mu.Unlock()
+		client.Kill()
+		return fmt.Errorf("pluginhost: %s: stopped while starting", p.name)
+	}
 	p.client, p.rpc, p.desc = client, rpc, desc
 	if rc := client.ReattachConfig(); rc != nil {
 		p.pid = rc.Pid
@@ -213,7 +217,6 @@ func (p *Plugin) SocketPath() string {
 // supervise replaces the process whenever it exits or fails its health
 // checks, until stop.
 func (p *Plugin) supervise() {
-	defer close(p.done)
 	for {
 		reason := p.watch()
 		p.mu.Lock()
