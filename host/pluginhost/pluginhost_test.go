@@ -1,0 +1,125 @@
+package pluginhost
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// webhookBin is the real webhook plugin, built once.
+var webhookBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pluginhost-")
+	if err != nil {
+		panic(err)
+	}
+	webhookBin = filepath.Join(dir, "webhook")
+	out, err := exec.Command("go", "build", "-o", webhookBin, "../../plugins/webhook").CombinedOutput()
+	code := 1
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build the webhook plugin: %v\n%s", err, out)
+	} else {
+		code = m.Run()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// pluginDir holds links to the webhook binary under the given file names.
+func pluginDir(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, n := range names {
+		if err := os.Symlink(webhookBin, filepath.Join(dir, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func options(dir string) Options {
+	return Options{Dir: dir, Settings: func(string) map[string]string { return nil }, SocketDir: dir}
+}
+
+func TestDiscover(t *testing.T) {
+	dir := pluginDir(t, "evorelay-sink-webhook", "other-tool")
+	must(t, os.WriteFile(filepath.Join(dir, "evorelay-sink-notes"), []byte("not executable"), 0o644))
+	must(t, os.Mkdir(filepath.Join(dir, "evorelay-sink-dir"), 0o755))
+	got, err := discover(dir)
+	if err != nil || len(got) != 1 || filepath.Base(got[0]) != "evorelay-sink-webhook" {
+		t.Fatalf("discover = %v, %v; want only the executable evorelay-sink-webhook", got, err)
+	}
+	if _, err := discover(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "EVORELAY_PLUGIN_DIR") {
+		t.Fatalf("a missing directory: %v; want an error naming EVORELAY_PLUGIN_DIR", err)
+	}
+}
+
+func TestStartRefusesMisnamedPlugins(t *testing.T) {
+	for file, want := range map[string]string{
+		"evorelay-sink-hook":   "name the file evorelay-sink-webhook",
+		"evorelay-sink-events": "is a route of the host",
+	} {
+		_, err := Start(context.Background(), options(pluginDir(t, file)))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want an error saying %q", file, err, want)
+		}
+	}
+}
+
+func TestRestartsAKilledPlugin(t *testing.T) {
+	old := restartBackoff0
+	restartBackoff0 = 10 * time.Millisecond
+	defer func() { restartBackoff0 = old }()
+	h, err := Start(context.Background(), options(pluginDir(t, "evorelay-sink-webhook")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.Plugin("webhook")
+	st := p.Status()
+	if st.State != StateRunning || st.PID == 0 || st.Version == "" || !st.Ready {
+		t.Fatalf("status %+v", st)
+	}
+	must(t, syscall.Kill(st.PID, syscall.SIGKILL))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		now := p.Status()
+		if now.State == StateRunning && now.PID != st.PID && now.Restarts == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not restarted: %+v", now)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, fe, err := p.Validate(ctx, "i", []byte(`{"enabled":true,"events":[],"url":"ftp://x"}`)); err != nil || len(fe) == 0 || fe[0].Field != "url" {
+		t.Fatalf("validate through the new process: %v %v", fe, err)
+	}
+	pid := p.Status().PID
+	h.Close(context.Background())
+	if p.Status().State != StateStopped {
+		t.Fatalf("state after Close: %s", p.Status().State)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin process %d still runs after Close", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
