@@ -1,23 +1,46 @@
 // Command bench is evorelay's load tool. It measures, in one run and on
-// the same receiver, what a bare client achieves and what the sidecar
+// the same destination, what a bare client achieves and what the sidecar
 // achieves through its whole path (ingest → durable spool → plugin →
 // destination), and prints each as events/s with its ratio to the bare
 // baseline. It talks only to 127.0.0.1, and every loop is bounded by
 // -events and -timeout.
 //
 //	make build && go run ./bench -events 20000
+//	make build && go run ./bench -sink rabbitmq -events 20000 -batch 100
+//	make build && go run ./bench -sink nats -events 20000 -batch 100
 //
-// Scenarios:
+// -sink webhook (the default):
 //
 //	bare      a plain Go HTTP client POSTs the webhook body to the receiver,
 //	          one worker per instance, each in order (as the sidecar does)
 //	webhook   engine → POST /events → sidecar → webhook plugin → receiver
 //	nosync    the same with EVORELAY_SPOOL_NOSYNC=true: the cost of fsync
+//
+// -sink rabbitmq (RabbitMQ at 127.0.0.1:5672, guest/guest):
+//
+//	bare      a plain amqp091-go client publishes the body the plugin would,
+//	          with the same properties, to the same exchange and routing
+//	          key, with publisher confirms, pipelined (1000 outstanding, the
+//	          plugin's default), one channel per instance
+//	sidecar   engine → POST /events → sidecar → rabbitmq plugin → broker
+//
+// -sink nats (NATS with JetStream at 127.0.0.1:4222):
+//
+//	bare      a plain nats.go client publishes the same body and headers on
+//	          the same subject through JetStream, asynchronously with acks
+//	          (1000 outstanding, the plugin's default), one per instance
+//	sidecar   engine → POST /events → sidecar → nats plugin → stream
+//
+// For the brokers, both paths are counted the same way: by a consumer of
+// the queues (or the stream) that sees every distinct message id arrive.
+// The queues, exchanges and streams a run creates are deleted at its end.
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -34,8 +57,9 @@ import (
 )
 
 var (
+	sinkName  = flag.String("sink", "webhook", "what to measure: webhook, rabbitmq or nats")
 	events    = flag.Int("events", 20000, "events per scenario")
-	instances = flag.Int("instances", 8, "instances (webhook destinations, one ordered lane each)")
+	instances = flag.Int("instances", 8, "instances (destinations, one ordered lane each)")
 	posters   = flag.Int("posters", 16, "concurrent engine connections posting events")
 	perPost   = flag.Int("batch", 1, "events per ingest request (an engine posts one)")
 	size      = flag.Int("size", 1024, "bytes of data per event")
@@ -45,26 +69,21 @@ var (
 
 func main() {
 	flag.Parse()
-	recv := newReceiver()
-	defer recv.Close()
 	data := fmt.Sprintf(`{"key":{"remoteJid":"5511999999999@s.whatsapp.net","id":"ABC"},"message":{"conversation":%q}}`, strings.Repeat("x", *size))
-
-	fmt.Printf("evorelay load: %d events of %d B data, %d instances, %d posters × %d events a request\n\n",
-		*events, *size, *instances, *posters, *perPost)
-	bare, err := runBare(recv, data)
-	check(err)
-	report("bare client → receiver", bare, bare, "")
-	for _, sc := range []struct {
-		name string
-		env  []string
-	}{
-		{"sidecar → webhook (durable)", nil},
-		{"sidecar → webhook (EVORELAY_SPOOL_NOSYNC)", []string{"EVORELAY_SPOOL_NOSYNC=true"}},
-	} {
-		res, err := runSidecar(recv, data, sc.env)
-		check(err)
-		report(sc.name, res, bare, fmt.Sprintf("ingest %.0f events/s", res.ingest))
+	fmt.Printf("evorelay load (%s): %d events of %d B data, %d instances, %d posters × %d events a request\n\n",
+		*sinkName, *events, *size, *instances, *posters, *perPost)
+	var err error
+	switch *sinkName {
+	case "webhook":
+		err = runWebhook(data)
+	case "rabbitmq":
+		err = runRabbitMQ(data)
+	case "nats":
+		err = runNATS(data)
+	default:
+		err = fmt.Errorf("-sink %q: expected webhook, rabbitmq or nats", *sinkName)
 	}
+	check(err)
 }
 
 type result struct {
@@ -76,6 +95,9 @@ func report(name string, r, bare result, extra string) {
 	fmt.Printf("%-44s %9.0f events/s  %5.2f× bare  %s\n", name, r.delivered, r.delivered/bare.delivered, extra)
 }
 
+// rate is -events over the time since start, in events/s.
+func rate(start time.Time) float64 { return float64(*events) / time.Since(start).Seconds() }
+
 func check(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -83,10 +105,22 @@ func check(err error) {
 	}
 }
 
-// receiver counts distinct webhook-ids.
-type receiver struct {
-	*http.Server
-	url  string
+// runID names what one run creates on a broker, so that runs never meet.
+func runID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// envelope is the body a sink publishes for one event: the envelope the
+// host builds, with the event named as EVORELAY_NAMING=seed names it.
+func envelope(instance, data string) []byte {
+	return fmt.Appendf(nil, `{"event":"MESSAGES_UPSERT","instance":%q,"data":%s,"date_time":"2024-01-01T12:00:00.000Z","sender":"","server_url":"","apikey":""}`, instance, data)
+}
+
+// counter counts the distinct ids that arrived at a destination and says
+// when all the expected ones have.
+type counter struct {
 	mu   sync.Mutex
 	seen map[string]bool
 	n    atomic.Int64
@@ -94,151 +128,144 @@ type receiver struct {
 	want int64
 }
 
-func newReceiver() *receiver {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	r := &receiver{url: "http://" + l.Addr().String() + "/hook"}
-	r.Server = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		_, _ = io.Copy(io.Discard, req.Body)
-		id := req.Header.Get("webhook-id")
-		r.mu.Lock()
-		if !r.seen[id] {
-			r.seen[id] = true
-			if r.n.Add(1) == r.want {
-				close(r.all)
-			}
+func newCounter() *counter {
+	c := &counter{}
+	c.expect(0)
+	return c
+}
+
+// expect starts a new count of n.
+func (c *counter) expect(n int) {
+	c.mu.Lock()
+	c.seen, c.all, c.want = map[string]bool{}, make(chan struct{}), int64(n)
+	c.n.Store(0)
+	c.mu.Unlock()
+}
+
+// see records one arrival of id.
+func (c *counter) see(id string) {
+	c.mu.Lock()
+	if !c.seen[id] {
+		c.seen[id] = true
+		if c.n.Add(1) == c.want {
+			close(c.all)
 		}
-		r.mu.Unlock()
-	})}
-	go func() { _ = r.Serve(l) }()
-	return r
+	}
+	c.mu.Unlock()
 }
 
-func (r *receiver) expect(n int) {
-	r.mu.Lock()
-	r.seen, r.all, r.want = map[string]bool{}, make(chan struct{}), int64(n)
-	r.n.Store(0)
-	r.mu.Unlock()
-}
-
-func (r *receiver) wait() error {
+// wait returns once every expected id arrived, or fails at -timeout.
+func (c *counter) wait() error {
 	select {
-	case <-r.all:
+	case <-c.all:
 		return nil
 	case <-time.After(*timeout):
-		return fmt.Errorf("only %d of %d events arrived within %s", r.n.Load(), r.want, *timeout)
+		return fmt.Errorf("only %d of %d events arrived within %s", c.n.Load(), c.want, *timeout)
 	}
 }
 
-// runBare posts the body the webhook plugin would send, one worker per
-// instance, each waiting for its answer before the next (ordered).
-func runBare(recv *receiver, data string) (result, error) {
-	recv.expect(*events)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	body := fmt.Sprintf(`{"event":"MESSAGES_UPSERT","instance":"i","data":%s,"destination":%q,"date_time":"2024-01-01T12:00:00.000Z","sender":null,"server_url":null,"apikey":null}`, data, recv.url)
-	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, *instances)
-	for w := range *instances {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < *events; i += *instances {
-				req, _ := http.NewRequest("POST", recv.url, strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("webhook-id", fmt.Sprint(i))
-				resp, err := client.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return result{}, err
-	}
-	if err := recv.wait(); err != nil {
-		return result{}, err
-	}
-	rate := float64(*events) / time.Since(start).Seconds()
-	return result{delivered: rate, ingest: rate}, nil
+// sidecar is one evorelay process the tool started, with one plugin.
+type sidecar struct {
+	base   string
+	dir    string
+	cmd    *exec.Cmd
+	client *http.Client
+	logs   bytes.Buffer
 }
 
-// runSidecar starts evorelay with the webhook plugin, sets a webhook per
-// instance, and posts the events as an engine would.
-func runSidecar(recv *receiver, data string, env []string) (result, error) {
+const apiKey = "bench-key"
+
+// startSidecar starts bin/evorelay on a free loopback port with only the
+// named plugin, a fresh data dir and extra env, and waits until it is
+// ready. stop ends it and removes its files.
+func startSidecar(plugin string, env []string) (*sidecar, error) {
 	dir, err := os.MkdirTemp("", "evorelay-bench-")
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	s := &sidecar{dir: dir, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *posters * 2}}}
 	plugins := filepath.Join(dir, "plugins")
-	check(os.MkdirAll(plugins, 0o755))
-	src, err := filepath.Abs(filepath.Join(*binDir, "plugins", "evorelay-sink-webhook"))
-	check(err)
-	check(os.Symlink(src, filepath.Join(plugins, "evorelay-sink-webhook")))
+	src, err := filepath.Abs(filepath.Join(*binDir, "plugins", "evorelay-sink-"+plugin))
+	if err == nil {
+		err = os.MkdirAll(plugins, 0o755)
+	}
+	if err == nil {
+		err = os.Symlink(src, filepath.Join(plugins, "evorelay-sink-"+plugin))
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	addr := l.Addr().String()
 	l.Close()
-	const key = "bench-key"
-	cmd := exec.Command(filepath.Join(*binDir, "evorelay"))
-	cmd.Env = append(os.Environ(), "EVORELAY_ADDR="+addr, "EVORELAY_API_KEY="+key,
+	s.base = "http://" + addr
+	s.cmd = exec.Command(filepath.Join(*binDir, "evorelay"))
+	s.cmd.Env = append(os.Environ(), "EVORELAY_ADDR="+addr, "EVORELAY_API_KEY="+apiKey,
 		"EVORELAY_DATA_DIR="+filepath.Join(dir, "data"), "EVORELAY_PLUGIN_DIR="+plugins, "EVORELAY_LOG_LEVEL=warn")
-	cmd.Env = append(cmd.Env, env...)
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		return result{}, err
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	base := "http://" + addr
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *posters * 2}}
-	call := func(method, path string, body []byte) (int, error) {
-		req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
-		req.Header.Set("apikey", key)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, nil
+	s.cmd.Env = append(s.cmd.Env, env...)
+	s.cmd.Stderr = &s.logs
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if code, _ := call("GET", "/readyz", nil); code == 200 {
-			break
+		if code, _ := s.call("GET", "/readyz", nil); code == 200 {
+			return s, nil
 		}
 		if time.Now().After(deadline) {
-			return result{}, fmt.Errorf("sidecar not ready: %s", logs.String())
+			s.stop()
+			return nil, fmt.Errorf("sidecar not ready: %s", s.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for i := range *instances {
-		set, _ := json.Marshal(map[string]any{"url": recv.url, "enabled": true, "events": []string{"MESSAGES_UPSERT"}})
-		if code, err := call("POST", fmt.Sprintf("/webhook/set/bench%d", i), set); err != nil || code != 201 {
-			return result{}, fmt.Errorf("set webhook: %d %v", code, err)
-		}
-	}
+}
 
-	recv.expect(*events)
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
+func (s *sidecar) stop() {
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	os.RemoveAll(s.dir)
+}
+
+// call sends one request with the API key and returns the status and body.
+func (s *sidecar) call(method, path string, body []byte) (int, []byte) {
+	req, _ := http.NewRequest(method, s.base+path, bytes.NewReader(body))
+	req.Header.Set("apikey", apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// set stores an instance's settings for the sidecar's plugin.
+func (s *sidecar) set(sink, instance string, settings any) error {
+	b, _ := json.Marshal(settings)
+	if code, body := s.call("POST", "/"+sink+"/set/"+instance, b); code != 201 {
+		return fmt.Errorf("set %s for %s: %d %s", sink, instance, code, body)
+	}
+	return nil
+}
+
+// ingest posts -events MESSAGES_UPSERT events, spread round-robin over
+// the instances, from -posters connections in requests of -batch, as an
+// engine would; it returns once every request was answered 202, with how
+// long that took.
+func (s *sidecar) ingest(ctx context.Context, data string, instance func(i int) string) (time.Duration, error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, *posters)
 	start := time.Now()
 	for range *posters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for ctx.Err() == nil {
 				first := int(next.Add(int64(*perPost))) - *perPost
 				if first >= *events {
@@ -250,28 +277,37 @@ func runSidecar(recv *receiver, data string, env []string) (result, error) {
 					if i > first {
 						b.WriteByte(',')
 					}
-					fmt.Fprintf(&b, `{"event":"messages.upsert","instance":"bench%d","data":%s}`, i%*instances, data)
+					fmt.Fprintf(&b, `{"event":"messages.upsert","instance":%q,"data":%s}`, instance(i), data)
 				}
 				b.WriteByte(']')
-				code, err := call("POST", "/events", b.Bytes())
-				if err != nil || code != 202 {
-					errs <- fmt.Errorf("ingest: %d %v", code, err)
+				if code, body := s.call("POST", "/events", b.Bytes()); code != 202 {
+					errs <- fmt.Errorf("ingest: %d %s", code, body)
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	ingested := time.Since(start)
 	close(errs)
 	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return time.Since(start), ctx.Err()
+}
+
+// measureSidecar ingests the events through s and waits until c counted
+// them all at the destination.
+func measureSidecar(s *sidecar, c *counter, data string, instance func(i int) string) (result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	c.expect(*events)
+	start := time.Now()
+	ingested, err := s.ingest(ctx, data, instance)
+	if err != nil {
 		return result{}, err
 	}
-	if err := recv.wait(); err != nil {
+	if err := c.wait(); err != nil {
 		return result{}, err
 	}
-	return result{
-		delivered: float64(*events) / time.Since(start).Seconds(),
-		ingest:    float64(*events) / ingested.Seconds(),
-	}, nil
+	return result{delivered: rate(start), ingest: float64(*events) / ingested.Seconds()}, nil
 }

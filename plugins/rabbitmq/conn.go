@@ -89,7 +89,7 @@ func (l *link) run() {
 		l.retryAt = time.Now().Add(delay)
 		l.mu.Unlock()
 		if s == nil {
-			l.log.Warn("connect failed", "sink", sinkName, "broker", l.cfg.addr, "attempt", attempt, "retry_in", delay, "error", err)
+			l.log.Warn("connect failed", "sink", sinkName, "broker", l.cfg.addr, "attempt", attempt, "retry_in", delay.String(), "error", err)
 		}
 		select {
 		case <-time.After(delay):
@@ -197,9 +197,11 @@ func (l *link) health() (h sdk.Health) {
 	switch {
 	case l.ctx.Err() != nil:
 		h.Detail = "closed"
-	case l.sess == nil && l.attempt > 0:
+	case l.sess == nil && l.attempt > 0 && time.Until(l.retryAt) > 0:
 		h.Detail = fmt.Sprintf("disconnected from %s: %v; reconnect attempt %d in %s",
-			l.cfg.addr, l.why(), l.attempt+1, max(time.Until(l.retryAt), 0).Round(100*time.Millisecond))
+			l.cfg.addr, l.why(), l.attempt+1, time.Until(l.retryAt).Round(100*time.Millisecond))
+	case l.sess == nil && l.attempt > 0:
+		h.Detail = fmt.Sprintf("disconnected from %s: %v; reconnect attempt %d under way", l.cfg.addr, l.why(), l.attempt+1)
 	case l.sess == nil:
 		h.Detail = fmt.Sprintf("disconnected from %s: %v", l.cfg.addr, l.why())
 	case l.blocked != "":

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// natsURL is the NATS server the tool measures: this machine's only.
+const natsURL = "nats://127.0.0.1:4222"
+
+// runNATS measures a bare client, then the sidecar with and without
+// fsync, on one server and one file stream over the run's instances'
+// subjects (i.messages.upsert), counted by an ordered consumer of it.
+func runNATS(data string) error {
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return fmt.Errorf("NATS at %s: %w", natsURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2000))
+	if err != nil {
+		return err
+	}
+	id := runID()
+	names := make([]string, *instances)
+	subjects := make([]string, *instances)
+	for i := range names {
+		names[i] = fmt.Sprintf("bench-%s-%d", id, i)
+		subjects[i] = names[i] + ".>"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	streamName := "BENCH_" + id
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: streamName, Subjects: subjects, Storage: jetstream.FileStorage})
+	if err != nil {
+		return fmt.Errorf("create stream: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := js.DeleteStream(ctx, streamName); err != nil {
+			fmt.Println("bench: clean up:", err)
+		}
+	}()
+	c := newCounter()
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { c.see(m.Headers().Get("Nats-Msg-Id")) })
+	if err != nil {
+		return err
+	}
+	defer cc.Stop()
+
+	bare, err := bareNATS(js, names, data, c)
+	if err != nil {
+		return err
+	}
+	report("bare nats.go client → JetStream (acks)", bare, bare, "")
+	for _, sc := range []struct {
+		name string
+		env  []string
+	}{
+		{"sidecar → nats (durable)", nil},
+		{"sidecar → nats (EVORELAY_SPOOL_NOSYNC)", []string{"EVORELAY_SPOOL_NOSYNC=true"}},
+	} {
+		res, err := sidecarBroker("nats", append(sc.env, "EVORELAY_NATS_URL="+natsURL), names, c, data)
+		if err != nil {
+			return err
+		}
+		report(sc.name, res, bare, fmt.Sprintf("ingest %.0f events/s", res.ingest))
+	}
+	return nil
+}
+
+// bareNATS publishes the events as the plugin does: the same subject,
+// body and headers, through JetStream asynchronously, at most 1000
+// unacknowledged in all (the plugin's default window; the client's own
+// bound is twice that, as the plugin sets it, so it never stalls), one
+// publisher per instance, each in order. Every PubAck must come back without error; it
+// ends when c counted every message in the stream.
+func bareNATS(js jetstream.JetStream, names []string, data string, c *counter) (result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	c.expect(*events)
+	window := max(1, 1000/len(names))
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(names))
+	for w, name := range names {
+		body := envelope(name, data)
+		subject := name + ".messages.upsert"
+		wg.Go(func() {
+			var pending []jetstream.PubAckFuture // oldest first
+			settle := func() error {
+				paf := pending[0]
+				pending = pending[1:]
+				select {
+				case <-paf.Ok():
+					return nil
+				case err := <-paf.Err():
+					return err
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			for i := w; i < *events; i += len(names) {
+				if len(pending) == window {
+					if err := settle(); err != nil {
+						errs <- err
+						return
+					}
+				}
+				msg := nats.NewMsg(subject)
+				msg.Data = body
+				msg.Header.Set("Nats-Msg-Id", fmt.Sprintf("bare-%d", i))
+				msg.Header.Set("Content-Type", "application/json")
+				msg.Header.Set("instance", name)
+				msg.Header.Set("event", "MESSAGES_UPSERT")
+				paf, err := js.PublishMsgAsync(msg)
+				if err != nil {
+					errs <- err
+					return
+				}
+				pending = append(pending, paf)
+			}
+			for len(pending) > 0 {
+				if err := settle(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return result{}, err
+	}
+	if err := c.wait(); err != nil {
+		return result{}, err
+	}
+	r := rate(start)
+	return result{delivered: r, ingest: r}, nil
+}
