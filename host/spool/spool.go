@@ -77,7 +77,7 @@ type Stats struct {
 	// Scheduled counts every sink's retries; with Events it is what the
 	// events limit bounds.
 	Scheduled int
-	Dead    map[string]int // per sink: dead letters
+	Dead      map[string]int // per sink: dead letters
 }
 
 // Limits bound the log; zero means no bound on that measure.
