@@ -198,19 +198,31 @@ func (w *wtx) truncate(max int) error {
 	if !ok {
 		return nil
 	}
+	// Collect first, then delete: re-seeking the first key after each
+	// delete walks every leaf emptied so far in this transaction, which
+	// made a truncation quadratic.
+	var doomed [][]byte
+	var bytes int64
 	c := w.log.Cursor()
-	n := 0
 	k, v := c.First()
-	for ; k != nil && keySeq(k) <= min && (max < 0 || n < max); k, v = c.First() {
-		w.c.events--
-		w.c.bytes -= int64(len(v))
-		if err := c.Delete(); err != nil {
+	for ; k != nil && keySeq(k) <= min && (max < 0 || len(doomed) < max); k, v = c.Next() {
+		doomed = append(doomed, append([]byte(nil), k...))
+		bytes += int64(len(v))
+	}
+	next := k
+	if next != nil {
+		next = append([]byte(nil), next...)
+	}
+	for _, key := range doomed {
+		if err := w.log.Delete(key); err != nil {
 			return err
 		}
-		n++
 	}
-	if k != nil {
-		w.c.first = keySeq(k)
+	n := len(doomed)
+	w.c.events -= n
+	w.c.bytes -= bytes
+	if next != nil {
+		w.c.first = keySeq(next)
 	} else {
 		w.c.first = w.c.last + 1
 	}
