@@ -101,7 +101,8 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newStateMetrics(sp, plugins))
 	h := &host{plugins: plugins, settings: settings, spool: sp}
 	handler := api.New(api.Options{
 		APIKey: cfg.APIKey, ServerURL: cfg.ServerURL, MaxBodyBytes: cfg.MaxBodyBytes,

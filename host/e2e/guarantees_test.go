@@ -106,6 +106,9 @@ func TestDeadLetterReplay(t *testing.T) {
 		_ = json.Unmarshal(s.MustDo(200, "GET", "/webhook/deadletters/dl", nil), &page)
 		return len(page.DeadLetters) == 3
 	})
+	if _, m := s.DoKey("GET", "/metrics", nil, ""); !strings.Contains(string(m), `evorelay_sink_dead_letters{sink="webhook"} 3`) {
+		t.Fatalf("/metrics does not count the 3 dead letters")
+	}
 	first := recv.IDs()
 	for _, d := range page.DeadLetters {
 		if !strings.Contains(d.Reason, "400") || d.Attempts != 1 || first[d.ID] != 1 || len(d.Envelope) == 0 {
@@ -143,6 +146,42 @@ func TestDeadLetterReplay(t *testing.T) {
 	_ = json.Unmarshal(s.MustDo(200, "GET", "/webhook/deadletters/dl", nil), &page)
 	if len(page.DeadLetters) != 0 {
 		t.Fatalf("%d dead letters left after the replay", len(page.DeadLetters))
+	}
+	if _, m := s.DoKey("GET", "/metrics", nil, ""); !strings.Contains(string(m), `evorelay_sink_dead_letters{sink="webhook"} 0`) {
+		t.Fatalf("/metrics does not show the dead letters: %s", m)
+	}
+}
+
+// Without failures, one instance's events reach the receiver in the order
+// they were accepted, while other instances interleave.
+func TestOrderPerInstance(t *testing.T) {
+	const n = 300
+	recv := newReceiver(t)
+	s := StartSidecar(t, []string{"webhook"}, "EVORELAY_BATCH_SIZE=20")
+	for _, inst := range []string{"ord-a", "ord-b"} {
+		setWebhook(t, s, inst, map[string]any{"url": recv.URL + "/" + inst, "enabled": true})
+	}
+	for i := 0; i < n; i += 30 {
+		var batch []any
+		for j := i; j < i+30; j++ {
+			batch = append(batch, event("ord-a", "MESSAGES_UPSERT", fmt.Sprintf(`{"seq":%d}`, j)),
+				event("ord-b", "MESSAGES_UPSERT", fmt.Sprintf(`{"seq":%d}`, j)))
+		}
+		s.MustDo(202, "POST", "/events", batch)
+	}
+	eventually(t, 30*time.Second, "every event", func() bool { return len(recv.Hits()) >= 2*n })
+	for _, inst := range []string{"ord-a", "ord-b"} {
+		var got []int
+		for _, h := range recv.Hits() {
+			if h.Path == "/"+inst {
+				got = append(got, seqOf(t, h))
+			}
+		}
+		for i, seq := range got {
+			if seq != i {
+				t.Fatalf("%s: delivery %d carried seq %d; want ingest order (got %v...)", inst, i, seq, got[:min(len(got), i+3)])
+			}
+		}
 	}
 }
 

@@ -256,17 +256,22 @@ func seqs(t *testing.T, r *receiver) map[int]int { return seqsOf(t, r.Hits()) }
 func seqsOf(t *testing.T, hits []hit) map[int]int {
 	out := map[int]int{}
 	for _, h := range hits {
-		var b struct {
-			Data struct {
-				Seq int `json:"seq"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(h.Body, &b); err != nil {
-			t.Fatal(err)
-		}
-		out[b.Data.Seq]++
+		out[seqOf(t, h)]++
 	}
 	return out
+}
+
+// seqOf is the "seq" in a delivered body's data.
+func seqOf(t *testing.T, h hit) int {
+	var b struct {
+		Data struct {
+			Seq int `json:"seq"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(h.Body, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Data.Seq
 }
 
 func reportDuplicates(t *testing.T, got map[int]int) {
