@@ -14,7 +14,7 @@ type stateMetrics struct {
 	plugins *pluginhost.Host
 
 	events, scheduled, bytes, limitEvents, limitBytes *prometheus.Desc
-	backlog, dead, up, restarts                       *prometheus.Desc
+	backlog, dead, up, restarts, gauge                *prometheus.Desc
 }
 
 func newStateMetrics(sp spool.Spool, ph *pluginhost.Host) *stateMetrics {
@@ -32,11 +32,12 @@ func newStateMetrics(sp spool.Spool, ph *pluginhost.Host) *stateMetrics {
 		dead:        d("evorelay_sink_dead_letters", "Dead letters kept for a sink.", "sink"),
 		up:          d("evorelay_plugin_up", "1 when the plugin's process runs and says it is ready.", "sink", "state"),
 		restarts:    d("evorelay_plugin_restarts_total", "Times the plugin's process was replaced.", "sink"),
+		gauge:       d("evorelay_plugin_gauge", "A plugin's own measurement (e.g. websocket connections), as of its last health check.", "sink", "name"),
 	}
 }
 
 func (m *stateMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.events, m.scheduled, m.bytes, m.limitEvents, m.limitBytes, m.backlog, m.dead, m.up, m.restarts} {
+	for _, d := range []*prometheus.Desc{m.events, m.scheduled, m.bytes, m.limitEvents, m.limitBytes, m.backlog, m.dead, m.up, m.restarts, m.gauge} {
 		ch <- d
 	}
 }
@@ -64,5 +65,8 @@ func (m *stateMetrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(m.up, up, p.Name, p.State)
 		ch <- prometheus.MustNewConstMetric(m.restarts, prometheus.CounterValue, float64(p.Restarts), p.Name)
+		for name, v := range p.Gauges {
+			gauge(m.gauge, v, p.Name, name)
+		}
 	}
 }

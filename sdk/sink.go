@@ -85,6 +85,10 @@ type Health struct {
 	Ready bool
 	// Detail says why not, or what mode the sink is in.
 	Detail string
+	// Gauges are the sink's own measurements by name (e.g. "connections");
+	// the host exports them as evorelay_plugin_gauge{sink, name}. Names:
+	// lowercase letters, digits and '_'.
+	Gauges map[string]float64
 }
 
 // Delivery is one event for one instance, for this sink.

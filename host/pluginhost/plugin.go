@@ -50,6 +50,9 @@ type Status struct {
 	Ready     bool   `json:"ready"`
 	Detail    string `json:"detail,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+	// Gauges are the plugin's own measurements, as of its last health
+	// check.
+	Gauges map[string]float64 `json:"gauges,omitempty"`
 }
 
 // Plugin is one sink plugin and the process that currently serves it.
@@ -120,7 +123,7 @@ func (p *Plugin) Status() Status {
 	s := Status{
 		Name: p.name, State: p.state, Restarts: p.restarts, PID: p.pid,
 		Ready: p.state == StateRunning && p.health.Ready, Detail: p.health.Detail,
-		LastError: p.lastError,
+		LastError: p.lastError, Gauges: p.health.Gauges,
 	}
 	if p.desc != nil {
 		s.Version = p.desc.Version
@@ -160,7 +163,7 @@ func (p *Plugin) start(ctx context.Context) error {
 		p.pid = rc.Pid
 	}
 	if health != nil {
-		p.health = sinkv1.HealthResponse{Ready: health.Ready, Detail: health.Detail}
+		p.health = sinkv1.HealthResponse{Ready: health.Ready, Detail: health.Detail, Gauges: health.Gauges}
 	}
 	p.since = time.Now()
 	p.state = StateRunning
@@ -299,7 +302,7 @@ func (p *Plugin) watch() string {
 		}
 		failures = 0
 		p.mu.Lock()
-		p.health = sinkv1.HealthResponse{Ready: h.Ready, Detail: h.Detail}
+		p.health = sinkv1.HealthResponse{Ready: h.Ready, Detail: h.Detail, Gauges: h.Gauges}
 		if time.Since(p.since) >= stableAfter {
 			p.crashes = 0
 			p.state = StateRunning

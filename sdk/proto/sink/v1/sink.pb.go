@@ -618,7 +618,10 @@ type HealthResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ready bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
 	// detail says why not, or what mode the plugin is in.
-	Detail        string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	// gauges are the plugin's own measurements (e.g. "connections"); the
+	// host exports them as evorelay_plugin_gauge{sink, name}.
+	Gauges        map[string]float64 `protobuf:"bytes,3,rep,name=gauges,proto3" json:"gauges,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -665,6 +668,13 @@ func (x *HealthResponse) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *HealthResponse) GetGauges() map[string]float64 {
+	if x != nil {
+		return x.Gauges
+	}
+	return nil
 }
 
 type DeliverRequest struct {
@@ -1031,10 +1041,14 @@ const file_sink_proto_rawDesc = "" +
 	"FieldError\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x0f\n" +
-	"\rHealthRequest\">\n" +
+	"\rHealthRequest\"\xbf\x01\n" +
 	"\x0eHealthResponse\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x16\n" +
-	"\x06detail\x18\x02 \x01(\tR\x06detail\"L\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x12D\n" +
+	"\x06gauges\x18\x03 \x03(\v2,.evorelay.sink.v1.HealthResponse.GaugesEntryR\x06gauges\x1a9\n" +
+	"\vGaugesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"L\n" +
 	"\x0eDeliverRequest\x12:\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1a.evorelay.sink.v1.DeliveryR\n" +
@@ -1091,7 +1105,7 @@ func file_sink_proto_rawDescGZIP() []byte {
 }
 
 var file_sink_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_sink_proto_goTypes = []any{
 	(Capability)(0),          // 0: evorelay.sink.v1.Capability
 	(Naming)(0),              // 1: evorelay.sink.v1.Naming
@@ -1112,32 +1126,34 @@ var file_sink_proto_goTypes = []any{
 	(*CloseRequest)(nil),     // 16: evorelay.sink.v1.CloseRequest
 	(*CloseResponse)(nil),    // 17: evorelay.sink.v1.CloseResponse
 	nil,                      // 18: evorelay.sink.v1.OpenRequest.SettingsEntry
+	nil,                      // 19: evorelay.sink.v1.HealthResponse.GaugesEntry
 }
 var file_sink_proto_depIdxs = []int32{
 	0,  // 0: evorelay.sink.v1.DescribeResponse.capabilities:type_name -> evorelay.sink.v1.Capability
 	18, // 1: evorelay.sink.v1.OpenRequest.settings:type_name -> evorelay.sink.v1.OpenRequest.SettingsEntry
 	1,  // 2: evorelay.sink.v1.OpenRequest.naming:type_name -> evorelay.sink.v1.Naming
 	9,  // 3: evorelay.sink.v1.ValidateResponse.field_errors:type_name -> evorelay.sink.v1.FieldError
-	13, // 4: evorelay.sink.v1.DeliverRequest.deliveries:type_name -> evorelay.sink.v1.Delivery
-	15, // 5: evorelay.sink.v1.DeliverResponse.acks:type_name -> evorelay.sink.v1.Ack
-	2,  // 6: evorelay.sink.v1.Ack.outcome:type_name -> evorelay.sink.v1.Outcome
-	3,  // 7: evorelay.sink.v1.Sink.Describe:input_type -> evorelay.sink.v1.DescribeRequest
-	5,  // 8: evorelay.sink.v1.Sink.Open:input_type -> evorelay.sink.v1.OpenRequest
-	7,  // 9: evorelay.sink.v1.Sink.Validate:input_type -> evorelay.sink.v1.ValidateRequest
-	10, // 10: evorelay.sink.v1.Sink.Health:input_type -> evorelay.sink.v1.HealthRequest
-	12, // 11: evorelay.sink.v1.Sink.Deliver:input_type -> evorelay.sink.v1.DeliverRequest
-	16, // 12: evorelay.sink.v1.Sink.Close:input_type -> evorelay.sink.v1.CloseRequest
-	4,  // 13: evorelay.sink.v1.Sink.Describe:output_type -> evorelay.sink.v1.DescribeResponse
-	6,  // 14: evorelay.sink.v1.Sink.Open:output_type -> evorelay.sink.v1.OpenResponse
-	8,  // 15: evorelay.sink.v1.Sink.Validate:output_type -> evorelay.sink.v1.ValidateResponse
-	11, // 16: evorelay.sink.v1.Sink.Health:output_type -> evorelay.sink.v1.HealthResponse
-	14, // 17: evorelay.sink.v1.Sink.Deliver:output_type -> evorelay.sink.v1.DeliverResponse
-	17, // 18: evorelay.sink.v1.Sink.Close:output_type -> evorelay.sink.v1.CloseResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	19, // 4: evorelay.sink.v1.HealthResponse.gauges:type_name -> evorelay.sink.v1.HealthResponse.GaugesEntry
+	13, // 5: evorelay.sink.v1.DeliverRequest.deliveries:type_name -> evorelay.sink.v1.Delivery
+	15, // 6: evorelay.sink.v1.DeliverResponse.acks:type_name -> evorelay.sink.v1.Ack
+	2,  // 7: evorelay.sink.v1.Ack.outcome:type_name -> evorelay.sink.v1.Outcome
+	3,  // 8: evorelay.sink.v1.Sink.Describe:input_type -> evorelay.sink.v1.DescribeRequest
+	5,  // 9: evorelay.sink.v1.Sink.Open:input_type -> evorelay.sink.v1.OpenRequest
+	7,  // 10: evorelay.sink.v1.Sink.Validate:input_type -> evorelay.sink.v1.ValidateRequest
+	10, // 11: evorelay.sink.v1.Sink.Health:input_type -> evorelay.sink.v1.HealthRequest
+	12, // 12: evorelay.sink.v1.Sink.Deliver:input_type -> evorelay.sink.v1.DeliverRequest
+	16, // 13: evorelay.sink.v1.Sink.Close:input_type -> evorelay.sink.v1.CloseRequest
+	4,  // 14: evorelay.sink.v1.Sink.Describe:output_type -> evorelay.sink.v1.DescribeResponse
+	6,  // 15: evorelay.sink.v1.Sink.Open:output_type -> evorelay.sink.v1.OpenResponse
+	8,  // 16: evorelay.sink.v1.Sink.Validate:output_type -> evorelay.sink.v1.ValidateResponse
+	11, // 17: evorelay.sink.v1.Sink.Health:output_type -> evorelay.sink.v1.HealthResponse
+	14, // 18: evorelay.sink.v1.Sink.Deliver:output_type -> evorelay.sink.v1.DeliverResponse
+	17, // 19: evorelay.sink.v1.Sink.Close:output_type -> evorelay.sink.v1.CloseResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_sink_proto_init() }
@@ -1151,7 +1167,7 @@ func file_sink_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sink_proto_rawDesc), len(file_sink_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
