@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -57,7 +58,10 @@ type settingsBody struct {
 	// events are constants, de-duplicated, in the order sent; empty
 	// means every event.
 	events []string
-	rest   []field
+	// retry is the instance's own retry policy, normalized, or nil. The
+	// host applies it; plugins never see it.
+	retry json.RawMessage
+	rest  []field
 }
 
 // parseSettings reads a POST /{sink}/set/{instance} body: a flat object, or
@@ -98,7 +102,11 @@ func parseSettings(sink string, body []byte) (settingsBody, []string) {
 			var m []string
 			b.events, m = parseEventList(f.value)
 			msgs = append(msgs, m...)
-		case strings.EqualFold(f.name, "enabled") || strings.EqualFold(f.name, "events"):
+		case f.name == "retry":
+			var m []string
+			b.retry, m = parseRetry(f.value)
+			msgs = append(msgs, m...)
+		case strings.EqualFold(f.name, "enabled") || strings.EqualFold(f.name, "events") || strings.EqualFold(f.name, "retry"):
 			// A plugin decoding case-insensitively would read this one
 			// instead of the field the host checked.
 			msgs = append(msgs, fmt.Sprintf("%s: field names are case-sensitive; write %s", f.name, strings.ToLower(f.name)))
@@ -158,6 +166,77 @@ func parseEventList(raw json.RawMessage) ([]string, []string) {
 		names = []string{}
 	}
 	return names, msgs
+}
+
+// maxRetrySchedule bounds a per-instance retry schedule.
+const maxRetrySchedule = 50
+
+// parseRetry reads "retry": {"schedule": ["0s", "10s", ...], "max_age":
+// "2h"}, an instance's own retry policy over the process's
+// (EVORELAY_RETRY_SCHEDULE, EVORELAY_RETRY_MAX_AGE). Either part may be
+// left out; null means none.
+func parseRetry(raw json.RawMessage) (json.RawMessage, []string) {
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	const want = `retry: want {"schedule": ["0s", "10s", "1m"], "max_age": "2h"} (Go durations; either may be left out)`
+	var in struct {
+		Schedule []string `json:"schedule"`
+		MaxAge   *string  `json:"max_age"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return nil, []string{want + ": " + jsonProblem(err)}
+	}
+	var out struct {
+		Schedule []string `json:"schedule,omitempty"`
+		MaxAge   string   `json:"max_age,omitempty"`
+	}
+	var msgs []string
+	if in.Schedule != nil && (len(in.Schedule) == 0 || len(in.Schedule) > maxRetrySchedule) {
+		msgs = append(msgs, fmt.Sprintf("retry.schedule: want 1 to %d delays, the first before attempt 1", maxRetrySchedule))
+	}
+	for i, v := range in.Schedule {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			msgs = append(msgs, fmt.Sprintf("retry.schedule[%d]: %q is not a duration of 0 or more, such as 30s or 2m", i, v))
+			continue
+		}
+		out.Schedule = append(out.Schedule, d.String())
+	}
+	if in.MaxAge != nil {
+		d, err := time.ParseDuration(*in.MaxAge)
+		if err != nil || d < 0 {
+			msgs = append(msgs, fmt.Sprintf("retry.max_age: %q is not a duration of 0 or more, such as 24h", *in.MaxAge))
+		} else {
+			out.MaxAge = d.String()
+		}
+	}
+	if len(msgs) > 0 {
+		return nil, msgs
+	}
+	norm, _ := json.Marshal(out)
+	return norm, nil
+}
+
+// withRetry sets the "retry" member of a plugin's normalized settings to
+// the host's, or removes it when there is none.
+func (b settingsBody) withRetry(normalized json.RawMessage) json.RawMessage {
+	fields, msg := readObject(normalized)
+	if msg != "" {
+		return normalized
+	}
+	kept := fields[:0]
+	for _, f := range fields {
+		if f.name != "retry" {
+			kept = append(kept, f)
+		}
+	}
+	if b.retry != nil {
+		kept = append(kept, field{"retry", b.retry})
+	}
+	return writeObject(kept)
 }
 
 // json is the object the plugin validates: enabled and events first, then

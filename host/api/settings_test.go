@@ -226,3 +226,31 @@ func TestParseSettings(t *testing.T) {
 		}
 	}
 }
+
+// An instance's own retry policy is the host's: checked and normalized by
+// the API, kept out of the plugin's settings, stored with them.
+func TestSetRetryOverride(t *testing.T) {
+	f := newFixture(t)
+	res := f.do("POST", "/rabbitmq/set/inst", `{"enabled":true,"retry":{"schedule":["0s","90s","1h30m"],"max_age":"36h"}}`)
+	expect(t, res, 201, `{"enabled":true,"events":[],"retry":{"schedule":["0s","1m30s","1h30m0s"],"max_age":"36h0m0s"}}`+"\n")
+	if calls := f.sinks.validated(); len(calls) != 1 || calls[0].settings != `{"enabled":true,"events":[]}` {
+		t.Fatalf("the plugin was asked to validate %v; want it not to see retry", calls)
+	}
+	// A later set without retry drops it.
+	expect(t, f.do("POST", "/rabbitmq/set/inst", `{"enabled":true}`), 201, `{"enabled":true,"events":[]}`+"\n")
+
+	for body, mentions := range map[string]string{
+		`{"retry":{"schedule":[]}}`:       "retry.schedule",
+		`{"retry":{"schedule":["soon"]}}`: "retry.schedule[0]",
+		`{"retry":{"schedule":["-1s"]}}`:  "retry.schedule[0]",
+		`{"retry":{"max_age":"x"}}`:       "retry.max_age",
+		`{"retry":{"tries":3}}`:           "retry:",
+		`{"retry":"fast"}`:                "retry:",
+		`{"Retry":{"schedule":["0s"]}}`:   "case-sensitive",
+	} {
+		msgs := expectError(t, f.do("POST", "/rabbitmq/set/inst", body), 400)
+		if !strings.Contains(strings.Join(msgs, " "), mentions) {
+			t.Errorf("%s: %v does not mention %q", body, msgs, mentions)
+		}
+	}
+}

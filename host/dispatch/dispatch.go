@@ -529,7 +529,11 @@ func (w *worker) settle(d spool.Delivery, a *sinkv1.Ack, now time.Time) spool.Re
 	if first.IsZero() {
 		first = now
 	}
-	due, err := w.opts.Policy.Next(d.Attempt, first, time.Duration(a.GetRetryAfterMs())*time.Millisecond, now)
+	policy := w.opts.Policy
+	if st, ok := w.settings.Get(w.sink, d.Instance); ok {
+		policy = policy.For(st.Retry)
+	}
+	due, err := policy.Next(d.Attempt, first, time.Duration(a.GetRetryAfterMs())*time.Millisecond, now)
 	if err != nil {
 		log.Warn("delivery failed for good; dead-lettered", "error", reason, "why", err)
 		w.opts.Metrics.count(w.sink, "dead", 1)

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"fmt"
+	"github.com/evorelay/evorelay/host/store"
 	"math/rand/v2"
 	"time"
 )
@@ -28,6 +29,21 @@ var DefaultPolicy = Policy{
 	Jitter:        0.2,
 	MaxAge:        24 * time.Hour,
 	MaxRetryAfter: time.Hour,
+}
+
+// For is the policy with an instance's own parts (its settings' "retry")
+// in place of the process's.
+func (p Policy) For(r *store.Retry) Policy {
+	if r == nil {
+		return p
+	}
+	if r.Schedule != nil {
+		p.Schedule = r.Schedule
+	}
+	if r.MaxAge > 0 {
+		p.MaxAge = r.MaxAge
+	}
+	return p
 }
 
 // Next says when attempt+1 is due after attempt failed, or why there is

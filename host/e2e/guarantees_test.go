@@ -85,6 +85,30 @@ func TestPluginKill9TwiceInARow(t *testing.T) {
 	}
 }
 
+// An instance's own retry schedule replaces the process's for it alone.
+func TestPerInstanceRetrySchedule(t *testing.T) {
+	recv := newReceiver(t)
+	recv.SetStatus(http.StatusInternalServerError)
+	s := StartSidecar(t, []string{"webhook"}) // the default schedule: 5 s before the second try
+	setWebhook(t, s, "impatient", map[string]any{"url": recv.URL, "enabled": true,
+		"retry": map[string]any{"schedule": []string{"0s", "50ms", "50ms"}}})
+	setWebhook(t, s, "patient", map[string]any{"url": recv.URL, "enabled": true})
+	postMany(t, s, "impatient", 1)
+	postMany(t, s, "patient", 1)
+	var page deadPage
+	eventually(t, 10*time.Second, "impatient's dead letter after its 3 tries", func() bool {
+		_ = json.Unmarshal(s.MustDo(200, "GET", "/webhook/deadletters/impatient", nil), &page)
+		return len(page.DeadLetters) == 1
+	})
+	if page.DeadLetters[0].Attempts != 3 || !strings.Contains(page.DeadLetters[0].Reason, "gave up after 3 attempts") {
+		t.Fatalf("dead letter %+v; want 3 attempts and why", page.DeadLetters[0])
+	}
+	_ = json.Unmarshal(s.MustDo(200, "GET", "/webhook/deadletters/patient", nil), &page)
+	if len(page.DeadLetters) != 0 {
+		t.Fatalf("the instance on the default schedule was dead-lettered: %+v", page.DeadLetters)
+	}
+}
+
 type deadPage struct {
 	DeadLetters []struct {
 		ID       string          `json:"id"`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/evorelay/evorelay/sdk/events"
 )
@@ -22,12 +23,28 @@ type Settings struct {
 	// Names stored in the wire spelling (messages.upsert) are keyed by
 	// their constant too.
 	Events map[string]bool
+	// Retry is the instance's own retry policy ("retry"), or nil to use
+	// the process's.
+	Retry *Retry
+}
+
+// Retry is a per-instance retry policy; a zero part keeps the process's.
+type Retry struct {
+	// Schedule is the delay before each attempt; nil keeps the process's.
+	Schedule []time.Duration
+	// MaxAge gives up on a delivery this long after its first attempt; 0
+	// keeps the process's.
+	MaxAge time.Duration
 }
 
 // common is the part of every sink's settings the host reads.
 type common struct {
 	Enabled bool     `json:"enabled"`
 	Events  []string `json:"events"`
+	Retry   *struct {
+		Schedule []string `json:"schedule"`
+		MaxAge   string   `json:"max_age"`
+	} `json:"retry"`
 }
 
 // errNotObject is Parse's error for JSON that is not an object; null
@@ -44,6 +61,23 @@ func Parse(raw json.RawMessage) (Settings, error) {
 		return Settings{}, fmt.Errorf("store: settings: %w", err)
 	}
 	s := Settings{Raw: raw, Enabled: c.Enabled}
+	if c.Retry != nil {
+		s.Retry = &Retry{}
+		for _, v := range c.Retry.Schedule {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return Settings{}, fmt.Errorf("store: settings: retry.schedule: %w", err)
+			}
+			s.Retry.Schedule = append(s.Retry.Schedule, d)
+		}
+		if c.Retry.MaxAge != "" {
+			d, err := time.ParseDuration(c.Retry.MaxAge)
+			if err != nil {
+				return Settings{}, fmt.Errorf("store: settings: retry.max_age: %w", err)
+			}
+			s.Retry.MaxAge = d
+		}
+	}
 	if len(c.Events) > 0 {
 		s.Events = make(map[string]bool, len(c.Events))
 		for _, e := range c.Events {
