@@ -6,9 +6,10 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/julienschmidt/httprouter"
+
+	"github.com/evorelay/evorelay/host/spool"
 )
 
 // Dead-letter paging.
@@ -20,13 +21,7 @@ const (
 // deadLetter is one dead letter as the API shows it: the envelope that
 // failed, and why.
 type deadLetter struct {
-	ID       string          `json:"id"`
-	Instance string          `json:"instance"`
-	Event    string          `json:"event"`
-	Attempts int             `json:"attempts"`
-	Reason   string          `json:"reason"`
-	FirstTry time.Time       `json:"first_attempt_at"`
-	FailedAt time.Time       `json:"failed_at"`
+	spool.DeadLetter
 	Envelope json.RawMessage `json:"envelope"`
 }
 
@@ -72,10 +67,7 @@ func (s *server) listDead(sink string) handler {
 			if !json.Valid(env) {
 				env = json.RawMessage("null")
 			}
-			page.DeadLetters = append(page.DeadLetters, deadLetter{
-				ID: d.ID, Instance: d.Instance, Event: d.Event, Attempts: d.Attempts,
-				Reason: d.Reason, FirstTry: d.FirstTry, FailedAt: d.FailedAt, Envelope: env,
-			})
+			page.DeadLetters = append(page.DeadLetters, deadLetter{DeadLetter: d, Envelope: env})
 		}
 		writeJSON(w, http.StatusOK, page)
 	}

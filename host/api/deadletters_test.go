@@ -50,8 +50,8 @@ func TestDeadLetterRoutes(t *testing.T) {
 
 	expect(t, f.do("GET", "/webhook/deadletters/acme?limit=2", ""), 200,
 		`{"deadletters":[`+
-			`{"id":"D3","instance":"acme","event":"MESSAGES_UPSERT","attempts":2,"reason":"HTTP 400","first_attempt_at":"2024-01-02T03:04:05Z","failed_at":"2024-01-02T03:04:05Z","envelope":{"event":"MESSAGES_UPSERT"}},`+
-			`{"id":"D2","instance":"acme","event":"MESSAGES_UPSERT","attempts":2,"reason":"HTTP 400","first_attempt_at":"2024-01-02T03:04:05Z","failed_at":"2024-01-02T03:04:05Z","envelope":{"event":"MESSAGES_UPSERT"}}`+
+			`{"sink":"webhook","id":"D3","instance":"acme","event":"MESSAGES_UPSERT","attempts":2,"reason":"HTTP 400","first_attempt_at":"2024-01-02T03:04:05Z","failed_at":"2024-01-02T03:04:05Z","envelope":{"event":"MESSAGES_UPSERT"}},`+
+			`{"sink":"webhook","id":"D2","instance":"acme","event":"MESSAGES_UPSERT","attempts":2,"reason":"HTTP 400","first_attempt_at":"2024-01-02T03:04:05Z","failed_at":"2024-01-02T03:04:05Z","envelope":{"event":"MESSAGES_UPSERT"}}`+
 			`],"next":"D2"}`+"\n")
 	expect(t, f.do("GET", "/webhook/deadletters/acme", ""), 200, strings.Replace(
 		f.do("GET", "/webhook/deadletters/acme", "").body, `"next":"D1"`, `"next":""`, 1))
