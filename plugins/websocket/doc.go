@@ -71,9 +71,20 @@
 // none; instance is null on /ws. The messages between since and oldest are
 // lost to this client. The gap message has no id and is spelt the same in
 // both naming modes. A client that connects without since (or with an
-// empty one) gets live messages only. Windows live in memory: they start empty when the plugin
-// starts. A delivery whose id the instance's window already holds (the
-// host sent it again) is acknowledged and not sent again.
+// empty one) gets live messages only. A delivery whose id the instance's
+// window already holds (the host sent it again) is acknowledged and not
+// sent again.
+//
+// Windows live in memory: they start empty when the plugin starts. When
+// the plugin process dies, its clients reconnect through the host to the
+// new process with since, get the gap message and then the new window,
+// which holds what the host delivered since the restart, including what
+// the dead process had not acknowledged (the host sends that again). What
+// the dead process had acknowledged (queued to a client) but not yet
+// written to that client's socket is lost to that client; the gap message
+// tells it so. Acknowledging only once written would close that hole, but
+// a client that stops reading would then hold every other client's
+// messages up to write_timeout, which live delivery must never do.
 //
 // # Acknowledgement
 //
