@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/evorelay/evorelay/sdk/events"
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
 
@@ -75,5 +76,30 @@ func TestFieldErrors(t *testing.T) {
 	var back FieldErrors
 	if !errors.As(fmt.Errorf("webhook: %w", err), &back) || len(back) != 2 || back[1].Field != "secret" {
 		t.Errorf("errors.As through a wrap: %v", back)
+	}
+}
+
+func TestSubscription(t *testing.T) {
+	all := Subscription{Enabled: true}
+	some := Subscription{Enabled: true, Events: []string{"MESSAGES_UPSERT", "groups.update"}}
+	off := Subscription{Events: []string{"MESSAGES_UPSERT"}}
+	cases := []struct {
+		s     Subscription
+		event string
+		want  bool
+	}{
+		{all, "CALL", true}, {some, "MESSAGES_UPSERT", true}, {some, "GROUP_UPDATE", true},
+		{some, "CALL", false}, {off, "MESSAGES_UPSERT", false},
+	}
+	for _, c := range cases {
+		if got := c.s.Wants(c.event); got != c.want {
+			t.Errorf("%+v.Wants(%s) = %v", c.s, c.event, got)
+		}
+	}
+	if got := some.Subscribed(); len(got) != 2 || got[0] != "MESSAGES_UPSERT" || got[1] != "GROUP_UPDATE" {
+		t.Errorf("Subscribed = %v", got)
+	}
+	if got := all.Subscribed(); len(got) != len(events.All()) {
+		t.Errorf("Subscribed with no events = %d events; want all %d", len(got), len(events.All()))
 	}
 }

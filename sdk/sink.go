@@ -129,3 +129,44 @@ type retryAfterError struct {
 
 func (e *retryAfterError) Error() string { return e.err.Error() }
 func (e *retryAfterError) Unwrap() error { return e.err }
+
+// Subscription is the part of every sink's instance settings that the
+// host normalizes before Validate and checks before each delivery:
+// "enabled", and "events" as constants, where none means every event.
+// Embed it in a sink's settings type.
+type Subscription struct {
+	Enabled bool     `json:"enabled"`
+	Events  []string `json:"events"`
+}
+
+// Wants reports whether the settings ask for event (a constant). Events
+// stored in the wire spelling (messages.upsert) count as their constant.
+func (s Subscription) Wants(event string) bool {
+	if !s.Enabled {
+		return false
+	}
+	if len(s.Events) == 0 {
+		return true
+	}
+	for _, e := range s.Events {
+		if e == event || events.Normalize(e) == event {
+			return true
+		}
+	}
+	return false
+}
+
+// Subscribed lists the event constants the settings ask for: every known
+// event when Events is empty.
+func (s Subscription) Subscribed() []string {
+	if len(s.Events) == 0 {
+		return events.All()
+	}
+	out := make([]string, 0, len(s.Events))
+	for _, e := range s.Events {
+		if c := events.Normalize(e); c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}

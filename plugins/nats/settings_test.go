@@ -128,11 +128,11 @@ func TestWants(t *testing.T) {
 		{instanceSettings{Enabled: true, Events: []string{"groups.update"}}, "GROUP_UPDATE", true},
 	}
 	for _, tt := range tests {
-		if got := tt.st.wants(tt.event); got != tt.want {
+		if got := tt.st.Wants(tt.event); got != tt.want {
 			t.Errorf("%+v wants %s = %v, want %v", tt.st, tt.event, got, tt.want)
 		}
 	}
-	if n := len(instanceSettings{Enabled: true}.subscribed()); n != len(events.All()) {
+	if n := len(instanceSettings{Enabled: true}.Subscribed()); n != len(events.All()) {
 		t.Errorf("no events subscribes to %d events, want all %d", n, len(events.All()))
 	}
 }

@@ -43,38 +43,7 @@ const settingsSchema = `{
 
 // instanceSettings are one instance's settings, as the host normalized
 // them: event constants, and no events meaning every event.
-type instanceSettings struct {
-	Enabled bool     `json:"enabled"`
-	Events  []string `json:"events"`
-}
-
-// subscribed lists the event constants the settings ask for.
-func (st instanceSettings) subscribed() []string {
-	if len(st.Events) == 0 {
-		return events.All()
-	}
-	out := make([]string, 0, len(st.Events))
-	for _, e := range st.Events {
-		if c, ok := events.Lookup(e); ok {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// wants reports whether the settings ask for event (a constant).
-func (st instanceSettings) wants(event string) bool {
-	if !st.Enabled {
-		return false
-	}
-	if len(st.Events) == 0 {
-		return true
-	}
-	return slices.ContainsFunc(st.Events, func(e string) bool {
-		c, _ := events.Lookup(e)
-		return e == event || c == event
-	})
-}
+type instanceSettings = sdk.Subscription
 
 // settingsMemo parses a delivery's settings, once for a run of deliveries
 // that carry the same settings (as a batch for one instance does).
@@ -280,7 +249,7 @@ func (s *Sink) Validate(ctx context.Context, instance string, raw json.RawMessag
 		if why := subjectProblem(instance); why != "" {
 			return nil, sdk.FieldErrors{{Field: "instance", Message: fmt.Sprintf("%q cannot stand in a NATS subject: it %s", instance, why)}}
 		}
-		if mode, err := s.modeOf(ctx, instance, st.subscribed()); err != nil {
+		if mode, err := s.modeOf(ctx, instance, st.Subscribed()); err != nil {
 			s.log.Warn("mode not known now", "instance", instance, "sink", sinkName, "error", err)
 		} else {
 			fields["mode"], _ = json.Marshal(mode)
@@ -600,7 +569,7 @@ func (s *Sink) message(d *sdk.Delivery, settings *settingsMemo) (*nats.Msg, erro
 	if err != nil {
 		return nil, sdk.Permanent(fmt.Errorf("nats: instance settings: %w", err))
 	}
-	if !st.wants(d.Event) {
+	if !st.Wants(d.Event) {
 		return nil, errNotSubscribed
 	}
 	name := s.naming.Name(d.Event)

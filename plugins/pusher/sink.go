@@ -46,13 +46,12 @@ const settingsSchema = `{
 // settings are one instance's Pusher settings, as Evolution API v2 takes
 // them.
 type settings struct {
-	Enabled bool     `json:"enabled"`
-	Events  []string `json:"events"`
-	AppID   string   `json:"appId"`
-	Key     string   `json:"key"`
-	Secret  string   `json:"secret"`
-	Cluster string   `json:"cluster"`
-	UseTLS  bool     `json:"useTLS"`
+	sdk.Subscription
+	AppID   string `json:"appId"`
+	Key     string `json:"key"`
+	Secret  string `json:"secret"`
+	Cluster string `json:"cluster"`
+	UseTLS  bool   `json:"useTLS"`
 }
 
 // evolutionReadOnly are the fields Evolution API adds to its own find
@@ -69,7 +68,7 @@ func parseSettings(raw json.RawMessage) (settings, sdk.FieldErrors) {
 		fe.Add("settings", "not a JSON object")
 		return settings{}, fe
 	}
-	s := settings{UseTLS: true, Events: []string{}}
+	s := settings{UseTLS: true, Subscription: sdk.Subscription{Events: []string{}}}
 	str := func(k string, v json.RawMessage, dst *string) {
 		if string(v) == "null" {
 			return
@@ -118,11 +117,6 @@ func parseSettings(raw json.RawMessage) (settings, sdk.FieldErrors) {
 		}
 	}
 	return s, fe
-}
-
-// wants reports whether the settings subscribe to event.
-func (s settings) wants(event string) bool {
-	return s.Enabled && (len(s.Events) == 0 || slices.Contains(s.Events, event))
 }
 
 // hasApp reports whether the settings name an app of their own.
@@ -377,7 +371,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 			acks.Done(d.ID, sdk.Permanent(fmt.Errorf("pusher: instance settings: %w", fe)))
 			continue
 		}
-		if !st.wants(d.Event) {
+		if !st.Wants(d.Event) {
 			// The settings changed after the host picked this event.
 			s.log.Info("event not subscribed by the instance's settings; not sent",
 				"instance", d.Instance, "event", d.Event, "delivery_id", d.ID)

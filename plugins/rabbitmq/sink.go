@@ -37,38 +37,7 @@ const settingsSchema = `{
 
 // instanceSettings are one instance's settings, as the host normalized
 // them: event constants, and no events meaning every event.
-type instanceSettings struct {
-	Enabled bool     `json:"enabled"`
-	Events  []string `json:"events"`
-}
-
-// subscribed lists the event constants the settings ask for.
-func (st instanceSettings) subscribed() []string {
-	if len(st.Events) == 0 {
-		return events.All()
-	}
-	out := make([]string, 0, len(st.Events))
-	for _, e := range st.Events {
-		if c, ok := events.Lookup(e); ok {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// wants reports whether the settings ask for event (a constant).
-func (st instanceSettings) wants(event string) bool {
-	if !st.Enabled {
-		return false
-	}
-	if len(st.Events) == 0 {
-		return true
-	}
-	return slices.ContainsFunc(st.Events, func(e string) bool {
-		c, _ := events.Lookup(e)
-		return e == event || c == event
-	})
-}
+type instanceSettings = sdk.Subscription
 
 // settingsMemo parses a delivery's settings, once for a run of deliveries
 // that carry the same settings (as a batch for one instance does).
@@ -239,7 +208,7 @@ func (s *Sink) Validate(_ context.Context, instance string, raw json.RawMessage)
 	if err := fe.Err(); err != nil {
 		return nil, err
 	}
-	if err := s.link.declareFor(instance, st.subscribed()); err != nil {
+	if err := s.link.declareFor(instance, st.Subscribed()); err != nil {
 		var ae *amqp.Error
 		if errors.As(err, &ae) && ae.Server && refusal(ae.Code) {
 			return nil, sdk.FieldErrors{{Field: "enabled", Message: "RabbitMQ refused the instance's exchange or queues: " + err.Error()}}
@@ -412,7 +381,7 @@ func (s *Sink) publishing(d *sdk.Delivery, settings *settingsMemo) (amqp.Publish
 	if err != nil {
 		return amqp.Publishing{}, route{}, sdk.Permanent(fmt.Errorf("rabbitmq: instance settings: %w", err))
 	}
-	if !st.wants(d.Event) {
+	if !st.Wants(d.Event) {
 		return amqp.Publishing{}, route{}, errNotSubscribed
 	}
 	name := s.naming.Name(d.Event)

@@ -43,10 +43,7 @@ const settingsSchema = `{
 // settings are one instance's SQS settings: Evolution API's
 // {"enabled", "events"}. Where its events go is the process's choice
 // (EVORELAY_SQS_*), not the instance's.
-type settings struct {
-	Enabled bool     `json:"enabled"`
-	Events  []string `json:"events"`
-}
+type settings = sdk.Subscription
 
 // evolutionReadOnly are the fields Evolution API adds to its own find
 // responses; a settings object copied from there carries them. Dropped.
@@ -82,19 +79,6 @@ func parseSettings(raw json.RawMessage) (settings, sdk.FieldErrors) {
 		s.Events = []string{}
 	}
 	return s, fe
-}
-
-// wants reports whether the settings subscribe to event.
-func (s settings) wants(event string) bool {
-	return s.Enabled && (len(s.Events) == 0 || slices.Contains(s.Events, event))
-}
-
-// subscribed is every event the settings subscribe to.
-func (s settings) subscribed() []string {
-	if len(s.Events) == 0 {
-		return events.All()
-	}
-	return s.Events
 }
 
 // process are the EVORELAY_SQS_* settings.
@@ -323,7 +307,7 @@ func (s *Sink) Validate(ctx context.Context, instance string, raw json.RawMessag
 			return nil, fe
 		}
 		var names []string
-		for _, ev := range st.subscribed() {
+		for _, ev := range st.Subscribed() {
 			name := queueName(s.proc.naming, instance, ev)
 			if err := checkQueueName(name); err != nil {
 				fe.Add("instance", "%v; rename the instance or use EVORELAY_SQS_GLOBAL", err)
@@ -377,7 +361,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 			acks.Done(d.ID, sdk.Permanent(fmt.Errorf("sqs: instance settings: %w", fe)))
 			continue
 		}
-		if !st.wants(d.Event) {
+		if !st.Wants(d.Event) {
 			// The settings changed after the host picked this event.
 			s.log.Info("event not subscribed by the instance's settings; not sent",
 				"instance", d.Instance, "event", d.Event, "delivery_id", d.ID)

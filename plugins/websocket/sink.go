@@ -40,10 +40,7 @@ const settingsSchema = `{
 // instanceSettings are one instance's settings, as the host normalized
 // them. The host sends a delivery only when they want its event, so the
 // sink itself never reads them past Validate.
-type instanceSettings struct {
-	Enabled bool     `json:"enabled"`
-	Events  []string `json:"events"`
-}
+type instanceSettings = sdk.Subscription
 
 // readOnlyFields are what Evolution API's own find returns beside the
 // settings; a settings object copied from there is accepted without them.
