@@ -166,7 +166,7 @@ func parseProcessSettings(m map[string]string) (processSettings, []string, error
 	}{{"ack_timeout", &ps.ackTimeout}, {"flush_timeout", &ps.flushTimeout}, {"stream_cache_ttl", &ps.streamTTL},
 		{"reconnect_max_delay", &ps.reconnectMax}, {"ping_interval", &ps.pingInterval}} {
 		if v := get(d.key); v != "" {
-			dur, err := parseDuration(v)
+			dur, err := sdk.ParseDuration(v)
 			if err != nil {
 				return ps, unknown, fmt.Errorf("EVORELAY_NATS_%s: %v", strings.ToUpper(d.key), err)
 			}
@@ -181,18 +181,6 @@ func parseProcessSettings(m map[string]string) (processSettings, []string, error
 		ps.maxInFlight = n
 	}
 	return ps, unknown, nil
-}
-
-// parseDuration takes a Go duration (10s, 1m30s) or a number of seconds.
-func parseDuration(v string) (time.Duration, error) {
-	if n, err := strconv.Atoi(v); err == nil && n > 0 {
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%q; expected a positive duration such as 10s or a number of seconds", v)
-	}
-	return d, nil
 }
 
 // Sink publishes events to NATS: through JetStream, acknowledged, when a

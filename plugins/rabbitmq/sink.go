@@ -133,7 +133,7 @@ func parseProcessSettings(m map[string]string) (processSettings, []string, error
 		to  *time.Duration
 	}{{"heartbeat", &ps.heartbeat}, {"confirm_timeout", &ps.confirmTimeout}, {"reconnect_max_delay", &ps.reconnectMax}} {
 		if v := get(d.key); v != "" {
-			dur, err := parseDuration(v)
+			dur, err := sdk.ParseDuration(v)
 			if err != nil {
 				return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_%s: %v", strings.ToUpper(d.key), err)
 			}
@@ -148,18 +148,6 @@ func parseProcessSettings(m map[string]string) (processSettings, []string, error
 		ps.maxInFlight = n
 	}
 	return ps, unknown, nil
-}
-
-// parseDuration takes a Go duration (10s, 1m30s) or a number of seconds.
-func parseDuration(v string) (time.Duration, error) {
-	if n, err := strconv.Atoi(v); err == nil && n > 0 {
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%q; expected a positive duration such as 10s or a number of seconds", v)
-	}
-	return d, nil
 }
 
 // Sink publishes events to RabbitMQ with publisher confirms.

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/evorelay/evorelay/sdk"
 )
 
 // processConfig is the plugin's process settings (EVORELAY_WEBHOOK_*).
@@ -44,16 +46,16 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 		var err error
 		switch k {
 		case "timeout":
-			c.timeout, err = parseDuration(v)
+			c.timeout, err = sdk.ParseDuration(v)
 		case "media_timeout":
-			c.mediaTimeout, err = parseDuration(v)
+			c.mediaTimeout, err = sdk.ParseDuration(v)
 		case "allow_link_local":
 			c.allowLinkLocal, err = strconv.ParseBool(v)
 			if err != nil {
 				err = fmt.Errorf("%q is not a boolean; expected true or false", v)
 			}
 		case "media_max_bytes":
-			c.mediaMaxBytes, err = parseSize(v)
+			c.mediaMaxBytes, err = sdk.ParseSize(v, 1<<40)
 		case "max_conns_per_host":
 			var n int
 			n, err = strconv.Atoi(v)
@@ -69,41 +71,4 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 		}
 	}
 	return c, unknown, nil
-}
-
-// parseDuration reads a positive Go duration (10s, 1m30s) or a number of
-// seconds.
-func parseDuration(v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		s, nerr := strconv.ParseFloat(v, 64)
-		if nerr != nil || s > (1<<62)/float64(time.Second) {
-			return 0, fmt.Errorf("%q is not a duration; expected e.g. 10s, 1m30s or a number of seconds", v)
-		}
-		d = time.Duration(s * float64(time.Second))
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("%q: must be more than zero", v)
-	}
-	return d, nil
-}
-
-// parseSize reads a positive byte count, optionally with a KiB, MiB or GiB
-// suffix.
-func parseSize(v string) (int64, error) {
-	num, mult := v, int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if strings.HasSuffix(v, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 1 || n > (1<<40)/mult {
-		return 0, fmt.Errorf("%q: expected a number of bytes from 1 to 1TiB, e.g. 67108864 or 64MiB", v)
-	}
-	return n * mult, nil
 }

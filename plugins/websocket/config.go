@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/evorelay/evorelay/sdk"
 )
 
 // processConfig is the plugin's process settings (EVORELAY_WEBSOCKET_*).
@@ -61,11 +63,11 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 		var err error
 		switch k {
 		case "ping_interval":
-			c.pingInterval, err = parseDuration(v)
+			c.pingInterval, err = sdk.ParseDuration(v)
 		case "pong_timeout":
-			c.pongTimeout, err = parseDuration(v)
+			c.pongTimeout, err = sdk.ParseDuration(v)
 		case "write_timeout":
-			c.writeTimeout, err = parseDuration(v)
+			c.writeTimeout, err = sdk.ParseDuration(v)
 		case "send_buffer":
 			c.sendBuffer, err = parseCount(v, 1, 1<<20)
 		case "max_connections":
@@ -77,7 +79,7 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 		case "resume_window_global":
 			c.resumeWindowAll, err = parseCount(v, 0, 1<<22)
 		case "resume_window_bytes":
-			c.resumeWindowBytes, err = parseSize(v)
+			c.resumeWindowBytes, err = parseIntSize(v)
 		case "compression":
 			c.compression, err = strconv.ParseBool(v)
 			if err != nil {
@@ -117,23 +119,6 @@ func (c *processConfig) parseOrigins(v string) error {
 	return nil
 }
 
-// parseDuration reads a positive Go duration (10s, 1m30s) or a number of
-// seconds.
-func parseDuration(v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		s, nerr := strconv.ParseFloat(v, 64)
-		if nerr != nil || s > (1<<62)/float64(time.Second) {
-			return 0, fmt.Errorf("%q is not a duration; expected e.g. 30s, 1m or a number of seconds", v)
-		}
-		d = time.Duration(s * float64(time.Second))
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("%q: must be more than zero", v)
-	}
-	return d, nil
-}
-
 // parseCount reads a whole number from lo to hi.
 func parseCount(v string, lo, hi int) (int, error) {
 	n, err := strconv.Atoi(v)
@@ -143,22 +128,8 @@ func parseCount(v string, lo, hi int) (int, error) {
 	return n, nil
 }
 
-// parseSize reads a positive byte count, optionally with a KiB, MiB or GiB
-// suffix.
-func parseSize(v string) (int, error) {
-	num, mult := v, int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if strings.HasSuffix(v, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 1 || n > (64<<30)/mult {
-		return 0, fmt.Errorf("%q: expected a number of bytes from 1 to 64GiB, e.g. 33554432 or 32MiB", v)
-	}
-	return int(n * mult), nil
+// parseIntSize is sdk.ParseSize for a size held in an int (64GiB at most).
+func parseIntSize(v string) (int, error) {
+	n, err := sdk.ParseSize(v, 64<<30)
+	return int(n), err
 }

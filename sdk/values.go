@@ -1,0 +1,47 @@
+package sdk
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ParseDuration reads a process setting that is a positive duration: Go's
+// syntax (10s, 1m30s) or a number of seconds (30, 1.5). Its error says
+// what was expected; prefix it with the variable's name, e.g.
+// fmt.Errorf("EVORELAY_KAFKA_TIMEOUT: %w", err).
+func ParseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		s, nerr := strconv.ParseFloat(v, 64)
+		if nerr != nil || s > (1<<62)/float64(time.Second) {
+			return 0, fmt.Errorf("%q is not a duration; expected e.g. 10s, 1m30s or a number of seconds", v)
+		}
+		d = time.Duration(s * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q: must be more than zero", v)
+	}
+	return d, nil
+}
+
+// ParseSize reads a process setting that is a number of bytes from 1 to
+// max, optionally with a KiB, MiB or GiB suffix (64MiB).
+func ParseSize(v string, max int64) (int64, error) {
+	num, mult := v, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(v, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 1 || n > max/mult {
+		return 0, fmt.Errorf("%q: expected a number of bytes from 1 to %d, e.g. 1048576 or 1MiB", v, max)
+	}
+	return n * mult, nil
+}

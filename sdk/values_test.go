@@ -1,0 +1,32 @@
+package sdk
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseDuration(t *testing.T) {
+	for v, want := range map[string]time.Duration{"10s": 10 * time.Second, "1m30s": 90 * time.Second, "30": 30 * time.Second, "1.5": 1500 * time.Millisecond} {
+		if got, err := ParseDuration(v); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"", "soon", "0", "0s", "-1s", "1e300"} {
+		if _, err := ParseDuration(v); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", v)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for v, want := range map[string]int64{"1": 1, "64MiB": 64 << 20, "2 KiB": 2 << 10, "1GiB": 1 << 30} {
+		if got, err := ParseSize(v, 1<<40); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"", "0", "-1", "1TiB", "2GiB", "lots"} {
+		if _, err := ParseSize(v, 1<<30); err == nil {
+			t.Errorf("ParseSize(%q, 1GiB) accepted", v)
+		}
+	}
+}
