@@ -155,7 +155,7 @@ func (s *Sink) Open(_ context.Context, c sdk.Config) error {
 		_ = s.srv.Serve(ln) // returns when Close closes the server
 	}()
 	s.opened = true
-	log.Info("listening", "socket", c.ListenSocket, "ping_interval", cfg.pingInterval, "send_buffer", cfg.sendBuffer,
+	log.Info("listening", "socket", c.ListenSocket, "ping_interval", cfg.pingInterval.String(), "send_buffer", cfg.sendBuffer,
 		"resume_window", cfg.resumeWindow, "max_connections", cfg.maxConns)
 	return nil
 }
