@@ -123,3 +123,43 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A plugin that keeps dying is shown as failed, is still restarted, and
+// serves again once it stays up.
+func TestCrashLoopIsFailed(t *testing.T) {
+	old := restartBackoff0
+	restartBackoff0 = 10 * time.Millisecond
+	defer func() { restartBackoff0 = old }()
+	h, err := Start(context.Background(), options(pluginDir(t, "evorelay-sink-webhook")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	p, _ := h.Plugin("webhook")
+	sawFailed := false
+	for kill := 1; kill <= failedAfter; kill++ {
+		pid := p.Status().PID
+		must(t, syscall.Kill(pid, syscall.SIGKILL))
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st := p.Status()
+			sawFailed = sawFailed || st.State == StateFailed
+			if st.PID != pid && st.PID != 0 && st.State != StateRestarting {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d: not replaced: %+v", kill, st)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	st := p.Status()
+	if !sawFailed || st.State != StateFailed || st.Restarts != failedAfter || st.LastError == "" {
+		t.Fatalf("after %d crashes in a row: %+v (saw failed: %v); want failed, with the restarts and the last error", failedAfter, st, sawFailed)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := p.Validate(ctx, "i", []byte(`{"enabled":false,"events":[]}`)); err != nil {
+		t.Fatalf("a failed plugin whose process runs must still answer: %v", err)
+	}
+}
