@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/evorelay/evorelay/sdk"
-	"github.com/evorelay/evorelay/sdk/events"
 )
 
 func TestParseProcessSettings(t *testing.T) {
@@ -112,28 +111,6 @@ func TestOpenBadURLNamesTheVariable(t *testing.T) {
 	err := New().Open(context.Background(), sdk.Config{Settings: map[string]string{"url": "amqp://127.0.0.1:4222"}})
 	if err == nil || !strings.Contains(err.Error(), "EVORELAY_NATS_URL") || !strings.Contains(err.Error(), "nats://host:4222") {
 		t.Fatalf("Open with an amqp URL: %v, want an error naming EVORELAY_NATS_URL and the expected form", err)
-	}
-}
-
-func TestWants(t *testing.T) {
-	tests := []struct {
-		st    instanceSettings
-		event string
-		want  bool
-	}{
-		{instanceSettings{Enabled: true}, "CALL", true},
-		{instanceSettings{Enabled: false}, "CALL", false},
-		{instanceSettings{Enabled: true, Events: []string{"MESSAGES_UPSERT"}}, "MESSAGES_UPSERT", true},
-		{instanceSettings{Enabled: true, Events: []string{"MESSAGES_UPSERT"}}, "MESSAGES_UPDATE", false},
-		{instanceSettings{Enabled: true, Events: []string{"groups.update"}}, "GROUP_UPDATE", true},
-	}
-	for _, tt := range tests {
-		if got := tt.st.Wants(tt.event); got != tt.want {
-			t.Errorf("%+v wants %s = %v, want %v", tt.st, tt.event, got, tt.want)
-		}
-	}
-	if n := len(instanceSettings{Enabled: true}.Subscribed()); n != len(events.All()) {
-		t.Errorf("no events subscribes to %d events, want all %d", n, len(events.All()))
 	}
 }
 

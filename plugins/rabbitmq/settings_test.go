@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/evorelay/evorelay/sdk"
-	"github.com/evorelay/evorelay/sdk/events"
 )
 
 func TestParseProcessSettings(t *testing.T) {
@@ -130,28 +129,6 @@ func TestValidateRefusesReservedInstanceNames(t *testing.T) {
 		if !errors.As(err, &fe) || fe[0].Field != "instance" {
 			t.Errorf("Validate(%.20q) = %v, want a field error on instance", inst, err)
 		}
-	}
-}
-
-func TestWants(t *testing.T) {
-	tests := []struct {
-		st    instanceSettings
-		event string
-		want  bool
-	}{
-		{instanceSettings{Enabled: true}, "CALL", true},
-		{instanceSettings{Enabled: false}, "CALL", false},
-		{instanceSettings{Enabled: true, Events: []string{"MESSAGES_UPSERT"}}, "MESSAGES_UPSERT", true},
-		{instanceSettings{Enabled: true, Events: []string{"MESSAGES_UPSERT"}}, "MESSAGES_UPDATE", false},
-		{instanceSettings{Enabled: true, Events: []string{"groups.update"}}, "GROUP_UPDATE", true},
-	}
-	for _, tt := range tests {
-		if got := tt.st.Wants(tt.event); got != tt.want {
-			t.Errorf("%+v wants %s = %v, want %v", tt.st, tt.event, got, tt.want)
-		}
-	}
-	if n := len(instanceSettings{Enabled: true}.Subscribed()); n != len(events.All()) {
-		t.Errorf("no events subscribes to %d events, want all %d", n, len(events.All()))
 	}
 }
 
