@@ -1,16 +1,18 @@
 # evorelay — build, run, test. See README.md.
 GO      ?= go
 BIN     := bin
+# LDFLAGS are passed to every go build, e.g. LDFLAGS="-s -w -X main.version=1.2.3".
+LDFLAGS ?=
 PLUGINS := $(notdir $(patsubst %/main.go,%,$(wildcard plugins/*/main.go)))
 
 .PHONY: build run test services check generate bench clean
 
 ## build: the host at bin/evorelay and every plugin at bin/plugins/evorelay-sink-<name>
 build:
-	$(GO) build -o $(BIN)/evorelay ./host
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/evorelay ./host
 	@for p in $(PLUGINS); do \
-		echo "$(GO) build -o $(BIN)/plugins/evorelay-sink-$$p ./plugins/$$p"; \
-		$(GO) build -o $(BIN)/plugins/evorelay-sink-$$p ./plugins/$$p || exit 1; \
+		echo "$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/evorelay-sink-$$p ./plugins/$$p"; \
+		$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/evorelay-sink-$$p ./plugins/$$p || exit 1; \
 	done
 
 ## run: build, then start on :8080 with the embedded defaults and data in ./data
@@ -25,6 +27,7 @@ SERIAL := ./plugins/rabbitmq ./host/e2e
 test: services
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /plugins/rabbitmq -e /host/e2e)
 	$(GO) test -race -count=1 -timeout 20m -p 1 $(SERIAL)
+	cd configs && $(GO) test -count=1 ./...
 
 ## services: start RabbitMQ, NATS and Redis if they are not running
 services:
@@ -34,6 +37,7 @@ services:
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd configs && $(GO) vet ./...
 	$(GO) generate ./...
 	@git diff --exit-code -- '*.pb.go' || { echo "generated code drifted from sink.proto: run 'go generate ./...' and commit"; exit 1; }
 
