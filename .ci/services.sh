@@ -17,9 +17,6 @@ if ! up 5672; then
 	rabbitmq-server -detached
 	wait_up 5672 RabbitMQ 90 || exit 1
 fi
-# rabbitmqctl stop_app (the outage tests) leaves the node up but the app
-# stopped; make sure it runs.
-timeout 120 rabbitmqctl -q start_app >/dev/null 2>&1 || true
 
 if ! up 4222; then
 	echo "services: starting NATS (JetStream)"

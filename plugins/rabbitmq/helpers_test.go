@@ -21,7 +21,10 @@ import (
 
 // brokerURI is the RabbitMQ on this machine. The integration tests fail,
 // not skip, when it cannot be reached.
-const brokerURI = "amqp://guest:guest@127.0.0.1:5672/"
+const (
+	brokerAddr = "127.0.0.1:5672"
+	brokerURI  = "amqp://guest:guest@" + brokerAddr + "/"
+)
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -72,7 +75,13 @@ func testLogger() hclog.Logger {
 // openSink opens a sink on the local broker with extra process settings.
 func openSink(t testing.TB, naming events.Naming, extra map[string]string) *Sink {
 	t.Helper()
-	settings := map[string]string{"uri": brokerURI}
+	return openSinkAt(t, brokerURI, naming, extra)
+}
+
+// openSinkAt opens a sink on the broker at uri.
+func openSinkAt(t testing.TB, uri string, naming events.Naming, extra map[string]string) *Sink {
+	t.Helper()
+	settings := map[string]string{"uri": uri}
 	for k, v := range extra {
 		settings[k] = v
 	}
