@@ -31,12 +31,16 @@ import (
 )
 
 func main() {
+	if code, done := command(os.Args[1:], os.Environ(), os.Stdout, os.Stderr); done {
+		os.Exit(code)
+	}
 	cfg, err := config.Load(os.Args[1:], os.Environ())
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "evorelay:", err)
+		fmt.Fprintln(os.Stderr, "evorelay -h lists every setting.")
 		os.Exit(2)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{
@@ -58,7 +62,7 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	if cfg.APIKeyGenerated {
 		logger.Info("no EVORELAY_API_KEY set: generated one; it is kept for the next start", "file", cfg.APIKeyFile, "apikey", cfg.APIKey)
 	}
-	logger.Info("starting", "settings", cfg.Redacted())
+	logger.Info("starting", append([]any{"version", hostVersion()}, cfg.LogFields()...)...)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 

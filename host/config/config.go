@@ -122,6 +122,18 @@ var executable = os.Executable
 // several are bad, the error lists them all, one a line. Given -h or
 // -help, Load returns an error matching flag.ErrHelp.
 func Load(args []string, environ []string) (*Config, error) {
+	return load(args, environ, true)
+}
+
+// Parse reads and checks the settings as Load does, but changes nothing
+// on disk: the data directory is not created and no API key is generated
+// (APIKey stays empty when none is configured). It is for commands that
+// inspect the settings without starting the sidecar.
+func Parse(args []string, environ []string) (*Config, error) {
+	return load(args, environ, false)
+}
+
+func load(args []string, environ []string, prepare bool) (*Config, error) {
 	fs := flag.NewFlagSet("evorelay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	file := fs.String("config", "", "YAML `file` with settings; environment variables win over it")
@@ -166,7 +178,7 @@ func Load(args []string, environ []string) (*Config, error) {
 	if len(errs) == 0 {
 		errs = c.check()
 	}
-	if len(errs) == 0 {
+	if len(errs) == 0 && prepare {
 		if err := c.prepare(); err != nil {
 			errs = append(errs, err)
 		}

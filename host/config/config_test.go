@@ -398,3 +398,69 @@ func TestRedacted(t *testing.T) {
 		}
 	}
 }
+
+func TestUsageCoversEverySetting(t *testing.T) {
+	var b strings.Builder
+	Usage(&b)
+	out := b.String()
+	for _, s := range settings {
+		u, ok := usage[s.key]
+		if !ok || u.help == "" {
+			t.Errorf("EVORELAY_%s: no help text in usage", s.key)
+		}
+		if s.def == "" && u.def == "" {
+			t.Errorf("EVORELAY_%s: no default to show in usage", s.key)
+		}
+		def := s.def
+		if def == "" {
+			def = u.def
+		}
+		line := ""
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "EVORELAY_"+s.key+" ") {
+				line = l
+			}
+		}
+		if !strings.Contains(line, strings.ToLower(s.key)) || !strings.Contains(line, def) {
+			t.Errorf("usage line for EVORELAY_%s = %q, want its YAML key and default %q", s.key, line, def)
+		}
+	}
+	for k := range usage {
+		if !hostKeys[envPrefix+k] {
+			t.Errorf("usage describes EVORELAY_%s, which is not a setting", k)
+		}
+	}
+}
+
+func TestLogFields(t *testing.T) {
+	c := mustLoad(t, nil, base(t, "EVORELAY_API_KEY=super-secret-key"))
+	f := c.LogFields()
+	if len(f)%2 != 0 {
+		t.Fatalf("odd number of fields: %v", f)
+	}
+	got := map[string]any{}
+	for i := 0; i < len(f); i += 2 {
+		got[f[i].(string)] = f[i+1]
+	}
+	if got["EVORELAY_API_KEY"] != "********" || got["EVORELAY_ADDR"] != ":8080" {
+		t.Errorf("fields %v: want the key masked and the address", got)
+	}
+	if _, ok := got["EVORELAY_REDIS_URL"]; ok {
+		t.Error("an unset setting without default is logged")
+	}
+}
+
+func TestParseTouchesNothing(t *testing.T) {
+	setExecutable(t, fakeExe, nil)
+	dir := filepath.Join(t.TempDir(), "data")
+	c, err := Parse(nil, []string{"EVORELAY_DATA_DIR=" + dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("Parse created the data directory (stat: %v)", err)
+	}
+	if c.APIKey != "" {
+		t.Error("Parse generated an API key")
+	}
+}
