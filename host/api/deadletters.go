@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -51,7 +52,12 @@ func (s *server) listDead(sink string) handler {
 			limit = n
 		}
 		// One more than asked tells whether there is a next page.
-		list, err := s.opts.DeadLetters.DeadLetters(sink, instance, limit+1, r.URL.Query().Get("before"))
+		before := r.URL.Query().Get("before")
+		list, err := s.opts.DeadLetters.DeadLetters(sink, instance, limit+1, before)
+		if errors.Is(err, spool.ErrBadCursor) {
+			writeError(w, http.StatusBadRequest, "before: want the next cursor of a page, a dead letter id of "+instance+", or an RFC 3339 time; got "+strconv.Quote(before))
+			return
+		}
 		if err != nil {
 			s.log.Error("dead letters cannot be listed", "sink", sink, "instance", instance, "error", err)
 			writeUnavailable(w, "the dead letters cannot be read right now; retry")
@@ -74,13 +80,15 @@ func (s *server) listDead(sink string) handler {
 }
 
 // replayDead is POST /{sink}/deadletters/{instance}/replay with an
-// optional body {"ids": [...]}; no ids replays them all. Each keeps its id.
+// optional body {"ids": [...]}; no body replays them all, an empty list is
+// a mistake. Each keeps its id.
 func (s *server) replayDead(sink string) handler {
 	return s.deadAction(sink, "replayed", s.opts.DeadLetters.Replay)
 }
 
 // discardDead is DELETE /{sink}/deadletters/{instance} with an optional
-// body {"ids": [...]}; no ids discards them all.
+// body {"ids": [...]}; no body discards them all, an empty list is a
+// mistake (a client whose selection came out empty must not wipe all).
 func (s *server) discardDead(sink string) handler {
 	return s.deadAction(sink, "discarded", s.opts.DeadLetters.Discard)
 }
@@ -93,15 +101,28 @@ func (s *server) deadAction(sink, verb string, act func(sink, instance string, i
 			return
 		}
 		var body struct {
-			IDs []string `json:"ids"`
+			IDs *[]string `json:"ids"`
 		}
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSettingsBytes))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		err := dec.Decode(&body)
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			s.readFailed(w, err, maxSettingsBytes, "send the ids in several requests")
+			return
+		case err != nil && !errors.Is(err, io.EOF):
 			writeError(w, http.StatusBadRequest, `body: want nothing, or {"ids": ["<dead letter id>", ...]}: `+err.Error())
 			return
+		case err == nil && (body.IDs == nil || len(*body.IDs) == 0):
+			writeError(w, http.StatusBadRequest, `ids: give at least one dead letter id; send no body to `+strings.TrimSuffix(verb, "ed")+` every dead letter of `+instance)
+			return
 		}
-		n, err := act(sink, instance, body.IDs)
+		var ids []string
+		if body.IDs != nil {
+			ids = *body.IDs
+		}
+		n, err := act(sink, instance, ids)
 		if err != nil {
 			s.log.Error("dead letters: "+verb+" failed", "sink", sink, "instance", instance, "error", err)
 			writeUnavailable(w, "the dead letters cannot be changed right now; retry")

@@ -81,3 +81,41 @@ func TestDeadLetterRoutes(t *testing.T) {
 	expectError(t, f.doKey("GET", "/webhook/deadletters/acme", "", ""), 401)
 	expectError(t, f.doKey("POST", "/webhook/deadletters/acme/replay", "", "wrong"), 401)
 }
+
+// Mistakes in a dead-letter request are the client's: 400 or 413, never a
+// 503, and never a wider action than asked for.
+func TestDeadLetterMistakes(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close() })
+	if err := sp.Register("webhook"); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options) { o.DeadLetters = sp })
+	msgs := expectError(t, f.do("GET", "/webhook/deadletters/acme?before=garbage", ""), 400)
+	if !strings.Contains(strings.Join(msgs, " "), "before") {
+		t.Errorf("a garbage cursor: %v does not name before", msgs)
+	}
+
+	dead := &fakeDead{}
+	f = newFixture(t, func(o *Options) { o.DeadLetters = dead })
+	for _, c := range []struct{ method, path string }{
+		{"DELETE", "/webhook/deadletters/acme"},
+		{"POST", "/webhook/deadletters/acme/replay"},
+	} {
+		for _, body := range []string{`{"ids":[]}`, `{}`, `{"ids":null}`} {
+			msgs := expectError(t, f.do(c.method, c.path, body), 400)
+			if !strings.Contains(strings.Join(msgs, " "), "ids") {
+				t.Errorf("%s %s %s: %v does not name ids", c.method, c.path, body, msgs)
+			}
+		}
+	}
+	huge := `{"ids":["` + strings.Repeat("D", 2<<20) + `"]}`
+	expectError(t, f.do("DELETE", "/webhook/deadletters/acme", huge), 413)
+	expectError(t, f.do("POST", "/webhook/deadletters/acme/replay", huge), 413)
+	if len(dead.calls) != 0 {
+		t.Fatalf("the store was asked %v; want nothing", dead.calls)
+	}
+}

@@ -42,7 +42,7 @@ func (e *Embedded) DeadLetters(name, instance string, limit int, before string) 
 			} else if t, err := time.Parse(time.RFC3339Nano, before); err == nil {
 				upper = binary.BigEndian.AppendUint64(bytes.Clone(prefix), timeBytes(t))
 			} else {
-				return fmt.Errorf("cursor %q is neither a dead letter of %q nor an RFC 3339 time", before, instance)
+				return fmt.Errorf("%w: %q is neither a dead letter of %q nor an RFC 3339 time", ErrBadCursor, before, instance)
 			}
 		}
 		c := sb.Bucket(bucketDead).Cursor()

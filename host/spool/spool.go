@@ -101,6 +101,10 @@ var (
 	ErrClosed = errors.New("spool: closed")
 	// ErrUnknownSink is returned for a sink that was not registered.
 	ErrUnknownSink = errors.New("spool: unknown sink")
+	// ErrBadCursor is wrapped by DeadLetters' error when before is neither
+	// a dead letter of that instance nor an RFC 3339 time: the caller's
+	// mistake, not the spool's.
+	ErrBadCursor = errors.New("spool: bad dead-letter cursor")
 )
 
 // Spool is implemented by each backend (embedded; redis later).
