@@ -77,6 +77,9 @@ type Options struct {
 	// Metrics may be nil.
 	Metrics *Metrics
 	Now     func() time.Time
+	// RetryLogEvery is how often a retry of one instance's deliveries is
+	// logged as a warning (the others at debug); default a minute.
+	RetryLogEvery time.Duration
 }
 
 func (o *Options) defaults() {
@@ -101,6 +104,9 @@ func (o *Options) defaults() {
 	if len(o.Policy.Schedule) == 0 {
 		o.Policy = DefaultPolicy
 	}
+	if o.RetryLogEvery <= 0 {
+		o.RetryLogEvery = retryLogEvery
+	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
@@ -118,6 +124,7 @@ func Run(ctx context.Context, sp Spool, st Settings, p Plugin, opts Options) {
 		sink: p.Name(), plugin: p, spool: sp, settings: st, opts: opts,
 		logger:  opts.Logger.Named("dispatch").With("sink", p.Name()),
 		lanes:   map[string]*lane{},
+		retries: newRetryLog(opts.RetryLogEvery),
 		sent:    map[string]*sentDelivery{},
 		wake:    make(chan struct{}, 1),
 		resWake: make(chan struct{}, 1),
@@ -149,6 +156,7 @@ type worker struct {
 	settings Settings
 	opts     Options
 	logger   hclog.Logger
+	retries  *retryLog
 
 	mu     sync.Mutex
 	lanes  map[string]*lane         // instance → its queue
@@ -539,7 +547,11 @@ func (w *worker) settle(d spool.Delivery, a *sinkv1.Ack, now time.Time) spool.Re
 		w.opts.Metrics.count(w.sink, "dead", 1)
 		return spool.Result{ID: d.ID, Outcome: spool.Dead, Reason: err.Error() + ": " + reason}
 	}
-	log.Debug("delivery failed; retry scheduled", "error", reason, "due", due)
+	if ok, suppressed := w.retries.allow(d.Instance, now); ok {
+		log.Warn("delivery failed; retry scheduled", "error", reason, "due", due.UTC().Format(time.RFC3339), "not_logged_since_last", suppressed)
+	} else {
+		log.Debug("delivery failed; retry scheduled", "error", reason, "due", due)
+	}
 	w.opts.Metrics.count(w.sink, "retry", 1)
 	return spool.Result{ID: d.ID, Outcome: spool.Retry, Due: due, Reason: reason}
 }

@@ -139,7 +139,7 @@ func (p *Plugin) start(ctx context.Context) error {
 		Cmd:              exec.Command(p.path),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		Logger:           p.opts.Logger.Named("plugin").With("sink", p.name),
+		Logger:           pluginLogger{p.opts.Logger.Named("plugin").With("sink", p.name)},
 		StartTimeout:     30 * time.Second,
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(sinkv1.MaxMessageBytes),

@@ -313,6 +313,8 @@ func (s *Sink) Open(_ context.Context, cfg sdk.Config) error {
 	s.http = &http.Client{Timeout: p.timeout, Transport: statusTransport{next: s.transport}}
 	if p.global != nil {
 		s.log.Info("global Pusher app configured", "app_id", p.global.AppID, "cluster", p.global.Cluster, "host", p.host)
+	} else {
+		s.log.Info("no global Pusher app configured: each instance's settings carry its own appId, key, secret and cluster")
 	}
 	return nil
 }

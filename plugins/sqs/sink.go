@@ -249,7 +249,7 @@ func (s *Sink) Open(ctx context.Context, cfg sdk.Config) error {
 	s.proc = p
 	if p.region == "" {
 		s.notReady = envName("region") + " is not set"
-		s.log.Info("SQS sink is not configured; set " + envName("region") + " to use it")
+		s.log.Warn("SQS is not configured: set " + envName("region") + " (e.g. us-east-1)")
 		return nil
 	}
 	opts := []func(*config.LoadOptions) error{config.WithRegion(p.region)}
