@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -133,10 +134,13 @@ func (p *Plugin) Status() Status {
 
 // start launches a process, describes and opens it.
 func (p *Plugin) start(ctx context.Context) error {
+	cmd := exec.Command(p.path)
+	cmd.Env = pluginEnv(p.name, os.Environ())
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sinkv1.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{sinkv1.ProtocolVersion: {sinkv1.PluginName: &grpcPlugin{}}},
-		Cmd:              exec.Command(p.path),
+		Cmd:              cmd,
+		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           pluginLogger{p.opts.Logger.Named("plugin").With("sink", p.name)},

@@ -163,3 +163,40 @@ func TestCrashLoopIsFailed(t *testing.T) {
 		t.Fatalf("a failed plugin whose process runs must still answer: %v", err)
 	}
 }
+
+// A plugin process gets its own EVORELAY_<NAME>_* settings and the system
+// variables, never the admin key or another plugin's secrets.
+func TestPluginEnvironment(t *testing.T) {
+	t.Setenv("EVORELAY_API_KEY", "admin-key-must-not-leak")
+	t.Setenv("EVORELAY_RABBITMQ_URI", "amqp://user:broker-password@10.0.0.1:5672/")
+	t.Setenv("EVORELAY_WEBHOOKS_TOKEN", "a-plugin-named-webhooks")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+	t.Setenv("EVORELAY_WEBHOOK_TIMEOUT", "7s")
+	t.Setenv("TZ", "UTC")
+	h, err := Start(context.Background(), options(pluginDir(t, "evorelay-sink-webhook")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	p, _ := h.Plugin("webhook")
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.Status().PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(raw), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	for _, k := range []string{"EVORELAY_API_KEY", "EVORELAY_RABBITMQ_URI", "EVORELAY_WEBHOOKS_TOKEN", "AWS_SECRET_ACCESS_KEY"} {
+		if v, ok := env[k]; ok {
+			t.Errorf("the webhook plugin's environment holds %s=%s", k, v)
+		}
+	}
+	for k, want := range map[string]string{"EVORELAY_WEBHOOK_TIMEOUT": "7s", "TZ": "UTC", "PATH": os.Getenv("PATH")} {
+		if env[k] != want {
+			t.Errorf("the webhook plugin's environment: %s=%q; want %q", k, env[k], want)
+		}
+	}
+}

@@ -27,8 +27,9 @@
 //	EVORELAY_SQS_ENDPOINT           endpoint override, e.g. http://127.0.0.1:4100 for goaws
 //	EVORELAY_SQS_ACCESS_KEY_ID      static credentials, with EVORELAY_SQS_SECRET_ACCESS_KEY
 //	EVORELAY_SQS_SECRET_ACCESS_KEY  (and optionally EVORELAY_SQS_SESSION_TOKEN); without
-//	                                them the AWS SDK's default chain is used (AWS_* variables,
-//	                                shared files, web identity, ECS/EC2 roles)
+//	                                them the AWS SDK's default chain is used (AWS_PROFILE,
+//	                                shared files, web identity, ECS/EC2 roles; the host
+//	                                passes no plugin AWS_ACCESS_KEY_ID and its kin)
 //	EVORELAY_SQS_ACCOUNT_ID         12-digit owner of the queues, passed to GetQueueUrl
 //	EVORELAY_SQS_QUEUE_URL_PREFIX   build queue URLs as <prefix>/<name> instead of
 //	                                looking them up, e.g. https://sqs.us-east-1.amazonaws.com/123456789012
