@@ -2,8 +2,11 @@
 // log, and per sink a consumer position, a retry schedule and a dead-letter
 // store (the model of Redis Streams consumer groups and NATS JetStream
 // consumers). It knows queues, not HTTP, plugins or settings: the Spool
-// interface is what host/api and host/dispatch use, and Embedded (Open) is
-// its backend in one file of the data directory.
+// interface is what host/api and host/dispatch use. Embedded (Open) is its
+// backend in one file of the data directory, for one sidecar; Redis
+// (OpenRedis) is its backend in Redis, shared by any number of sidecars
+// that form one deployment (see "Several hosts on one Redis" below). The
+// tests of spool_test.go are the contract both pass.
 //
 // # Guarantees
 //
@@ -121,6 +124,64 @@
 //	Lease+Resolve, 1 / 100 a lease          0.8k–0.9k / 22.5k–47.4k
 //	Retry (lease from schedule, reschedule)          15.6k–47.3k
 //	Dead letter (replay, lease, kill)                 6.3k–23.7k
+//
+// # Several hosts on one Redis
+//
+// The Redis spool keeps the same model in Redis Streams, under a prefix
+// (default "evorelay:"; P below):
+//
+//	P spool                       hash: partitions (fixed at the first start)
+//	P spool:log:<p>               stream per partition p: field e = log record
+//	P spool:sinks                 set: every sink's consumer group
+//	P spool:counts                hash: events, bytes, scheduled, backlog:<group>, dead:<group>
+//	P spool:retry:<group>:<p>     sorted set: score due (ms), member = delivery record
+//	P spool:dead:<group>:<inst>   sorted set, by member: failed-at (hex ns) + id
+//	P spool:deadrec:<group>:<inst>  hash: id → delivery record
+//	P spool:deadidx:<group>:<inst>  hash: id → its member in dead
+//	P spool:lease:<p>             string: the id of the host holding partition p (PX TakeoverAfter)
+//	P spool:hosts                 sorted set: host id → last heartbeat (ms)
+//	P spool:appended              pub/sub channel: something was appended or scheduled
+//
+// Each sink is a consumer group on every partition's stream, created at
+// its end ($) when the sink is first registered; each host is a consumer
+// named by its own id (a new one each start). An event goes to partition
+// fnv32a(instance) mod partitions. Every write is one Lua script, so it is
+// atomic and the counters move only with what they count (an XACK or
+// ZREM that finds nothing changes nothing): Append checks the limits and
+// XADDs, Resolve XACKs (or removes a retry) and schedules or
+// dead-letters, Replay moves a dead letter to its partition's retry set.
+// The log is trimmed (XTRIM MINID) below the lowest entry any group still
+// needs: its oldest pending entry, or the one after its last delivered.
+//
+// Order and takeover. Each partition is held by one host at a time,
+// through a lease key that expires after TakeoverAfter unless its holder
+// renews it (every TakeoverAfter/3), and a host leases only from the
+// partitions it holds, so no two hosts ever deliver one instance's events
+// at once and, without failures, they reach a sink in accepted order.
+// Hosts heartbeat into P spool:hosts and each aims at its share
+// (partitions / live hosts, rounded up): one with too many stops leasing
+// from the extra partitions and gives them up once nothing of them is in
+// flight; one with too few takes free ones. A host killed with SIGKILL
+// stops renewing: within TakeoverAfter (plus a renewal period) its leases
+// lapse, the survivors take its partitions, claim the entries it had
+// pending (XAUTOCLAIM) and lease them first, in log order, then the rest:
+// nothing is lost, and what it had in flight may be delivered twice (at
+// least once, same ids). A host that cannot renew in time (Redis
+// unreachable for longer than TakeoverAfter) may find its partition taken
+// over; it then drops it, and what it still had in flight can overlap with
+// the new holder's first deliveries.
+//
+// Broadcast sinks (websocket: its clients are connected to one host) are
+// different: every host needs every event, so each host reads with a
+// group of its own (sink@host), on every partition, with no partition
+// lease; a stopped host's group is deleted by the others once its
+// heartbeat is gone, so it does not hold back trimming.
+//
+// Redis down: Append, Lease and Resolve fail (the API answers 503); a
+// Resolve that fails hands its deliveries back to be leased again, so an
+// outage can deliver something twice but loses nothing Redis
+// acknowledged. Redis must persist what it acknowledged (appendonly yes,
+// appendfsync everysec or always): OpenRedis checks and warns.
 //
 // # Records
 //
