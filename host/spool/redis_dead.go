@@ -32,7 +32,7 @@ func (r *Redis) DeadLetters(name, instance string, limit int, before string) ([]
 		} else if t, terr := time.Parse(time.RFC3339Nano, before); terr == nil {
 			upper = "(" + fmt.Sprintf("%016x", timeBytes(t))
 		} else {
-			return nil, fmt.Errorf("spool: dead letters: cursor %q is neither a dead letter of %q nor an RFC 3339 time", before, instance)
+			return nil, fmt.Errorf("spool: dead letters: %w: %q is neither a dead letter of %q nor an RFC 3339 time", ErrBadCursor, before, instance)
 		}
 	}
 	members, err := r.rdb.ZRevRangeByLex(ctx, r.kDead(group, instance), &redis.ZRangeBy{Max: upper, Min: "-", Count: int64(limit)}).Result()

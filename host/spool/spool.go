@@ -107,7 +107,7 @@ var (
 	ErrBadCursor = errors.New("spool: bad dead-letter cursor")
 )
 
-// Spool is implemented by each backend (embedded; redis later).
+// Spool is implemented by each backend: Embedded and Redis.
 type Spool interface {
 	// Register adds a sink. A new sink starts at the end of the log; a
 	// known one resumes at its position. Call before Lease.

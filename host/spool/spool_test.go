@@ -693,7 +693,7 @@ func TestDeadLetters(t *testing.T) {
 			}
 			wantIDs(t, fmt.Sprintf("limit %d before %q", p.limit, p.before), got, p.want)
 		}
-		if _, err := s.DeadLetters("a", "inst", 2, "nonsense"); err == nil {
+		if _, err := s.DeadLetters("a", "inst", 2, "nonsense"); !errors.Is(err, ErrBadCursor) {
 			t.Error("bad cursor: no error")
 		}
 		if dls, err := s.DeadLetters("a", "other", 0, ""); err != nil || len(dls) != 1 || dls[0].ID != "o-0000" {
