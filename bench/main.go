@@ -31,6 +31,10 @@
 //	          (1000 outstanding, the plugin's default), one per instance
 //	sidecar   engine → POST /events → sidecar → nats plugin → stream
 //
+// -outage 10m (webhook only) measures a receiver that is down instead of
+// throughput: attempts while down, dead letters left, and the order the
+// backlog arrives in once it is back (see outage.go).
+//
 // For the brokers, both paths are counted the same way: by a consumer of
 // the queues (or the stream) that sees every distinct message id arrive.
 // The queues, exchanges and streams a run creates are deleted at its end.
@@ -65,6 +69,7 @@ var (
 	size      = flag.Int("size", 1024, "bytes of data per event")
 	binDir    = flag.String("bin", "bin", "where make build put evorelay and plugins/")
 	timeout   = flag.Duration("timeout", 5*time.Minute, "give up on a scenario after this long")
+	outage    = flag.Duration("outage", 0, "with -sink webhook: instead of throughput, measure a receiver that answers 503 for this long, then comes back")
 )
 
 func main() {
@@ -75,6 +80,10 @@ func main() {
 	var err error
 	switch *sinkName {
 	case "webhook":
+		if *outage > 0 {
+			err = runOutage()
+			break
+		}
 		err = runWebhook(data)
 	case "rabbitmq":
 		err = runRabbitMQ(data)
