@@ -10,6 +10,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/evorelay/evorelay/host/api"
+	"github.com/evorelay/evorelay/host/dispatch"
 	"github.com/evorelay/evorelay/host/pluginhost"
 	"github.com/evorelay/evorelay/host/spool"
 	"github.com/evorelay/evorelay/host/store"
@@ -21,6 +22,7 @@ type host struct {
 	plugins  *pluginhost.Host
 	settings *store.Store
 	spool    spool.Spool
+	circuits *dispatch.Circuits
 }
 
 func (h *host) Names() []string { return h.plugins.Names() }
@@ -68,6 +70,9 @@ func (h *host) ready(context.Context) (bool, map[string]any) {
 			"events": st.Events, "scheduled_retries": st.Scheduled, "bytes": st.Bytes, "max_events": st.Limit.Events, "max_bytes": st.Limit.Bytes,
 			"full": full, "backlog": st.Backlog, "dead_letters": st.Dead,
 		},
+		// Open circuits do not make the sidecar unready: the destination
+		// is down, not the sidecar.
+		"circuits_open": h.circuits.Open(),
 	}
 }
 

@@ -107,7 +107,8 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStateMetrics(sp, plugins))
-	h := &host{plugins: plugins, settings: settings, spool: sp}
+	circuits := dispatch.NewCircuits()
+	h := &host{plugins: plugins, settings: settings, spool: sp, circuits: circuits}
 	handler := api.New(api.Options{
 		APIKey: cfg.APIKey, ServerURL: cfg.ServerURL, MaxBodyBytes: cfg.MaxBodyBytes,
 		Sinks: h, Settings: settings, Spool: sp, DeadLetters: sp,
@@ -135,7 +136,9 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 					Schedule: cfg.RetrySchedule, Jitter: cfg.RetryJitter, MaxAge: cfg.RetryMaxAge,
 					MaxRetryAfter: dispatch.DefaultPolicy.MaxRetryAfter,
 				},
-				Logger: logger, Metrics: metrics,
+				Circuit:  dispatch.Circuit{Failures: cfg.CircuitFailures, CoolDown: cfg.CircuitCoolDown},
+				Circuits: circuits,
+				Logger:   logger, Metrics: metrics,
 			})
 		}()
 	}

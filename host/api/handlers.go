@@ -65,7 +65,7 @@ func (s *server) set(sink string) handler {
 		if len(normalized) == 0 {
 			normalized = sent
 		}
-		normalized = parsed.withRetry(normalized)
+		normalized = parsed.withHost(normalized)
 		if _, err := store.Parse(normalized); err != nil || !isObject(normalized) {
 			s.log.Error("plugin returned settings that are not an object with enabled and events", "sink", sink, "instance", instance, "error", err)
 			writeError(w, http.StatusBadGateway, fmt.Sprintf("the %s plugin returned settings that are not a JSON object with enabled and events; this is a bug in the plugin, nothing was stored", sink))

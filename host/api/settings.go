@@ -58,10 +58,38 @@ type settingsBody struct {
 	// events are constants, de-duplicated, in the order sent; empty
 	// means every event.
 	events []string
-	// retry is the instance's own retry policy, normalized, or nil. The
-	// host applies it; plugins never see it.
-	retry json.RawMessage
-	rest  []field
+	// host are the members the host owns (hostMembers), normalized, in
+	// the order sent. The host applies them; plugins never see them.
+	host []field
+	rest []field
+}
+
+// hostMember is a member of every sink's settings that the host owns: it
+// checks and normalizes it, stores it, and applies it to deliveries.
+type hostMember struct {
+	name string
+	// parse returns the normalized value (nil for none), or one message
+	// per problem, each naming the member.
+	parse func(json.RawMessage) (json.RawMessage, []string)
+}
+
+// hostMembers lists them.
+var hostMembers = []hostMember{
+	{"retry", parseRetry},
+	{"rate_limit", parseRateLimit},
+	{"circuit", parseCircuit},
+	{"expire_after", parseExpireAfter},
+}
+
+// hostMemberNamed returns the host member called name, ignoring case, and
+// whether there is one.
+func hostMemberNamed(name string) (hostMember, bool) {
+	for _, m := range hostMembers {
+		if strings.EqualFold(m.name, name) {
+			return m, true
+		}
+	}
+	return hostMember{}, false
 }
 
 // parseSettings reads a POST /{sink}/set/{instance} body: a flat object, or
@@ -102,11 +130,14 @@ func parseSettings(sink string, body []byte) (settingsBody, []string) {
 			var m []string
 			b.events, m = parseEventList(f.value)
 			msgs = append(msgs, m...)
-		case f.name == "retry":
-			var m []string
-			b.retry, m = parseRetry(f.value)
-			msgs = append(msgs, m...)
-		case strings.EqualFold(f.name, "enabled") || strings.EqualFold(f.name, "events") || strings.EqualFold(f.name, "retry"):
+		case isHostMember(f.name):
+			m, _ := hostMemberNamed(f.name)
+			v, problems := m.parse(f.value)
+			msgs = append(msgs, problems...)
+			if v != nil {
+				b.host = append(b.host, field{f.name, v})
+			}
+		case strings.EqualFold(f.name, "enabled") || strings.EqualFold(f.name, "events") || isHostMemberFold(f.name):
 			// A plugin decoding case-insensitively would read this one
 			// instead of the field the host checked.
 			msgs = append(msgs, fmt.Sprintf("%s: field names are case-sensitive; write %s", f.name, strings.ToLower(f.name)))
@@ -220,23 +251,30 @@ func parseRetry(raw json.RawMessage) (json.RawMessage, []string) {
 	return norm, nil
 }
 
-// withRetry sets the "retry" member of a plugin's normalized settings to
-// the host's, or removes it when there is none.
-func (b settingsBody) withRetry(normalized json.RawMessage) json.RawMessage {
+// withHost sets the host's members in a plugin's normalized settings to
+// those sent, removing any the plugin returned.
+func (b settingsBody) withHost(normalized json.RawMessage) json.RawMessage {
 	fields, msg := readObject(normalized)
 	if msg != "" {
 		return normalized
 	}
 	kept := fields[:0]
 	for _, f := range fields {
-		if f.name != "retry" {
+		if !isHostMember(f.name) {
 			kept = append(kept, f)
 		}
 	}
-	if b.retry != nil {
-		kept = append(kept, field{"retry", b.retry})
-	}
-	return writeObject(kept)
+	return writeObject(append(kept, b.host...))
+}
+
+func isHostMember(name string) bool {
+	m, ok := hostMemberNamed(name)
+	return ok && m.name == name
+}
+
+func isHostMemberFold(name string) bool {
+	_, ok := hostMemberNamed(name)
+	return ok
 }
 
 // json is the object the plugin validates: enabled and events first, then

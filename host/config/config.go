@@ -102,6 +102,13 @@ type Config struct {
 	// MaxInFlight is the most deliveries a sink has unacknowledged; at
 	// least BatchSize (EVORELAY_MAX_IN_FLIGHT).
 	MaxInFlight int
+	// CircuitFailures is how many consecutive failed attempts open an
+	// instance's circuit to a sink; 0 turns circuit breaking off
+	// (EVORELAY_CIRCUIT_FAILURES).
+	CircuitFailures int
+	// CircuitCoolDown is how long an open circuit waits before it probes
+	// (EVORELAY_CIRCUIT_COOL_DOWN).
+	CircuitCoolDown time.Duration
 
 	// env holds the EVORELAY_* variables, non-empty ones only.
 	env map[string]string

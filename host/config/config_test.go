@@ -148,6 +148,8 @@ var validCases = []struct {
 	{"EVORELAY_BATCH_SIZE", "1000", func(c *Config) bool { return c.BatchSize == 1000 }},
 	{"EVORELAY_MAX_IN_FLIGHT", "100", func(c *Config) bool { return c.MaxInFlight == 100 }},
 	{"EVORELAY_MAX_IN_FLIGHT", "50000", func(c *Config) bool { return c.MaxInFlight == 50000 }},
+	{"EVORELAY_CIRCUIT_FAILURES", "0", func(c *Config) bool { return c.CircuitFailures == 0 }},
+	{"EVORELAY_CIRCUIT_COOL_DOWN", "2m", func(c *Config) bool { return c.CircuitCoolDown == 2*time.Minute }},
 }
 
 func TestValidValues(t *testing.T) {
@@ -210,6 +212,8 @@ var invalidCases = []struct {
 	{"EVORELAY_BATCH_SIZE", "0", `"0" is not a whole number of 1 or more`},
 	{"EVORELAY_BATCH_SIZE", "ten", "is not a whole number"},
 	{"EVORELAY_MAX_IN_FLIGHT", "0", "is not a whole number of 1 or more"},
+	{"EVORELAY_CIRCUIT_FAILURES", "-1", "is not a whole number of 0 or more"},
+	{"EVORELAY_CIRCUIT_COOL_DOWN", "0s", "is not a duration of 1ms or more"},
 	{"EVORELAY_MAX_IN_FLIGHT", "50", "50 is less than EVORELAY_BATCH_SIZE (100)"},
 }
 

@@ -194,6 +194,23 @@ var settings = []setting{
 		},
 		show: func(c *Config) string { return strconv.Itoa(c.MaxInFlight) },
 	},
+	{
+		key: "CIRCUIT_FAILURES", def: "20",
+		parse: func(c *Config, v string) error {
+			n, err := parseCount(v, 0)
+			c.CircuitFailures = int(n)
+			return err
+		},
+		show: func(c *Config) string { return strconv.Itoa(c.CircuitFailures) },
+	},
+	{
+		key: "CIRCUIT_COOL_DOWN", def: "30s",
+		parse: func(c *Config, v string) (err error) {
+			c.CircuitCoolDown, err = parseDuration(v, time.Millisecond)
+			return
+		},
+		show: func(c *Config) string { return c.CircuitCoolDown.String() },
+	},
 }
 
 // hostKeys is the set of the host's variables, EVORELAY_ included.

@@ -73,7 +73,12 @@ type Options struct {
 	// Grace is how long Run waits for in-flight acks after ctx ends.
 	Grace  time.Duration
 	Policy Policy
-	Logger hclog.Logger
+	// Circuit is the process's circuit breaker; zero means
+	// DefaultCircuit.
+	Circuit Circuit
+	// Circuits, if not nil, is told which circuits are open.
+	Circuits *Circuits
+	Logger   hclog.Logger
 	// Metrics may be nil.
 	Metrics *Metrics
 	Now     func() time.Time
@@ -107,6 +112,9 @@ func (o *Options) defaults() {
 	if o.RetryLogEvery <= 0 {
 		o.RetryLogEvery = retryLogEvery
 	}
+	if o.Circuit.CoolDown <= 0 {
+		o.Circuit = DefaultCircuit
+	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
@@ -122,12 +130,13 @@ func Run(ctx context.Context, sp Spool, st Settings, p Plugin, opts Options) {
 	opts.defaults()
 	w := &worker{
 		sink: p.Name(), plugin: p, spool: sp, settings: st, opts: opts,
-		logger:  opts.Logger.Named("dispatch").With("sink", p.Name()),
-		lanes:   map[string]*lane{},
-		retries: newRetryLog(opts.RetryLogEvery),
-		sent:    map[string]*sentDelivery{},
-		wake:    make(chan struct{}, 1),
-		resWake: make(chan struct{}, 1),
+		logger:   opts.Logger.Named("dispatch").With("sink", p.Name()),
+		lanes:    map[string]*lane{},
+		controls: map[string]*control{},
+		retries:  newRetryLog(opts.RetryLogEvery),
+		sent:     map[string]*sentDelivery{},
+		wake:     make(chan struct{}, 1),
+		resWake:  make(chan struct{}, 1),
 	}
 	stop := make(chan struct{})
 	resolved := make(chan struct{})
@@ -158,11 +167,14 @@ type worker struct {
 	logger   hclog.Logger
 	retries  *retryLog
 
-	mu     sync.Mutex
-	lanes  map[string]*lane         // instance → its queue
-	sent   map[string]*sentDelivery // id → at the plugin
-	leased int                      // held in lanes + sent
-	wake   chan struct{}            // something changed: pump, or room
+	mu    sync.Mutex
+	lanes map[string]*lane // instance → its queue
+	// controls are the instances' rate limits and circuits (controls.go).
+	controls map[string]*control
+	open     int                      // instances whose circuit is open
+	sent     map[string]*sentDelivery // id → at the plugin
+	leased   int                      // held in lanes + sent
+	wake     chan struct{}            // something changed: pump, or room
 
 	resMu      sync.Mutex
 	pendingRes []spool.Result // waiting for the resolver
@@ -286,6 +298,10 @@ func (w *worker) lease(ctx context.Context) {
 				l = &lane{}
 				w.lanes[d.Instance] = l
 			}
+			if r := w.admit(d, s, l, now); r != nil {
+				settled = append(settled, *r)
+				continue
+			}
 			if l.stalled(now, w.opts.StallAfter) {
 				settled = append(settled, spool.Result{ID: d.ID, Outcome: spool.Defer, Due: due})
 				deferred++
@@ -357,7 +373,10 @@ func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
 			delete(w.lanes, inst)
 			continue
 		}
-		n := min(len(l.queue), w.opts.BatchSize)
+		n := w.take(inst, min(len(l.queue), w.opts.BatchSize), now)
+		if n == 0 {
+			continue
+		}
 		batch := make([]*sinkv1.Delivery, 0, n)
 		for _, p := range l.queue[:n] {
 			w.sent[p.d.ID] = &sentDelivery{d: p.d, lane: l}
@@ -430,8 +449,10 @@ func (w *worker) apply(acks []*sinkv1.Ack) {
 		s.lane.busy--
 		s.lane.progress = now
 		w.leased--
-		r := w.settle(s.d, a, now)
+		r, held := w.settleControls(s.d, a.GetOutcome() == sinkv1.Outcome_OUTCOME_OK || a.GetOutcome() == sinkv1.Outcome_OUTCOME_REJECT,
+			w.settle(s.d, a, now), s.lane, now)
 		results = append(results, r)
+		results = append(results, held...)
 		if a.GetDisable() {
 			s.d.LastError = r.Reason
 			gone = append(gone, s.d)

@@ -7,6 +7,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	deliveries *prometheus.CounterVec
 	inFlight   *prometheus.GaugeVec
+	open       *prometheus.GaugeVec
 }
 
 // NewMetrics registers the series with reg.
@@ -14,14 +15,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "evorelay_deliveries_total",
-			Help: "Deliveries settled, by sink and outcome (ok, retry, dead, skipped: not for this sink's settings, released: handed back when a plugin died, deferred: put back on the schedule untried because the instance's destination stalled).",
+			Help: "Deliveries settled, by sink and outcome (ok, retry, dead, skipped: not for this sink's settings, released: handed back when a plugin died, deferred: put back on the schedule untried because the instance's destination stalled, held: put back on the schedule untried, in order, by the instance's rate limit or open circuit, expired: dead-lettered by the instance's expire_after).",
 		}, []string{"sink", "outcome"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "evorelay_deliveries_in_flight",
 			Help: "Deliveries sent to a sink's plugin and not yet acknowledged.",
 		}, []string{"sink"}),
 	}
-	reg.MustRegister(m.deliveries, m.inFlight)
+	m.open = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "evorelay_circuits_open",
+		Help: "Instances whose circuit to a sink is open: their deliveries wait, untried, for a probe after the cool-down.",
+	}, []string{"sink"})
+	reg.MustRegister(m.deliveries, m.inFlight, m.open)
 	return m
 }
 
@@ -37,4 +42,11 @@ func (m *Metrics) inflight(sink string, n int) {
 		return
 	}
 	m.inFlight.WithLabelValues(sink).Set(float64(n))
+}
+
+func (m *Metrics) circuits(sink string, open int) {
+	if m == nil {
+		return
+	}
+	m.open.WithLabelValues(sink).Set(float64(open))
 }

@@ -26,6 +26,33 @@ type Settings struct {
 	// Retry is the instance's own retry policy ("retry"), or nil to use
 	// the process's.
 	Retry *Retry
+	// RateLimit bounds the instance's deliveries ("rate_limit"); nil
+	// means none.
+	RateLimit *RateLimit
+	// Circuit is the instance's own circuit breaker ("circuit"), or nil
+	// to use the process's.
+	Circuit *Circuit
+	// ExpireAfter dead-letters a delivery still undelivered this long
+	// after it was accepted ("expire_after"); 0 means never.
+	ExpireAfter time.Duration
+}
+
+// RateLimit is a token bucket: PerSecond deliveries a second on average,
+// up to Burst at once.
+type RateLimit struct {
+	PerSecond float64
+	Burst     int
+}
+
+// Circuit is a per-instance circuit breaker; a zero part keeps the
+// process's.
+type Circuit struct {
+	// Failures is how many consecutive failed attempts open the circuit;
+	// nil keeps the process's, 0 turns the breaker off.
+	Failures *int
+	// CoolDown is how long an open circuit waits before it probes; 0
+	// keeps the process's.
+	CoolDown time.Duration
 }
 
 // Retry is a per-instance retry policy; a zero part keeps the process's.
@@ -45,6 +72,15 @@ type common struct {
 		Schedule []string `json:"schedule"`
 		MaxAge   string   `json:"max_age"`
 	} `json:"retry"`
+	RateLimit *struct {
+		PerSecond float64 `json:"per_second"`
+		Burst     int     `json:"burst"`
+	} `json:"rate_limit"`
+	Circuit *struct {
+		Failures *int   `json:"failures"`
+		CoolDown string `json:"cool_down"`
+	} `json:"circuit"`
+	ExpireAfter string `json:"expire_after"`
 }
 
 // errNotObject is Parse's error for JSON that is not an object; null
@@ -77,6 +113,26 @@ func Parse(raw json.RawMessage) (Settings, error) {
 			}
 			s.Retry.MaxAge = d
 		}
+	}
+	if r := c.RateLimit; r != nil && r.PerSecond > 0 {
+		s.RateLimit = &RateLimit{PerSecond: r.PerSecond, Burst: max(r.Burst, 1)}
+	}
+	if c.Circuit != nil {
+		s.Circuit = &Circuit{Failures: c.Circuit.Failures}
+		if c.Circuit.CoolDown != "" {
+			d, err := time.ParseDuration(c.Circuit.CoolDown)
+			if err != nil {
+				return Settings{}, fmt.Errorf("store: settings: circuit.cool_down: %w", err)
+			}
+			s.Circuit.CoolDown = d
+		}
+	}
+	if c.ExpireAfter != "" {
+		d, err := time.ParseDuration(c.ExpireAfter)
+		if err != nil {
+			return Settings{}, fmt.Errorf("store: settings: expire_after: %w", err)
+		}
+		s.ExpireAfter = d
 	}
 	if len(c.Events) > 0 {
 		s.Events = make(map[string]bool, len(c.Events))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseAndWants(t *testing.T) {
@@ -55,6 +56,32 @@ func TestParseRejects(t *testing.T) {
 			t.Errorf("Parse(%q) accepted", raw)
 		} else if !strings.HasPrefix(err.Error(), "store: settings: ") {
 			t.Errorf("Parse(%q) error %q not prefixed", raw, err)
+		}
+	}
+}
+
+// The delivery controls the API stored are parsed once, with the
+// settings.
+func TestParseDeliveryControls(t *testing.T) {
+	s, err := Parse(json.RawMessage(`{"enabled":true,"rate_limit":{"per_second":2.5,"burst":3},"circuit":{"failures":0},"expire_after":"6h0m0s"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RateLimit == nil || *s.RateLimit != (RateLimit{PerSecond: 2.5, Burst: 3}) {
+		t.Errorf("rate limit %+v", s.RateLimit)
+	}
+	if s.Circuit == nil || s.Circuit.Failures == nil || *s.Circuit.Failures != 0 || s.Circuit.CoolDown != 0 {
+		t.Errorf("circuit %+v", s.Circuit)
+	}
+	if s.ExpireAfter != 6*time.Hour {
+		t.Errorf("expire_after %v", s.ExpireAfter)
+	}
+	if s, _ := Parse(json.RawMessage(`{"enabled":true}`)); s.RateLimit != nil || s.Circuit != nil || s.ExpireAfter != 0 {
+		t.Errorf("settings without controls parsed as %+v", s)
+	}
+	for _, bad := range []string{`{"circuit":{"cool_down":"soon"}}`, `{"expire_after":"later"}`} {
+		if _, err := Parse(json.RawMessage(bad)); err == nil {
+			t.Errorf("%s parsed", bad)
 		}
 	}
 }

@@ -1,0 +1,226 @@
+package dispatch
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/evorelay/evorelay/host/spool"
+	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
+)
+
+// arrival is one delivery as the destination saw it.
+type arrival struct {
+	id, instance string
+	at           time.Time
+}
+
+// recorder is a destination that notes every attempt.
+type recorder struct {
+	mu  sync.Mutex
+	all []arrival
+}
+
+func (rec *recorder) note(d *sinkv1.Delivery) {
+	rec.mu.Lock()
+	rec.all = append(rec.all, arrival{d.GetId(), d.GetInstance(), time.Now()})
+	rec.mu.Unlock()
+}
+
+func (rec *recorder) of(instance string) []arrival {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var out []arrival
+	for _, a := range rec.all {
+		if a.instance == instance {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// A rate-limited instance's backlog arrives in order, never faster than
+// its limit, while another instance's events go through unhindered.
+func TestRateLimit(t *testing.T) {
+	rec := &recorder{}
+	r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack { rec.note(d); return ok(d) }, Options{})
+	const perSecond, burst, n = 100, 10, 500
+	r.set("slow", fmt.Sprintf(`{"enabled":true,"events":[],"rate_limit":{"per_second":%d,"burst":%d}}`, perSecond, burst))
+	r.set("fast", `{"enabled":true,"events":[]}`)
+	slow := r.add("slow", "MESSAGES_UPSERT", n)
+	fast := r.add("fast", "MESSAGES_UPSERT", 200)
+	eventually(t, "the slow instance's backlog", func() bool { return len(rec.of("slow")) >= n })
+
+	got := rec.of("slow")
+	if len(got) != n {
+		t.Fatalf("%d deliveries to the slow instance, want %d (none tried twice)", len(got), n)
+	}
+	first := got[0].at
+	for i, a := range got {
+		if a.id != slow[i] {
+			t.Fatalf("delivery %d is %s, want %s: out of order", i, a.id, slow[i])
+		}
+		// A token bucket lets burst go at once, then one every 1/perSecond.
+		// The receiver notes an arrival a little after it was let go.
+		earliest := time.Duration(float64(i+1-burst) / perSecond * float64(time.Second))
+		if elapsed := a.at.Sub(first); elapsed < earliest-20*time.Millisecond {
+			t.Fatalf("delivery %d arrived %v after the first; the limit allows it no sooner than %v", i, elapsed, earliest)
+		}
+	}
+	// The other instance is not held back: all of it arrived before the
+	// slow one was half way.
+	fastDone := rec.of("fast")
+	if len(fastDone) != len(fast) {
+		t.Fatalf("%d of the fast instance's %d events", len(fastDone), len(fast))
+	}
+	if last := fastDone[len(fastDone)-1].at; !last.Before(got[n/2].at) {
+		t.Fatalf("the fast instance's last event arrived after the slow one's %dth: it was slowed", n/2)
+	}
+}
+
+// A destination that is down opens the circuit: the instance's deliveries
+// wait untried, one probe goes out per cool-down, and once the destination
+// is back everything arrives, in order, with no dead letters.
+func TestCircuitHoldsBacklogUntilDestinationReturns(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	rec := &recorder{}
+	circuits := NewCircuits()
+	const batch, failures = 20, 5
+	r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack {
+		rec.note(d)
+		if down.Load() && d.GetInstance() == "down" {
+			return &sinkv1.Ack{Id: d.GetId(), Outcome: sinkv1.Outcome_OUTCOME_RETRY, Reason: "HTTP 503"}
+		}
+		return ok(d)
+	}, Options{
+		BatchSize: batch, Circuits: circuits,
+		// A short schedule: without the circuit, the backlog would be
+		// dead letters within a second.
+		Policy: Policy{Schedule: []time.Duration{0, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}},
+	})
+	r.set("down", fmt.Sprintf(`{"enabled":true,"events":[],"circuit":{"failures":%d,"cool_down":"150ms"}}`, failures))
+	r.set("up", `{"enabled":true,"events":[]}`)
+	want := r.add("down", "MESSAGES_UPSERT", 300)
+	up := r.add("up", "MESSAGES_UPSERT", 50)
+
+	// Five probes: the circuit stays open across several cool-downs.
+	eventually(t, "the circuit open and probed five times", func() bool {
+		return len(circuits.Open()) == 1 && len(rec.of("down")) >= batch+5
+	})
+	attemptsDown := rec.of("down")
+	tried := map[string]int{}
+	for _, a := range attemptsDown {
+		tried[a.id]++
+	}
+	// What was at the plugin when the circuit opened was tried; after
+	// that, only the probe, and it is the oldest delivery each time.
+	if len(tried) > batch {
+		t.Fatalf("%d distinct deliveries tried while the destination was down, want at most one batch (%d)", len(tried), batch)
+	}
+	if probes := attemptsDown[batch:]; probes[0].id != want[0] || probes[len(probes)-1].id != want[0] {
+		t.Fatalf("probes were %s…%s, want the oldest delivery %s", probes[0].id, probes[len(probes)-1].id, want[0])
+	}
+	if oc := circuits.Open()[0]; oc.Instance != "down" || oc.Sink != "test" || oc.LastError != "HTTP 503" {
+		t.Fatalf("open circuit %+v", oc)
+	}
+	if got := len(rec.of("up")); got != len(up) {
+		t.Fatalf("the healthy instance got %d of %d while the other's circuit was open", got, len(up))
+	}
+
+	down.Store(false)
+	eventually(t, "every event once the destination is back", func() bool {
+		seen := map[string]bool{}
+		for _, a := range rec.of("down") {
+			seen[a.id] = true
+		}
+		return len(seen) == len(want)
+	})
+	if n := r.spool.Stats().Dead["test"]; n != 0 {
+		t.Fatalf("%d dead letters; the destination came back within the retry window", n)
+	}
+	// In order: each delivery's first successful arrival follows the
+	// previous one's.
+	var order []string
+	done := map[string]bool{}
+	for _, a := range rec.of("down")[len(attemptsDown):] {
+		if !done[a.id] {
+			done[a.id] = true
+			order = append(order, a.id)
+		}
+	}
+	for i, id := range order {
+		if id != want[i] {
+			t.Fatalf("after the destination came back, delivery %d was %s, want %s: out of order", i, id, want[i])
+		}
+	}
+	eventually(t, "the circuit closed", func() bool { return len(circuits.Open()) == 0 })
+}
+
+// A circuit of failures 0 never opens: the retry schedule alone decides.
+func TestCircuitOff(t *testing.T) {
+	r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack {
+		return &sinkv1.Ack{Id: d.GetId(), Outcome: sinkv1.Outcome_OUTCOME_RETRY, Reason: "HTTP 503"}
+	}, Options{Circuit: Circuit{Failures: 1, CoolDown: time.Hour}, Policy: Policy{Schedule: []time.Duration{0, time.Millisecond}}})
+	r.set("x", `{"enabled":true,"events":[],"circuit":{"failures":0}}`)
+	r.add("x", "MESSAGES_UPSERT", 30)
+	eventually(t, "every delivery dead after its two attempts", func() bool { return r.spool.Stats().Dead["test"] == 30 })
+}
+
+// newULID is an event id accepted at t.
+func newULID(t time.Time) string {
+	return ulid.MustNew(ulid.Timestamp(t), rand.Reader).String()
+}
+
+// Deliveries accepted longer ago than expire_after become dead letters
+// with reason expired; the others are delivered; a replayed one is
+// delivered too.
+func TestExpireAfter(t *testing.T) {
+	rec := &recorder{}
+	r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack { rec.note(d); return ok(d) }, Options{})
+	r.set("x", `{"enabled":true,"events":[],"expire_after":"1h"}`)
+	var old, fresh []string
+	var evs []spool.Event
+	for i := range 6 {
+		at, list := time.Now().Add(-2*time.Hour), &old
+		if i%2 == 1 {
+			at, list = time.Now().Add(-time.Minute), &fresh
+		}
+		id := newULID(at)
+		*list = append(*list, id)
+		evs = append(evs, spool.Event{ID: id, Instance: "x", Event: "MESSAGES_UPSERT", Envelope: []byte(`{}`)})
+	}
+	if err := r.spool.Append(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "three dead letters", func() bool { return r.spool.Stats().Dead["test"] == 3 })
+	eventually(t, "three deliveries", func() bool { return len(rec.of("x")) == 3 })
+	for i, a := range rec.of("x") {
+		if a.id != fresh[i] {
+			t.Fatalf("delivered %s, want the fresh %s", a.id, fresh[i])
+		}
+	}
+	dl, err := r.spool.DeadLetters("test", "x", 0, "")
+	if err != nil || len(dl) != 3 {
+		t.Fatalf("dead letters %+v (%v)", dl, err)
+	}
+	for _, d := range dl {
+		if !strings.HasPrefix(d.Reason, "expired: ") {
+			t.Fatalf("dead letter %s: reason %q, want expired", d.ID, d.Reason)
+		}
+	}
+	if n, err := r.spool.Replay("test", "x", []string{old[1]}); n != 1 || err != nil {
+		t.Fatalf("replay: %d %v", n, err)
+	}
+	eventually(t, "the replayed one delivered", func() bool { return len(rec.of("x")) == 4 })
+	if got := rec.of("x")[3].id; got != old[1] {
+		t.Fatalf("delivered %s after the replay, want %s", got, old[1])
+	}
+}
