@@ -22,7 +22,9 @@ func TestRetriesFollowTheSchedule(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	s := StartSidecar(t, []string{"webhook"}, shortRetries, "EVORELAY_RETRY_JITTER=0")
+	// The circuit breaker off: this is about the schedule alone (with it,
+	// 20 first attempts failing in a row would hold the rest).
+	s := StartSidecar(t, []string{"webhook"}, shortRetries, "EVORELAY_RETRY_JITTER=0", "EVORELAY_CIRCUIT_FAILURES=0")
 	setWebhook(t, s, "flaky", map[string]any{"url": recv.URL, "enabled": true})
 	postMany(t, s, "flaky", 50)
 	eventually(t, 20*time.Second, "every event on its third attempt", func() bool {
