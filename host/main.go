@@ -147,10 +147,15 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("EVORELAY_ADDR: %w", err)
 	}
+	if cfg.TLSCertFile != "" {
+		if ln, err = listenTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile, logger.Named("tls")); err != nil {
+			return err
+		}
+	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "plugins", plugins.Names())
+	logger.Info("listening", "addr", ln.Addr().String(), "tls", cfg.TLSCertFile != "", "plugins", plugins.Names())
 
 	select {
 	case err := <-served:

@@ -109,6 +109,9 @@ type Config struct {
 	// CircuitCoolDown is how long an open circuit waits before it probes
 	// (EVORELAY_CIRCUIT_COOL_DOWN).
 	CircuitCoolDown time.Duration
+	// TLSCertFile and TLSKeyFile, both set or neither, make the sidecar
+	// serve HTTPS and WSS (EVORELAY_TLS_CERT_FILE, EVORELAY_TLS_KEY_FILE).
+	TLSCertFile, TLSKeyFile string
 
 	// env holds the EVORELAY_* variables, non-empty ones only.
 	env map[string]string
@@ -206,6 +209,12 @@ func (c *Config) check() []error {
 		} else if err := checkRedisURL(c.RedisURL); err != nil {
 			errs = append(errs, fmt.Errorf("EVORELAY_REDIS_URL: %w", err))
 		}
+	}
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile == "":
+		errs = append(errs, errors.New("EVORELAY_TLS_CERT_FILE: set without EVORELAY_TLS_KEY_FILE; set both (a PEM certificate chain and its key) to serve HTTPS, or neither"))
+	case c.TLSKeyFile != "" && c.TLSCertFile == "":
+		errs = append(errs, errors.New("EVORELAY_TLS_KEY_FILE: set without EVORELAY_TLS_CERT_FILE; set both (a PEM certificate chain and its key) to serve HTTPS, or neither"))
 	}
 	if c.MaxInFlight < c.BatchSize {
 		errs = append(errs, fmt.Errorf("EVORELAY_MAX_IN_FLIGHT: %d is less than EVORELAY_BATCH_SIZE (%d); expected at least one batch", c.MaxInFlight, c.BatchSize))

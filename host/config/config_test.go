@@ -150,6 +150,8 @@ var validCases = []struct {
 	{"EVORELAY_MAX_IN_FLIGHT", "50000", func(c *Config) bool { return c.MaxInFlight == 50000 }},
 	{"EVORELAY_CIRCUIT_FAILURES", "0", func(c *Config) bool { return c.CircuitFailures == 0 }},
 	{"EVORELAY_CIRCUIT_COOL_DOWN", "2m", func(c *Config) bool { return c.CircuitCoolDown == 2*time.Minute }},
+	{"EVORELAY_TLS_CERT_FILE", "/tls/tls.crt", func(c *Config) bool { return c.TLSCertFile == "/tls/tls.crt" }}, // with its key
+	{"EVORELAY_TLS_KEY_FILE", "/tls/tls.key", func(c *Config) bool { return c.TLSKeyFile == "/tls/tls.key" }},   // with its cert
 }
 
 func TestValidValues(t *testing.T) {
@@ -161,6 +163,12 @@ func TestValidValues(t *testing.T) {
 			env := base(t, tc.env+"="+tc.value)
 			if tc.env == "EVORELAY_BACKEND" {
 				env = append(env, "EVORELAY_REDIS_URL=redis://localhost:6379/0")
+			}
+			switch tc.env {
+			case "EVORELAY_TLS_CERT_FILE":
+				env = append(env, "EVORELAY_TLS_KEY_FILE=/tls/tls.key")
+			case "EVORELAY_TLS_KEY_FILE":
+				env = append(env, "EVORELAY_TLS_CERT_FILE=/tls/tls.crt")
 			}
 			c := mustLoad(t, nil, env)
 			if !tc.check(c) {
@@ -214,6 +222,8 @@ var invalidCases = []struct {
 	{"EVORELAY_MAX_IN_FLIGHT", "0", "is not a whole number of 1 or more"},
 	{"EVORELAY_CIRCUIT_FAILURES", "-1", "is not a whole number of 0 or more"},
 	{"EVORELAY_CIRCUIT_COOL_DOWN", "0s", "is not a duration of 1ms or more"},
+	{"EVORELAY_TLS_CERT_FILE", "/tls/tls.crt", "set without EVORELAY_TLS_KEY_FILE"},
+	{"EVORELAY_TLS_KEY_FILE", "/tls/tls.key", "set without EVORELAY_TLS_CERT_FILE"},
 	{"EVORELAY_MAX_IN_FLIGHT", "50", "50 is less than EVORELAY_BATCH_SIZE (100)"},
 }
 

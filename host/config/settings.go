@@ -211,6 +211,16 @@ var settings = []setting{
 		},
 		show: func(c *Config) string { return c.CircuitCoolDown.String() },
 	},
+	{
+		key:   "TLS_CERT_FILE",
+		parse: func(c *Config, v string) error { c.TLSCertFile = v; return nil },
+		show:  func(c *Config) string { return c.TLSCertFile },
+	},
+	{
+		key:   "TLS_KEY_FILE",
+		parse: func(c *Config, v string) error { c.TLSKeyFile = v; return nil },
+		show:  func(c *Config) string { return c.TLSKeyFile },
+	},
 }
 
 // hostKeys is the set of the host's variables, EVORELAY_ included.

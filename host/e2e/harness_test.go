@@ -89,6 +89,9 @@ type Sidecar struct {
 	cmd       *exec.Cmd
 	exited    chan struct{}
 	logs      *syncBuffer
+	// Client sends Do's requests: http.DefaultClient, or one that trusts
+	// the test CA when the sidecar serves HTTPS.
+	Client *http.Client
 }
 
 // StartSidecar starts evorelay with the named plugins (all when none) on a
@@ -108,8 +111,11 @@ func StartSidecar(t *testing.T, plugins []string, env ...string) *Sidecar {
 			t.Fatal(err)
 		}
 	}
-	s := &Sidecar{t: t, DataDir: t.TempDir(), PluginDir: pdir, Addr: freeAddr(t)}
+	s := &Sidecar{t: t, DataDir: t.TempDir(), PluginDir: pdir, Addr: freeAddr(t), Client: http.DefaultClient}
 	s.URL = "http://" + s.Addr
+	if tls := tlsClient(env); tls != nil {
+		s.URL, s.Client = "https://"+s.Addr, tls
+	}
 	s.env = append([]string{
 		"EVORELAY_ADDR=" + s.Addr,
 		"EVORELAY_API_KEY=" + testKey,
@@ -217,7 +223,7 @@ func (s *Sidecar) DoKey(method, path string, body any, key string) (int, []byte)
 	if key != "" {
 		req.Header.Set("apikey", key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.Client.Do(req)
 	if err != nil {
 		return 0, []byte(err.Error())
 	}
