@@ -84,6 +84,7 @@ func (s *server) Open(ctx context.Context, req *sinkv1.OpenRequest) (*sinkv1.Ope
 		Settings:     settings,
 		Naming:       naming,
 		ListenSocket: req.GetListenSocket(),
+		HostSocket:   req.GetHostSocket(),
 		ServerURL:    req.GetServerUrl(),
 		Logger:       s.logger,
 	}

@@ -74,6 +74,9 @@ type Config struct {
 	Naming events.Naming
 	// ListenSocket is the Unix socket to listen on, for a Listener sink.
 	ListenSocket string
+	// HostSocket is the host's Unix socket that Identify asks, for a
+	// Listener sink.
+	HostSocket string
 	// ServerURL is EVORELAY_SERVER_URL.
 	ServerURL string
 	// Logger writes to the host's log.

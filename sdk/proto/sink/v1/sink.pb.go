@@ -318,7 +318,12 @@ type OpenRequest struct {
 	// declared CAPABILITY_LISTENER.
 	ListenSocket string `protobuf:"bytes,3,opt,name=listen_socket,json=listenSocket,proto3" json:"listen_socket,omitempty"`
 	// server_url is EVORELAY_SERVER_URL.
-	ServerUrl     string `protobuf:"bytes,4,opt,name=server_url,json=serverUrl,proto3" json:"server_url,omitempty"`
+	ServerUrl string `protobuf:"bytes,4,opt,name=server_url,json=serverUrl,proto3" json:"server_url,omitempty"`
+	// host_socket is a Unix socket the host serves for plugins that declared
+	// CAPABILITY_LISTENER: POST /v1/identify with header apikey answers whose
+	// key it is (sdk.Identify), for a key a client sent inside a stream the
+	// host's proxy cannot read (a Socket.IO auth payload).
+	HostSocket    string `protobuf:"bytes,5,opt,name=host_socket,json=hostSocket,proto3" json:"host_socket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -377,6 +382,13 @@ func (x *OpenRequest) GetListenSocket() string {
 func (x *OpenRequest) GetServerUrl() string {
 	if x != nil {
 		return x.ServerUrl
+	}
+	return ""
+}
+
+func (x *OpenRequest) GetHostSocket() string {
+	if x != nil {
+		return x.HostSocket
 	}
 	return ""
 }
@@ -1020,13 +1032,15 @@ const file_sink_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\x12'\n" +
 	"\x0fsettings_schema\x18\x04 \x01(\fR\x0esettingsSchema\x12@\n" +
 	"\fcapabilities\x18\x05 \x03(\x0e2\x1c.evorelay.sink.v1.CapabilityR\fcapabilities\x12#\n" +
-	"\rsecret_fields\x18\x06 \x03(\tR\fsecretFields\"\x89\x02\n" +
+	"\rsecret_fields\x18\x06 \x03(\tR\fsecretFields\"\xaa\x02\n" +
 	"\vOpenRequest\x12G\n" +
 	"\bsettings\x18\x01 \x03(\v2+.evorelay.sink.v1.OpenRequest.SettingsEntryR\bsettings\x120\n" +
 	"\x06naming\x18\x02 \x01(\x0e2\x18.evorelay.sink.v1.NamingR\x06naming\x12#\n" +
 	"\rlisten_socket\x18\x03 \x01(\tR\flistenSocket\x12\x1d\n" +
 	"\n" +
-	"server_url\x18\x04 \x01(\tR\tserverUrl\x1a;\n" +
+	"server_url\x18\x04 \x01(\tR\tserverUrl\x12\x1f\n" +
+	"\vhost_socket\x18\x05 \x01(\tR\n" +
+	"hostSocket\x1a;\n" +
 	"\rSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x0e\n" +
