@@ -90,6 +90,12 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	if err := os.MkdirAll(sockets, 0o700); err != nil {
 		return fmt.Errorf("EVORELAY_DATA_DIR: %w", err)
 	}
+	// Listener plugins ask here whose key a client sent in a stream.
+	identify, err := serveUnix(filepath.Join(sockets, pluginhost.HostSocketName), api.NewIdentify(api.Options{APIKey: cfg.APIKey}))
+	if err != nil {
+		return err
+	}
+	defer identify.Close()
 	plugins, err := pluginhost.Start(ctx, pluginhost.Options{
 		Dir: cfg.PluginDir, Settings: cfg.PluginSettings, Naming: cfg.Naming,
 		ServerURL: cfg.ServerURL, SocketDir: sockets, Logger: logger,
@@ -169,4 +175,21 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	workers.Wait()
 	logger.Info("stopped")
 	return nil
+}
+
+// serveUnix serves h on a Unix socket at path that only this user can
+// reach, replacing a socket a previous run left behind.
+func serveUnix(path string, h http.Handler) (*http.Server, error) {
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("EVORELAY_DATA_DIR: listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("EVORELAY_DATA_DIR: restrict %s to this user: %w", path, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, nil
 }

@@ -139,6 +139,32 @@ func ReservedName(name string) bool { return reserved[name] }
 // public are the routes that need no API key.
 var public = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/ws-console": true}
 
+// newServer is the state New and NewIdentify share.
+func newServer(o Options) *server {
+	s := &server{
+		key:     sha256.Sum256([]byte(o.APIKey)),
+		keySet:  o.APIKey != "",
+		opts:    o,
+		maxBody: o.MaxBodyBytes,
+		log:     o.Logger,
+		now:     o.Now,
+		newID:   o.NewID,
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.log == nil {
+		s.log = hclog.NewNullLogger()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.newID == nil {
+		s.newID = func() string { return ulid.Make().String() }
+	}
+	return s
+}
+
 var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 type server struct {
@@ -161,29 +187,8 @@ func New(o Options) http.Handler {
 	if o.Sinks == nil || o.Settings == nil || o.Spool == nil {
 		panic("api: New needs Options.Sinks, Options.Settings and Options.Spool")
 	}
-	s := &server{
-		key:     sha256.Sum256([]byte(o.APIKey)),
-		keySet:  o.APIKey != "",
-		opts:    o,
-		maxBody: o.MaxBodyBytes,
-		log:     o.Logger,
-		now:     o.Now,
-		newID:   o.NewID,
-	}
-	if s.maxBody <= 0 {
-		s.maxBody = DefaultMaxBodyBytes
-	}
-	if s.log == nil {
-		s.log = hclog.NewNullLogger()
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.newID == nil {
-		s.newID = func() string { return ulid.Make().String() }
-	}
+	s := newServer(o)
 	s.metrics = newMetrics(o.Registerer)
-
 	r := httprouter.New()
 	// Redirects and automatic OPTIONS answers would run before
 	// authentication and tell a stranger which sinks exist.
@@ -213,6 +218,7 @@ func New(o Options) http.Handler {
 		// The console is a static page; the key is typed into it and sent
 		// with its websocket, which /ws authenticates.
 		s.route(http.MethodGet, "/ws-console", "/ws-console", authNone, s.websocket)
+		s.routeSocketIO()
 	}
 
 	seen := map[string]bool{}

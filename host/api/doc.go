@@ -17,6 +17,7 @@
 //	POST /webhook/evolution/{instance}   202, as above, for one instance
 //	GET  /plugins                        200 what Sinks.Plugins returns
 //	GET  /ws, /ws/{instance}             Options.Websocket, when set
+//	GET, POST, OPTIONS /socket.io/...    Options.Websocket: Socket.IO (socketio.go)
 //	GET  /healthz, /readyz, /metrics     probes and scrapers, no API key
 //
 // Every other route needs the API key in the "apikey" header (the ingest

@@ -11,6 +11,7 @@ import (
 
 	"github.com/evorelay/evorelay/host/spool"
 	"github.com/evorelay/evorelay/host/store"
+	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
 )
 
@@ -225,6 +226,8 @@ func (s *server) plugins(w http.ResponseWriter, _ *http.Request, _ httprouter.Pa
 // websocket hands an authenticated GET /ws or /ws/{instance} to
 // Options.Websocket.
 func (s *server) websocket(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	// Only the host says who a client is.
+	r.Header.Del(sdk.IdentityHeader)
 	s.opts.Websocket.ServeHTTP(w, r)
 }
 

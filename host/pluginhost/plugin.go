@@ -208,6 +208,7 @@ func (p *Plugin) handshake(ctx context.Context, client *plugin.Client) (sinkv1.S
 	for _, c := range desc.Capabilities {
 		if c == sinkv1.Capability_CAPABILITY_LISTENER {
 			req.ListenSocket = p.SocketPath()
+			req.HostSocket = filepath.Join(p.opts.SocketDir, HostSocketName)
 		}
 	}
 	if _, err := rpc.Open(ctx, req); err != nil {
@@ -215,6 +216,12 @@ func (p *Plugin) handshake(ctx context.Context, client *plugin.Client) (sinkv1.S
 	}
 	return rpc, desc, nil
 }
+
+// HostSocketName is the file, in Options.SocketDir, of the socket where
+// the host answers listener plugins' questions (sdk.Identify); the host
+// serves it. No plugin's socket is named so: sink names never start with
+// '_'.
+const HostSocketName = "_host.sock"
 
 // SocketPath is where a listener plugin listens.
 func (p *Plugin) SocketPath() string {
