@@ -27,6 +27,10 @@ type processConfig struct {
 	// lowercased scheme://host[:port].
 	anyOrigin bool
 	origins   map[string]bool
+	// corsAny is cors_origins "*"; corsOrigins are the others: the
+	// origins whose pages may use Socket.IO.
+	corsAny     bool
+	corsOrigins map[string]bool
 }
 
 func defaultProcessConfig() processConfig {
@@ -42,6 +46,7 @@ func defaultProcessConfig() processConfig {
 		resumeWindowBytes: 32 << 20,
 		compression:       true,
 		origins:           map[string]bool{},
+		corsOrigins:       map[string]bool{},
 	}
 }
 
@@ -86,7 +91,9 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 				err = fmt.Errorf("%q is not a boolean; expected true or false", v)
 			}
 		case "allowed_origins":
-			err = c.parseOrigins(v)
+			c.anyOrigin, err = parseOrigins(v, c.origins)
+		case "cors_origins":
+			c.corsAny, err = parseOrigins(v, c.corsOrigins)
 		default:
 			unknown = append(unknown, envName(k))
 		}
@@ -98,25 +105,26 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 }
 
 // parseOrigins reads a comma-separated list of origins
-// (https://app.example.com, http://localhost:3000) or "*".
-func (c *processConfig) parseOrigins(v string) error {
+// (https://app.example.com, http://localhost:3000) into set, and reports
+// whether it holds "*".
+func parseOrigins(v string, set map[string]bool) (anyOrigin bool, err error) {
 	for _, o := range strings.Split(v, ",") {
 		o = strings.TrimSpace(o)
 		if o == "" {
 			continue
 		}
 		if o == "*" {
-			c.anyOrigin = true
+			anyOrigin = true
 			continue
 		}
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
 			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-			return fmt.Errorf("%q is not an origin; expected scheme://host[:port], e.g. https://app.example.com, or *", o)
+			return false, fmt.Errorf("%q is not an origin; expected scheme://host[:port], e.g. https://app.example.com, or *", o)
 		}
-		c.origins[strings.ToLower(u.Scheme+"://"+u.Host)] = true
+		set[strings.ToLower(u.Scheme+"://"+u.Host)] = true
 	}
-	return nil
+	return anyOrigin, nil
 }
 
 // parseCount reads a whole number from lo to hi.

@@ -28,9 +28,12 @@ type client struct {
 	cfg  *processConfig
 	// send is the bounded queue of live frames.
 	send chan *frame
-	// first is what join decided to send before anything live: a gap
-	// message and the replayed frames.
-	first []*websocket.PreparedMessage
+	// gap and replay are what join decided to send before anything live:
+	// a gap message (nil for none) and the replayed frames.
+	gap    *gapFrame
+	replay []*frame
+	// closeNow closes the connection outright; set once it exists.
+	closeNow func()
 
 	kickOnce    sync.Once
 	kicked      chan struct{} // closed by kick
@@ -90,13 +93,19 @@ func (c *client) writeLoop() {
 		_ = c.conn.Close()
 		<-c.readerEnded
 	}()
-	for _, pm := range c.first {
-		if c.stopping() || c.write(pm) != nil {
+	if c.gap != nil {
+		if c.stopping() || c.write(c.gap.message()) != nil {
 			c.closeIfKicked()
 			return
 		}
 	}
-	c.first = nil
+	for _, f := range c.replay {
+		if c.stopping() || c.write(f.msg) != nil {
+			c.closeIfKicked()
+			return
+		}
+	}
+	c.replay = nil
 	ping := time.NewTicker(c.cfg.pingInterval)
 	defer ping.Stop()
 	for {

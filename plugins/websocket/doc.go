@@ -15,6 +15,7 @@
 //	GET /ws/{instance}   a websocket of one instance's events
 //	GET /ws              a websocket of every instance's events
 //	GET /ws-console      a web page to watch the events (below)
+//	/socket.io/          Socket.IO, as Evolution API serves it (below)
 //
 // The host authenticates a client (header apikey, or the apikey query
 // parameter, which is what a browser can send) and reverse-proxies the
@@ -144,6 +145,55 @@
 // last id it got, showing a gap message as a notice. The key stays in the
 // page's memory.
 //
+// # Socket.IO
+//
+// Evolution API's own websocket is Socket.IO, and its clients
+// (socket.io-client 4.x, protocol v5) connect here unchanged, through the
+// host's port and proxy, from the same settings, hub and windows as /ws.
+// github.com/zishang520/socket.io (a Go port of the reference server)
+// speaks Engine.IO and Socket.IO: HTTP long-polling then the upgrade to
+// websocket, or websocket only.
+//
+//   - Namespaces: /<instance> carries that instance's events, / every
+//     instance's. Any valid instance name is a namespace from the start (a
+//     dynamic namespace), so a client never gets "Invalid namespace", after
+//     a restart or before the instance's first event.
+//   - Events: named by the event, per EVORELAY_NAMING (messages.upsert in
+//     evolution naming, as Evolution API emits them); the first argument is
+//     the envelope as Evolution API sends it, {event, instance, data,
+//     date_time, sender, server_url, apikey}; the second is the delivery
+//     id. A client that listens with socket.on("messages.upsert", msg =>
+//     ...) sees what it saw from Evolution API.
+//   - Keys: as Evolution API takes them, in the apikey query parameter or
+//     header, which the host checks and passes on as sdk.IdentityHeader,
+//     or in the handshake's auth payload ({auth: {apikey}}), which the
+//     host's proxy cannot see: the sink asks the host (sdk.Identify, on
+//     Config.HostSocket). The sink never holds a key. A request without a
+//     key reaches the sink; its sockets join no namespace without a key in
+//     the payload. Keys are scoped, which Evolution API does not do: "/"
+//     needs the admin key, and a key scoped to one instance joins only
+//     that instance's namespace. A refusal is a connect_error whose message
+//     says why.
+//   - Resuming: the server offers connection-state recovery, so
+//     socket.io-client sends back the id of the last event it got when it
+//     reconnects; the sink replays what follows from the instance's window
+//     (the one /ws?since= reads) and the client's socket.recovered is true.
+//     A client may also send an id itself: {auth: {offset: "<id>"}}. An id
+//     no longer in the window gets an evorelay.gap event first (the gap
+//     message below, as the first argument), then the window, and
+//     socket.recovered is false.
+//   - Slow clients: Engine.IO buffers writes without bound, so the sink
+//     keeps at most SEND_BUFFER packets unwritten per socket, and a socket
+//     whose own queue of SEND_BUFFER messages fills as well is closed, as a
+//     slow /ws client is. Deliver never waits for a socket.
+//   - Limits and pings: a socket in a namespace counts as a connection of
+//     that instance (or of /ws for "/"); over a limit, the connect_error
+//     says so. Engine.IO pings every PING_INTERVAL and drops a client that
+//     has not answered within PONG_TIMEOUT.
+//   - Origins: a browser page of another origin gets CORS headers, and its
+//     websocket is let in, only when its origin is in CORS_ORIGINS; closed
+//     (same origin only) by default.
+//
 // # Process settings
 //
 //	EVORELAY_WEBSOCKET_PING_INTERVAL                 ping every (30s); a Go duration or seconds
@@ -155,7 +205,8 @@
 //	EVORELAY_WEBSOCKET_RESUME_WINDOW                 messages kept per instance (1000; 0 turns resume off)
 //	EVORELAY_WEBSOCKET_RESUME_WINDOW_GLOBAL          messages kept for /ws (10000)
 //	EVORELAY_WEBSOCKET_RESUME_WINDOW_BYTES           bytes kept per window (32MiB); bytes, or KiB/MiB/GiB
-//	EVORELAY_WEBSOCKET_ALLOWED_ORIGINS               other origins that may connect ("")
+//	EVORELAY_WEBSOCKET_ALLOWED_ORIGINS               other origins that may connect to /ws ("")
+//	EVORELAY_WEBSOCKET_CORS_ORIGINS                  other origins that may use Socket.IO ("")
 //	EVORELAY_WEBSOCKET_COMPRESSION                   offer permessage-deflate (true)
 //
 // A bad value stops the plugin's Open with an error naming the variable; an

@@ -24,8 +24,9 @@ const maxSinceLen = 256
 
 // routes is the handler served on the Unix socket. The host has already
 // checked the API key of every request that reaches it.
-func (s *Sink) routes() http.Handler {
+func (s *Sink) routes(sio http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle(sioPath+"/", sio)
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { s.serveClient(w, r, allRoom) })
 	mux.HandleFunc("GET /ws/{instance}", func(w http.ResponseWriter, r *http.Request) {
 		s.serveClient(w, r, r.PathValue("instance"))
@@ -71,7 +72,7 @@ func (s *Sink) serveClient(w http.ResponseWriter, r *http.Request, room string) 
 	}
 	s.hub.attach(c, conn)
 	log := s.log.With("instance", room)
-	log.Debug("client connected", "since", since, "replay", len(c.first))
+	log.Debug("client connected", "since", since, "replay", len(c.replay), "gap", c.gap != nil)
 	// The connection runs on two fresh goroutines and this handler
 	// returns, so net/http lets go of the request's buffers: an idle
 	// connection holds only what it needs.

@@ -10,12 +10,20 @@ import (
 
 // frame is one delivery as every client receives it: built once, written
 // to each connection as the same prepared message (gorilla compresses it
-// once per compression setting, not once per client).
+// once per compression setting, not once per client), and to each
+// Socket.IO client as the same encoded packet of its namespace.
 type frame struct {
 	id       string
 	instance string
 	msg      *websocket.PreparedMessage
-	size     int
+	// event and envelope are the Socket.IO event name and payload: the
+	// envelope as the engine sent it, event written per EVORELAY_NAMING.
+	event    string
+	envelope json.RawMessage
+	// packets are the encoded Socket.IO packets of the instance's
+	// namespace and of "/", built on first use.
+	packets [2]lazyPacket
+	size    int
 }
 
 // allRoom is the room of /ws, the clients of every instance. It cannot
@@ -173,6 +181,16 @@ func (h *hub) reserve(name string) error {
 	return nil
 }
 
+// mayReserve reports why reserve would refuse a connection to room now,
+// for a refusal the client can read before it joins.
+func (h *hub) mayReserve(name string) error {
+	if err := h.reserve(name); err != nil {
+		return err
+	}
+	h.release(name, nil)
+	return nil
+}
+
 // release gives back a slot taken by reserve, removing c from its room if
 // it joined.
 func (h *hub) release(name string, c *client) {
@@ -192,9 +210,10 @@ func (h *hub) release(name string, c *client) {
 }
 
 // join adds c to its room and gives it what it must be sent first: with
-// since set, the frames after since, led by a gap message when since is no
-// longer in the window. It reports false when the hub has closed. From
-// join on, c may be kicked; its connection comes later, with attach.
+// since set, the frames after since (c.replay), led by a gap message
+// (c.gap) when since is no longer in the window. It reports false when the
+// hub has closed. From join on, c may be kicked; its connection comes
+// later, with attach.
 func (h *hub) join(c *client, since string, hasSince bool) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -205,11 +224,9 @@ func (h *hub) join(c *client, since string, hasSince bool) bool {
 	if hasSince {
 		frames, found := r.win.after(since)
 		if !found {
-			c.first = append(c.first, gapMessage(c.room, since, frames))
+			c.gap = newGap(c.room, since, frames)
 		}
-		for _, f := range frames {
-			c.first = append(c.first, f.msg)
-		}
+		c.replay = frames
 	}
 	r.clients[c] = struct{}{}
 	h.live[c] = struct{}{}
@@ -225,7 +242,24 @@ func (h *hub) join(c *client, since string, hasSince bool) bool {
 func (h *hub) attach(c *client, conn *websocket.Conn) {
 	h.mu.Lock()
 	c.conn = conn
+	c.closeNow = func() { _ = conn.Close() }
 	h.mu.Unlock()
+}
+
+// attachFunc gives a joined client the function that closes its
+// connection outright.
+func (h *hub) attachFunc(c *client, closeNow func()) {
+	h.mu.Lock()
+	c.closeNow = closeNow
+	h.mu.Unlock()
+}
+
+// holds reports whether room's window holds the frame with id.
+func (h *hub) holds(room, id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rooms[room]
+	return r != nil && r.win.holds(id)
 }
 
 // removeLocked takes c out of its room; it is a no-op the second time.
@@ -305,8 +339,8 @@ func (h *hub) closeConns() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for c := range h.live {
-		if c.conn != nil {
-			_ = c.conn.Close()
+		if c.closeNow != nil {
+			c.closeNow()
 		}
 	}
 }
@@ -331,16 +365,21 @@ type gapFrame struct {
 	Oldest   *string `json:"oldest"`
 }
 
-// gapMessage says that the events between since and the first frame that
+// newGap says that the events between since and the first frame that
 // follows (oldest; null when the window is empty) cannot be replayed.
-func gapMessage(roomName, since string, follow []*frame) *websocket.PreparedMessage {
-	g := gapFrame{Event: gapEvent, Since: since}
+func newGap(roomName, since string, follow []*frame) *gapFrame {
+	g := &gapFrame{Event: gapEvent, Since: since}
 	if roomName != allRoom {
 		g.Instance = &roomName
 	}
 	if len(follow) > 0 {
 		g.Oldest = &follow[0].id
 	}
+	return g
+}
+
+// message is the gap as a websocket message.
+func (g *gapFrame) message() *websocket.PreparedMessage {
 	b, err := json.Marshal(g)
 	if err != nil {
 		panic(err) // strings only

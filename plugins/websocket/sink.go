@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
+	"github.com/zishang520/socket.io/servers/socket/v3"
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
@@ -95,8 +96,12 @@ type Sink struct {
 	log      hclog.Logger
 	hub      *hub
 	upgrader *websocket.Upgrader
-	srv      *http.Server
-	served   chan struct{} // closed when srv.Serve returns
+	// sio serves Socket.IO (socketio.go); hostSocket is where it asks the
+	// host about keys sent in auth payloads.
+	sio        *socket.Server
+	hostSocket string
+	srv        *http.Server
+	served     chan struct{} // closed when srv.Serve returns
 
 	mu     sync.Mutex
 	opened bool
@@ -141,11 +146,13 @@ func (s *Sink) Open(_ context.Context, c sdk.Config) error {
 	if err != nil {
 		return err
 	}
-	s.cfg, s.naming, s.log = cfg, c.Naming, log
+	s.cfg, s.naming, s.log, s.hostSocket = cfg, c.Naming, log, c.HostSocket
 	s.hub = newHub(cfg)
 	s.upgrader = newUpgrader(cfg, log)
+	var sio http.Handler
+	s.sio, sio = s.newSocketIO()
 	s.srv = &http.Server{
-		Handler:           s.routes(),
+		Handler:           s.routes(sio),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
 	}
@@ -212,7 +219,13 @@ func (s *Sink) frame(d sdk.Delivery) (*frame, error) {
 	if err != nil {
 		return nil, fmt.Errorf("websocket: prepare the message: %w", err)
 	}
-	return &frame{id: d.ID, instance: d.Instance, msg: pm, size: len(b)}, nil
+	name := s.naming.Name(d.Event)
+	// Socket.IO clients get the envelope as Evolution API sends it.
+	sioEnv, err := events.WithEvent(d.Envelope, name)
+	if err != nil {
+		return nil, fmt.Errorf("websocket: the envelope is not a JSON object: %w", err)
+	}
+	return &frame{id: d.ID, instance: d.Instance, msg: pm, event: name, envelope: sioEnv, size: len(b) + len(sioEnv)}, nil
 }
 
 // Deliver queues each delivery to the clients of its instance and of /ws
@@ -290,6 +303,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Unlock()
 
 	s.hub.close()
+	s.sio.Close(nil)
 	err := s.srv.Close()
 	<-s.served
 	done := make(chan struct{})
