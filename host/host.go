@@ -49,6 +49,13 @@ func (h *host) SecretFields(sink string) []string {
 	return nil
 }
 
+func (h *host) Unavailable(sink string) error {
+	if p, ok := h.plugins.Plugin(sink); ok {
+		return p.Unavailable()
+	}
+	return nil
+}
+
 func (h *host) Plugins() any { return h.plugins.Status() }
 
 // ready is GET /readyz: every plugin process running, and the spool's and

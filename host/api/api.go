@@ -45,6 +45,10 @@ type Sinks interface {
 	// SecretFields are the sink's top-level settings fields that find and
 	// set answers mask.
 	SecretFields(sink string) []string
+	// Unavailable is nil while the sink's plugin can answer (or is being
+	// restarted); otherwise why it cannot (its last start failed), which
+	// set and find answer as a 503.
+	Unavailable(sink string) error
 	// Plugins is what GET /plugins serializes (name, version, state,
 	// restarts).
 	Plugins() any

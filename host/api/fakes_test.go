@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,8 @@ const testKey = "s3cret-key"
 type fakeSinks struct {
 	names   []string
 	secrets map[string][]string
+	// failed maps a sink to why its plugin failed to start.
+	failed map[string]string
 	// validate, when set, answers Validate; the default returns the
 	// settings unchanged.
 	validate func(sink, instance string, settings json.RawMessage) (json.RawMessage, []FieldError, error)
@@ -48,6 +51,13 @@ func (f *fakeSinks) Validate(_ context.Context, sink, instance string, settings 
 }
 
 func (f *fakeSinks) SecretFields(sink string) []string { return f.secrets[sink] }
+
+func (f *fakeSinks) Unavailable(sink string) error {
+	if why, ok := f.failed[sink]; ok {
+		return errors.New(why)
+	}
+	return nil
+}
 
 func (f *fakeSinks) Plugins() any {
 	return []map[string]any{{"name": "webhook", "version": "1.0.0", "state": "running", "restarts": 0}}

@@ -23,6 +23,10 @@ func (s *server) set(sink string) handler {
 			writeError(w, http.StatusBadRequest, "instance: "+msg)
 			return
 		}
+		if err := s.opts.Sinks.Unavailable(sink); err != nil {
+			writeUnavailable(w, err.Error())
+			return
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSettingsBytes))
 		if err != nil {
 			s.readFailed(w, err, maxSettingsBytes, "settings are a few fields; send only the settings object")
@@ -88,6 +92,10 @@ func (s *server) find(sink string) handler {
 		instance := ps.ByName("instance")
 		if msg := checkInstance(instance); msg != "" {
 			writeError(w, http.StatusBadRequest, "instance: "+msg)
+			return
+		}
+		if err := s.opts.Sinks.Unavailable(sink); err != nil {
+			writeUnavailable(w, err.Error())
 			return
 		}
 		st, ok := s.opts.Settings.Get(sink, instance)

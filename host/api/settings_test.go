@@ -254,3 +254,21 @@ func TestSetRetryOverride(t *testing.T) {
 		}
 	}
 }
+
+// A sink whose plugin failed to start answers set and find with a 503 that
+// says why; the other sinks are untouched.
+func TestFailedSinkRoutes(t *testing.T) {
+	f := newFixture(t)
+	why := "the pusher plugin failed to start: launch: Unrecognized remote plugin message: hello; it is retried with backoff (see GET /plugins)"
+	f.sinks.failed = map[string]string{"pusher": why}
+	for _, res := range []response{
+		f.do("POST", "/pusher/set/acme", `{"enabled":true}`),
+		f.do("GET", "/pusher/find/acme", ""),
+	} {
+		expect(t, res, 503, envelope(503, why))
+		if res.header.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+	}
+	expect(t, f.do("POST", "/webhook/set/acme", `{"enabled":false}`), 201, `{"enabled":false,"events":[]}`+"\n")
+}

@@ -92,11 +92,27 @@ type Sidecar struct {
 	// Client sends Do's requests: http.DefaultClient, or one that trusts
 	// the test CA when the sidecar serves HTTPS.
 	Client *http.Client
+	// up is the route that answers 200 once the sidecar is started:
+	// /readyz, or /healthz for a sidecar expected not to be ready.
+	up string
 }
 
 // StartSidecar starts evorelay with the named plugins (all when none) on a
 // free loopback port, a fresh data dir, and extra env ("K=V").
 func StartSidecar(t *testing.T, plugins []string, env ...string) *Sidecar {
+	t.Helper()
+	return startSidecar(t, plugins, nil, env...)
+}
+
+// StartUnreadySidecar is StartSidecar with extra files put in the plugin
+// directory first (plugin, given the directory, writes them); it waits
+// only for /healthz, since a bad plugin keeps /readyz at 503.
+func StartUnreadySidecar(t *testing.T, plugins []string, plugin func(dir string), env ...string) *Sidecar {
+	t.Helper()
+	return startSidecar(t, plugins, plugin, env...)
+}
+
+func startSidecar(t *testing.T, plugins []string, extra func(dir string), env ...string) *Sidecar {
 	t.Helper()
 	pdir := t.TempDir()
 	if len(plugins) == 0 {
@@ -111,7 +127,11 @@ func StartSidecar(t *testing.T, plugins []string, env ...string) *Sidecar {
 			t.Fatal(err)
 		}
 	}
-	s := &Sidecar{t: t, DataDir: t.TempDir(), PluginDir: pdir, Addr: freeAddr(t), Client: http.DefaultClient}
+	s := &Sidecar{t: t, DataDir: t.TempDir(), PluginDir: pdir, Addr: freeAddr(t), Client: http.DefaultClient, up: "/readyz"}
+	if extra != nil {
+		extra(pdir)
+		s.up = "/healthz"
+	}
 	s.URL = "http://" + s.Addr
 	if tls := tlsClient(env); tls != nil {
 		s.URL, s.Client = "https://"+s.Addr, tls
@@ -152,12 +172,12 @@ func (s *Sidecar) start() {
 			s.t.Fatalf("evorelay exited at start-up:\n%s", s.logs.String())
 		default:
 		}
-		if code, _ := s.Do("GET", "/readyz", nil); code == http.StatusOK {
+		if code, _ := s.Do("GET", s.up, nil); code == http.StatusOK {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.t.Fatalf("evorelay not ready after 30s:\n%s", s.logs.String())
+	s.t.Fatalf("evorelay: %s not 200 after 30s:\n%s", s.up, s.logs.String())
 }
 
 // Kill9 kills the host with SIGKILL, as a crash would.

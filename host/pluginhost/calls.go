@@ -20,6 +20,9 @@ type FieldError struct {
 // Validate asks the plugin to check one instance's settings, waiting while
 // the plugin restarts (bounded by ctx).
 func (p *Plugin) Validate(ctx context.Context, instance string, settings json.RawMessage) (json.RawMessage, []FieldError, error) {
+	if err := p.Unavailable(); err != nil {
+		return nil, nil, err
+	}
 	rpc, err := p.Client(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pluginhost: %s is not running: %w", p.name, err)

@@ -37,8 +37,9 @@ var (
 	exitPoll        = 200 * time.Millisecond
 	restartBackoff0 = 200 * time.Millisecond
 	restartBackoffN = 30 * time.Second
-	failedAfter     = 5           // restarts in a row without a stable process → failed
-	stableAfter     = time.Minute // a process up this long ends a crash loop
+	failedAfter     = 5                // restarts in a row without a stable process → failed
+	stableAfter     = time.Minute      // a process up this long ends a crash loop
+	startTimeout    = 30 * time.Second // for the plugin's handshake line
 )
 
 // Status is what GET /plugins shows of a plugin.
@@ -75,6 +76,7 @@ type Plugin struct {
 	lastError string
 	ready     chan struct{} // closed while a client is running
 	stopping  bool
+	done      chan struct{} // closed by stop
 }
 
 func newPlugin(name, path string, opts Options) *Plugin {
@@ -83,6 +85,7 @@ func newPlugin(name, path string, opts Options) *Plugin {
 		logger: opts.Logger.Named("pluginhost").With("sink", name),
 		state:  StateStarting,
 		ready:  make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 }
 
@@ -144,7 +147,7 @@ func (p *Plugin) start(ctx context.Context) error {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           pluginLogger{p.opts.Logger.Named("plugin").With("sink", p.name)},
-		StartTimeout:     30 * time.Second,
+		StartTimeout:     startTimeout,
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(sinkv1.MaxMessageBytes),
 			grpc.MaxCallSendMsgSize(sinkv1.MaxMessageBytes))},
@@ -229,29 +232,32 @@ func (p *Plugin) SocketPath() string {
 }
 
 // supervise replaces the process whenever it exits or fails its health
-// checks, until stop.
+// checks, and keeps trying to start one while there is none, until stop.
 func (p *Plugin) supervise() {
 	for {
-		reason := p.watch()
-		p.mu.Lock()
-		if p.stopping {
+		if p.running() {
+			reason := p.watch()
+			p.mu.Lock()
+			if p.stopping {
+				p.mu.Unlock()
+				return
+			}
+			p.rpc = nil
+			p.ready = make(chan struct{})
+			p.lastError = reason
+			p.restarts++
+			p.state = StateRestarting
+			client := p.client
+			p.client = nil
 			p.mu.Unlock()
-			return
+			client.Kill()
+			p.logger.Warn("plugin process lost; restarting", "error", reason)
 		}
-		p.rpc = nil
-		p.ready = make(chan struct{})
-		p.lastError = reason
-		p.restarts++
-		p.state = StateRestarting
-		client := p.client
-		p.mu.Unlock()
-		client.Kill()
-		p.logger.Warn("plugin process lost; restarting", "error", reason)
-
 		for {
 			wait := p.crashed()
-			time.Sleep(wait + time.Duration(rand.Int64N(int64(wait)/5+1)))
-			if p.isStopping() {
+			select {
+			case <-time.After(wait + time.Duration(rand.Int64N(int64(wait)/5+1))):
+			case <-p.done:
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -260,12 +266,42 @@ func (p *Plugin) supervise() {
 			if err == nil {
 				break
 			}
-			p.mu.Lock()
-			p.lastError = err.Error()
-			p.mu.Unlock()
-			p.logger.Error("plugin restart failed", "error", err)
+			p.failedStart(err)
 		}
 	}
+}
+
+// running reports whether a process serves the plugin.
+func (p *Plugin) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rpc != nil
+}
+
+// failedStart records why a process could not be started: the plugin is
+// failed until one starts, and the reason is in its status and the log.
+func (p *Plugin) failedStart(err error) {
+	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		return
+	}
+	p.lastError = err.Error()
+	p.state = StateFailed
+	p.mu.Unlock()
+	p.logger.Error("plugin failed to start; retrying with backoff", "error", err)
+}
+
+// Unavailable says why the plugin cannot answer now: it has no process
+// and its last start failed. It is nil while a process runs or one is
+// being started after a crash (callers wait for it then).
+func (p *Plugin) Unavailable() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rpc != nil || p.state != StateFailed {
+		return nil
+	}
+	return fmt.Errorf("the %s plugin failed to start: %s; it is retried with backoff (see GET /plugins)", p.name, p.lastError)
 }
 
 // crashed counts one more crash in a row and returns how long to wait
@@ -337,6 +373,7 @@ func (p *Plugin) stop(ctx context.Context) {
 		return
 	}
 	p.stopping = true
+	close(p.done)
 	client, rpc := p.client, p.rpc
 	p.state = StateStopped
 	p.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -49,11 +50,17 @@ type Options struct {
 type Host struct {
 	plugins map[string]*Plugin
 	names   []string
+	// refused are plugin files the host will not run at all (a reserved
+	// name), shown in Status as failed.
+	refused []Status
 }
 
-// Start launches every plugin in opts.Dir and opens it. A plugin that
-// cannot start, or whose Open refuses its settings, stops start-up with an
-// error that says which plugin and why.
+// Start launches every plugin in opts.Dir, all at once, and opens each.
+// A plugin that cannot start (it writes to stdout before the handshake,
+// hangs in it, speaks another protocol version, describes itself under
+// another name, or refuses its settings) never stops the host or the other
+// plugins: it is shown failed with its reason, logged, and retried with
+// backoff. Only a plugin directory that cannot be read is an error.
 func Start(ctx context.Context, opts Options) (*Host, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
@@ -66,18 +73,24 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 	for _, path := range paths {
 		name := strings.TrimPrefix(filepath.Base(path), BinaryPrefix)
 		if reserved[name] {
-			h.Close(ctx)
-			return nil, fmt.Errorf("pluginhost: %s: %q is a route of the host and cannot be a sink name", path, name)
+			reason := fmt.Sprintf("%s: %q is a route of the host and cannot be a sink name; rename the file", path, name)
+			opts.Logger.Named("pluginhost").Error("plugin refused", "sink", name, "error", reason)
+			h.refused = append(h.refused, Status{Name: name, State: StateFailed, LastError: reason})
+			continue
 		}
-		p := newPlugin(name, path, opts)
-		if err := p.start(ctx); err != nil {
-			h.Close(ctx)
-			return nil, err
-		}
-		h.plugins[name] = p
+		h.plugins[name] = newPlugin(name, path, opts)
 		h.names = append(h.names, name)
 	}
 	sort.Strings(h.names)
+	var first sync.WaitGroup
+	for _, p := range h.plugins {
+		first.Go(func() {
+			if err := p.start(ctx); err != nil {
+				p.failedStart(err)
+			}
+		})
+	}
+	first.Wait()
 	for _, p := range h.plugins {
 		go p.supervise()
 	}
@@ -116,13 +129,14 @@ func (h *Host) Plugin(name string) (*Plugin, bool) {
 	return p, ok
 }
 
-// Status lists every plugin's status, sorted by name.
+// Status lists every plugin's status, sorted by name, the refused files
+// last.
 func (h *Host) Status() []Status {
-	out := make([]Status, 0, len(h.names))
+	out := make([]Status, 0, len(h.names)+len(h.refused))
 	for _, n := range h.names {
 		out = append(out, h.plugins[n].Status())
 	}
-	return out
+	return append(out, h.refused...)
 }
 
 // Close stops every plugin: a Close call, then the process ends.

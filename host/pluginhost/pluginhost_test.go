@@ -16,6 +16,9 @@ import (
 var webhookBin string
 
 func TestMain(m *testing.M) {
+	// Quick restarts, and a hanging plugin given up on soon. Set once:
+	// supervisors of one test may outlive it.
+	restartBackoff0, startTimeout = 10*time.Millisecond, 5*time.Second
 	dir, err := os.MkdirTemp("", "pluginhost-")
 	if err != nil {
 		panic(err)
@@ -61,22 +64,86 @@ func TestDiscover(t *testing.T) {
 	}
 }
 
-func TestStartRefusesMisnamedPlugins(t *testing.T) {
-	for file, want := range map[string]string{
-		"evorelay-sink-hook":   "name the file evorelay-sink-webhook",
-		"evorelay-sink-events": "is a route of the host",
-	} {
-		_, err := Start(context.Background(), options(pluginDir(t, file)))
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v; want an error saying %q", file, err, want)
+// script writes an executable shell script into dir as file.
+func script(t *testing.T, dir, file, body string) {
+	t.Helper()
+	must(t, os.WriteFile(filepath.Join(dir, file), []byte("#!/bin/sh\n"+body+"\n"), 0o755))
+}
+
+// Bad files in the plugin directory never stop the host: each is shown
+// failed with its reason, its calls answer that reason at once, it is
+// retried with backoff, and the good plugin beside them serves.
+func TestBadPluginsDoNotStopTheHost(t *testing.T) {
+	dir := pluginDir(t, "evorelay-sink-webhook", "evorelay-sink-hook", "evorelay-sink-events")
+	attempts := filepath.Join(t.TempDir(), "attempts")
+	// Prints to stdout, then runs a real plugin: go-plugin reads the
+	// first line as its handshake.
+	script(t, dir, "evorelay-sink-chatty", "echo starting up; exec "+webhookBin)
+	// Never answers the handshake; counts how often it was started.
+	script(t, dir, "evorelay-sink-hangs", "echo x >> "+attempts+"; exec sleep 600")
+	// Answers the handshake for application protocol 99.
+	script(t, dir, "evorelay-sink-future", "echo '1|99|unix|/nonexistent.sock|grpc|'; exec sleep 600")
+
+	h, err := Start(context.Background(), options(dir))
+	if err != nil {
+		t.Fatalf("Start with bad plugins beside a good one: %v", err)
+	}
+	defer h.Close(context.Background())
+
+	want := map[string]string{
+		"chatty": "starting up",
+		"hangs":  "timeout",
+		"future": "version",
+		"hook":   "name the file evorelay-sink-webhook",
+		"events": "is a route of the host",
+	}
+	seen := map[string]bool{}
+	for _, st := range h.Status() {
+		seen[st.Name] = true
+		if st.Name == "webhook" {
+			if st.State != StateRunning || !st.Ready {
+				t.Errorf("webhook beside bad plugins: %+v; want running and ready", st)
+			}
+			continue
 		}
+		if st.State != StateFailed || !strings.Contains(st.LastError, want[st.Name]) {
+			t.Errorf("%s: %+v; want failed, the reason saying %q", st.Name, st, want[st.Name])
+		}
+	}
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("%s is not in Status %+v", name, h.Status())
+		}
+	}
+	if got := h.Names(); fmt.Sprint(got) != "[chatty future hangs hook webhook]" {
+		t.Errorf("Names() = %v; want every plugin but the reserved one", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bad, _ := h.Plugin("chatty")
+	if _, _, err := bad.Validate(ctx, "i", []byte(`{"enabled":false,"events":[]}`)); err == nil || !strings.Contains(err.Error(), "starting up") {
+		t.Errorf("Validate on a failed plugin: %v; want its reason at once", err)
+	}
+	good, _ := h.Plugin("webhook")
+	if _, fe, err := good.Validate(ctx, "i", []byte(`{"enabled":true,"events":[],"url":"ftp://x"}`)); err != nil || len(fe) == 0 {
+		t.Errorf("Validate on the good plugin: %v %v", fe, err)
+	}
+
+	deadline := time.Now().Add(time.Minute)
+	for {
+		b, _ := os.ReadFile(attempts)
+		if strings.Count(string(b), "x") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hanging plugin was started %d times in a minute; want it retried", strings.Count(string(b), "x"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
 func TestRestartsAKilledPlugin(t *testing.T) {
-	old := restartBackoff0
-	restartBackoff0 = 10 * time.Millisecond
-	defer func() { restartBackoff0 = old }()
 	h, err := Start(context.Background(), options(pluginDir(t, "evorelay-sink-webhook")))
 	if err != nil {
 		t.Fatal(err)
@@ -127,9 +194,6 @@ func must(t *testing.T, err error) {
 // A plugin that keeps dying is shown as failed, is still restarted, and
 // serves again once it stays up.
 func TestCrashLoopIsFailed(t *testing.T) {
-	old := restartBackoff0
-	restartBackoff0 = 10 * time.Millisecond
-	defer func() { restartBackoff0 = old }()
 	h, err := Start(context.Background(), options(pluginDir(t, "evorelay-sink-webhook")))
 	if err != nil {
 		t.Fatal(err)
