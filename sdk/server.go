@@ -124,7 +124,7 @@ func isObject(b []byte) bool {
 
 func (s *server) Health(ctx context.Context, _ *sinkv1.HealthRequest) (*sinkv1.HealthResponse, error) {
 	h := s.sink.Health(ctx)
-	return &sinkv1.HealthResponse{Ready: h.Ready, Detail: h.Detail, Gauges: h.Gauges}, nil
+	return &sinkv1.HealthResponse{Ready: h.Ready, Detail: h.Detail, Gauges: h.Gauges, Counters: h.Counters}, nil
 }
 
 func (s *server) Close(ctx context.Context, _ *sinkv1.CloseRequest) (*sinkv1.CloseResponse, error) {

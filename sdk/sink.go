@@ -89,9 +89,14 @@ type Health struct {
 	// Detail says why not, or what mode the sink is in.
 	Detail string
 	// Gauges are the sink's own measurements by name (e.g. "connections");
-	// the host exports them as evorelay_plugin_gauge{sink, name}. Names:
+	// the host exports them as evorelay_plugin_measurement{sink, name}. Names:
 	// lowercase letters, digits and '_'.
 	Gauges map[string]float64
+	// Counters are the sink's running totals since its process started,
+	// by name (e.g. "delivered", without a _total suffix); the host exports
+	// them as evorelay_plugin_count_total{sink, name}. Same names as
+	// Gauges.
+	Counters map[string]float64
 }
 
 // Delivery is one event for one instance, for this sink.

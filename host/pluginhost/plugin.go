@@ -55,6 +55,9 @@ type Status struct {
 	// Gauges are the plugin's own measurements, as of its last health
 	// check.
 	Gauges map[string]float64 `json:"gauges,omitempty"`
+	// Counters are the plugin's running totals since its process started,
+	// as of its last health check.
+	Counters map[string]float64 `json:"counters,omitempty"`
 }
 
 // Plugin is one sink plugin and the process that currently serves it.
@@ -127,7 +130,7 @@ func (p *Plugin) Status() Status {
 	s := Status{
 		Name: p.name, State: p.state, Restarts: p.restarts, PID: p.pid,
 		Ready: p.state == StateRunning && p.health.Ready, Detail: p.health.Detail,
-		LastError: p.lastError, Gauges: p.health.Gauges,
+		LastError: p.lastError, Gauges: p.health.Gauges, Counters: p.health.Counters,
 	}
 	if p.desc != nil {
 		s.Version = p.desc.Version
@@ -170,7 +173,7 @@ func (p *Plugin) start(ctx context.Context) error {
 		p.pid = rc.Pid
 	}
 	if health != nil {
-		p.health = sinkv1.HealthResponse{Ready: health.Ready, Detail: health.Detail, Gauges: health.Gauges}
+		p.health = sinkv1.HealthResponse{Ready: health.Ready, Detail: health.Detail, Gauges: health.Gauges, Counters: health.Counters}
 	}
 	p.since = time.Now()
 	p.state = StateRunning
@@ -349,7 +352,7 @@ func (p *Plugin) watch() string {
 		}
 		failures = 0
 		p.mu.Lock()
-		p.health = sinkv1.HealthResponse{Ready: h.Ready, Detail: h.Detail, Gauges: h.Gauges}
+		p.health = sinkv1.HealthResponse{Ready: h.Ready, Detail: h.Detail, Gauges: h.Gauges, Counters: h.Counters}
 		if time.Since(p.since) >= stableAfter {
 			p.crashes = 0
 			p.state = StateRunning

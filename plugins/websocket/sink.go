@@ -264,14 +264,17 @@ func (s *Sink) Health(context.Context) sdk.Health {
 		return sdk.Health{Detail: "closed"}
 	}
 	st := s.hub.snapshot()
-	return sdk.Health{Ready: true, Detail: describeStats(st), Gauges: map[string]float64{
-		"connections":               float64(st.clients + st.allClients),
-		"connections_global":        float64(st.allClients),
-		"delivered_total":           float64(st.delivered),
-		"delivered_no_client_total": float64(st.noClient),
-		"dropped_slow_total":        float64(st.slow),
-		"dropped_no_pong_total":     float64(st.noPong),
-	}}
+	return sdk.Health{Ready: true, Detail: describeStats(st),
+		Gauges: map[string]float64{
+			"connections":        float64(st.clients + st.allClients),
+			"connections_global": float64(st.allClients),
+		},
+		Counters: map[string]float64{
+			"delivered":           float64(st.delivered),
+			"delivered_no_client": float64(st.noClient),
+			"dropped_slow":        float64(st.slow),
+			"dropped_no_pong":     float64(st.noPong),
+		}}
 }
 
 func describeStats(st stats) string {

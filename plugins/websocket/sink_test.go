@@ -550,8 +550,9 @@ func TestAckWithNoClient(t *testing.T) {
 	if h := s.Health(context.Background()); !h.Ready || h.Detail != "1 clients (0 on /ws); 4 delivered, 3 with no client" {
 		t.Errorf("Health = %+v", h)
 	}
-	if g := s.Health(context.Background()).Gauges; g["connections"] != 1 || g["delivered_total"] != 4 || g["delivered_no_client_total"] != 3 {
-		t.Fatalf("health gauges %v; want 1 connection, 4 delivered, 3 with no client", g)
+	h := s.Health(context.Background())
+	if g, c := h.Gauges, h.Counters; g["connections"] != 1 || c["delivered"] != 4 || c["delivered_no_client"] != 3 {
+		t.Fatalf("health gauges %v, counters %v; want 1 connection, 4 delivered, 3 with no client", g, c)
 	}
 }
 

@@ -632,8 +632,13 @@ type HealthResponse struct {
 	// detail says why not, or what mode the plugin is in.
 	Detail string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
 	// gauges are the plugin's own measurements (e.g. "connections"); the
-	// host exports them as evorelay_plugin_gauge{sink, name}.
-	Gauges        map[string]float64 `protobuf:"bytes,3,rep,name=gauges,proto3" json:"gauges,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// host exports them as evorelay_plugin_measurement{sink, name}.
+	Gauges map[string]float64 `protobuf:"bytes,3,rep,name=gauges,proto3" json:"gauges,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// counters are the plugin's own running totals since its process
+	// started (e.g. "delivered"); the host exports them as counters,
+	// evorelay_plugin_count_total{sink, name}, which restart at 0 with the
+	// process as Prometheus counters may.
+	Counters      map[string]float64 `protobuf:"bytes,4,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -685,6 +690,13 @@ func (x *HealthResponse) GetDetail() string {
 func (x *HealthResponse) GetGauges() map[string]float64 {
 	if x != nil {
 		return x.Gauges
+	}
+	return nil
+}
+
+func (x *HealthResponse) GetCounters() map[string]float64 {
+	if x != nil {
+		return x.Counters
 	}
 	return nil
 }
@@ -1055,12 +1067,16 @@ const file_sink_proto_rawDesc = "" +
 	"FieldError\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x0f\n" +
-	"\rHealthRequest\"\xbf\x01\n" +
+	"\rHealthRequest\"\xc8\x02\n" +
 	"\x0eHealthResponse\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12D\n" +
-	"\x06gauges\x18\x03 \x03(\v2,.evorelay.sink.v1.HealthResponse.GaugesEntryR\x06gauges\x1a9\n" +
+	"\x06gauges\x18\x03 \x03(\v2,.evorelay.sink.v1.HealthResponse.GaugesEntryR\x06gauges\x12J\n" +
+	"\bcounters\x18\x04 \x03(\v2..evorelay.sink.v1.HealthResponse.CountersEntryR\bcounters\x1a9\n" +
 	"\vGaugesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a;\n" +
+	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"L\n" +
 	"\x0eDeliverRequest\x12:\n" +
@@ -1119,7 +1135,7 @@ func file_sink_proto_rawDescGZIP() []byte {
 }
 
 var file_sink_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_sink_proto_goTypes = []any{
 	(Capability)(0),          // 0: evorelay.sink.v1.Capability
 	(Naming)(0),              // 1: evorelay.sink.v1.Naming
@@ -1141,6 +1157,7 @@ var file_sink_proto_goTypes = []any{
 	(*CloseResponse)(nil),    // 17: evorelay.sink.v1.CloseResponse
 	nil,                      // 18: evorelay.sink.v1.OpenRequest.SettingsEntry
 	nil,                      // 19: evorelay.sink.v1.HealthResponse.GaugesEntry
+	nil,                      // 20: evorelay.sink.v1.HealthResponse.CountersEntry
 }
 var file_sink_proto_depIdxs = []int32{
 	0,  // 0: evorelay.sink.v1.DescribeResponse.capabilities:type_name -> evorelay.sink.v1.Capability
@@ -1148,26 +1165,27 @@ var file_sink_proto_depIdxs = []int32{
 	1,  // 2: evorelay.sink.v1.OpenRequest.naming:type_name -> evorelay.sink.v1.Naming
 	9,  // 3: evorelay.sink.v1.ValidateResponse.field_errors:type_name -> evorelay.sink.v1.FieldError
 	19, // 4: evorelay.sink.v1.HealthResponse.gauges:type_name -> evorelay.sink.v1.HealthResponse.GaugesEntry
-	13, // 5: evorelay.sink.v1.DeliverRequest.deliveries:type_name -> evorelay.sink.v1.Delivery
-	15, // 6: evorelay.sink.v1.DeliverResponse.acks:type_name -> evorelay.sink.v1.Ack
-	2,  // 7: evorelay.sink.v1.Ack.outcome:type_name -> evorelay.sink.v1.Outcome
-	3,  // 8: evorelay.sink.v1.Sink.Describe:input_type -> evorelay.sink.v1.DescribeRequest
-	5,  // 9: evorelay.sink.v1.Sink.Open:input_type -> evorelay.sink.v1.OpenRequest
-	7,  // 10: evorelay.sink.v1.Sink.Validate:input_type -> evorelay.sink.v1.ValidateRequest
-	10, // 11: evorelay.sink.v1.Sink.Health:input_type -> evorelay.sink.v1.HealthRequest
-	12, // 12: evorelay.sink.v1.Sink.Deliver:input_type -> evorelay.sink.v1.DeliverRequest
-	16, // 13: evorelay.sink.v1.Sink.Close:input_type -> evorelay.sink.v1.CloseRequest
-	4,  // 14: evorelay.sink.v1.Sink.Describe:output_type -> evorelay.sink.v1.DescribeResponse
-	6,  // 15: evorelay.sink.v1.Sink.Open:output_type -> evorelay.sink.v1.OpenResponse
-	8,  // 16: evorelay.sink.v1.Sink.Validate:output_type -> evorelay.sink.v1.ValidateResponse
-	11, // 17: evorelay.sink.v1.Sink.Health:output_type -> evorelay.sink.v1.HealthResponse
-	14, // 18: evorelay.sink.v1.Sink.Deliver:output_type -> evorelay.sink.v1.DeliverResponse
-	17, // 19: evorelay.sink.v1.Sink.Close:output_type -> evorelay.sink.v1.CloseResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	20, // 5: evorelay.sink.v1.HealthResponse.counters:type_name -> evorelay.sink.v1.HealthResponse.CountersEntry
+	13, // 6: evorelay.sink.v1.DeliverRequest.deliveries:type_name -> evorelay.sink.v1.Delivery
+	15, // 7: evorelay.sink.v1.DeliverResponse.acks:type_name -> evorelay.sink.v1.Ack
+	2,  // 8: evorelay.sink.v1.Ack.outcome:type_name -> evorelay.sink.v1.Outcome
+	3,  // 9: evorelay.sink.v1.Sink.Describe:input_type -> evorelay.sink.v1.DescribeRequest
+	5,  // 10: evorelay.sink.v1.Sink.Open:input_type -> evorelay.sink.v1.OpenRequest
+	7,  // 11: evorelay.sink.v1.Sink.Validate:input_type -> evorelay.sink.v1.ValidateRequest
+	10, // 12: evorelay.sink.v1.Sink.Health:input_type -> evorelay.sink.v1.HealthRequest
+	12, // 13: evorelay.sink.v1.Sink.Deliver:input_type -> evorelay.sink.v1.DeliverRequest
+	16, // 14: evorelay.sink.v1.Sink.Close:input_type -> evorelay.sink.v1.CloseRequest
+	4,  // 15: evorelay.sink.v1.Sink.Describe:output_type -> evorelay.sink.v1.DescribeResponse
+	6,  // 16: evorelay.sink.v1.Sink.Open:output_type -> evorelay.sink.v1.OpenResponse
+	8,  // 17: evorelay.sink.v1.Sink.Validate:output_type -> evorelay.sink.v1.ValidateResponse
+	11, // 18: evorelay.sink.v1.Sink.Health:output_type -> evorelay.sink.v1.HealthResponse
+	14, // 19: evorelay.sink.v1.Sink.Deliver:output_type -> evorelay.sink.v1.DeliverResponse
+	17, // 20: evorelay.sink.v1.Sink.Close:output_type -> evorelay.sink.v1.CloseResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_sink_proto_init() }
@@ -1181,7 +1199,7 @@ func file_sink_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sink_proto_rawDesc), len(file_sink_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
