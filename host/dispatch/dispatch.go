@@ -544,6 +544,7 @@ func (w *worker) settle(d spool.Delivery, a *sinkv1.Ack, now time.Time) spool.Re
 	switch a.GetOutcome() {
 	case sinkv1.Outcome_OUTCOME_OK:
 		w.opts.Metrics.count(w.sink, "ok", 1)
+		w.opts.Metrics.delivered(w.sink, d.ID, now)
 		return spool.Result{ID: d.ID, Outcome: spool.Done}
 	case sinkv1.Outcome_OUTCOME_REJECT:
 		log.Warn("delivery rejected; dead-lettered", "error", a.GetReason())
