@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -119,6 +121,9 @@ func (l *link) dial() (*session, error) {
 		Locale:     "en_US",
 		Properties: props,
 		Dial:       amqp.DefaultDial(10 * time.Second),
+		// amqps:// with EVORELAY_RABBITMQ_TLS_CA; nil trusts the system's
+		// CAs. The server name is the URI's host.
+		TLSClientConfig: l.cfg.tls.Clone(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", l.cfg.addr, err)
@@ -217,9 +222,22 @@ func (l *link) health() (h sdk.Health) {
 // nacked, returned or abandoned). Deliver takes slots, sending to slots.
 func (l *link) release() { <-l.slots }
 
+// loadCA reads the PEM certificates in file into a pool.
+func loadCA(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate; expected the CA certificate that signed the broker's", file)
+	}
+	return pool, nil
+}
+
 // declareFor declares the exchange and the queues of one instance's
 // subscribed events on the current session.
-func (l *link) declareFor(instance string, subscribed []string) error {
+func (l *link) declareFor(instance string, subscribed []string, limits queueLimits) error {
 	l.mu.Lock()
 	s := l.sess
 	l.mu.Unlock()
@@ -227,7 +245,9 @@ func (l *link) declareFor(instance string, subscribed []string) error {
 		return errors.New("not connected")
 	}
 	for _, ev := range subscribed {
-		if err := s.ensure(routeFor(instance, events.Wire(ev), l.cfg.global), l.cfg.queueType); err != nil {
+		// With limits, a queue that exists without them is the user's to
+		// know about; without, one that exists is used as it is.
+		if err := s.ensure(routeFor(instance, events.Wire(ev), l.cfg.global), limits.args(l.cfg.queueType), limits.set()); err != nil {
 			return err
 		}
 	}
@@ -355,11 +375,15 @@ func (s *session) outcome(id string, acked bool, r route) error {
 	return nil
 }
 
-// ensure declares r's exchange, queue and binding once per session.
-func (s *session) ensure(r route, queueType string) error {
+// ensure declares r's exchange, and its queue with args, and the binding,
+// once per session. A
+// queue that exists with other arguments is used as it is, unless strict
+// (Validate of settings with queue limits): then the broker's refusal is
+// the error, and the cache is not trusted.
+func (s *session) ensure(r route, args amqp.Table, strict bool) error {
 	key := r.exchange + "\x00" + r.queue
 	s.knowMu.RLock()
-	ok := s.known[key]
+	ok := s.known[key] && !strict
 	s.knowMu.RUnlock()
 	if ok {
 		return nil
@@ -367,7 +391,7 @@ func (s *session) ensure(r route, queueType string) error {
 	s.topoMu.Lock()
 	defer s.topoMu.Unlock()
 	s.knowMu.RLock()
-	exchangeKnown, ok := s.known[r.exchange+"\x00"], s.known[key]
+	exchangeKnown, ok := s.known[r.exchange+"\x00"], s.known[key] && !strict
 	s.knowMu.RUnlock()
 	if ok {
 		return nil
@@ -388,10 +412,10 @@ func (s *session) ensure(r route, queueType string) error {
 		s.learn(r.exchange + "\x00")
 	}
 	err := s.onTopo(func(ch *amqp.Channel) error {
-		_, err := ch.QueueDeclare(r.queue, true, false, false, false, queueArgs(queueType))
+		_, err := ch.QueueDeclare(r.queue, true, false, false, false, args)
 		return err
 	})
-	if isPrecondition(err) {
+	if isPrecondition(err) && !strict {
 		s.log.Warn("queue exists with other properties; using it as it is", "sink", sinkName, "queue", r.queue, "error", err)
 		err = s.onTopo(func(ch *amqp.Channel) error {
 			_, err := ch.QueueDeclarePassive(r.queue, true, false, false, false, nil)
@@ -406,13 +430,6 @@ func (s *session) ensure(r route, queueType string) error {
 		return fmt.Errorf("rabbitmq: bind queue %q to exchange %q: %w", r.queue, r.exchange, err)
 	}
 	s.learn(key)
-	return nil
-}
-
-func queueArgs(queueType string) amqp.Table {
-	if queueType == "quorum" {
-		return amqp.Table{"x-queue-type": "quorum"}
-	}
 	return nil
 }
 

@@ -55,9 +55,16 @@
 // deliver: amqp://user:pass@host:5672/vhost, or amqps://), _GLOBAL,
 // _GLOBAL_EXCHANGE, _GLOBAL_PREFIX, _QUEUE_TYPE (quorum | classic),
 // _HEARTBEAT (10s), _MAX_IN_FLIGHT (1000), _CONFIRM_TIMEOUT (30s),
-// _RECONNECT_MAX_DELAY (30s). Durations take Go syntax or seconds.
+// _RECONNECT_MAX_DELAY (30s), _TLS_CA (PEM file of the CA that signed an
+// amqps:// broker's certificate; default: the system's CAs). Durations
+// take Go syntax or seconds.
 //
-// Per-instance settings: {"enabled": bool, "events": [...]}, nothing more.
+// Per-instance settings: {"enabled": bool, "events": [...]}, and optional
+// broker-side limits of the instance's queues, declared as queue
+// arguments: "queue_ttl" (x-message-ttl, e.g. "6h") and "queue_max_length"
+// (x-max-length; the oldest are dropped). RabbitMQ never changes a queue's
+// arguments: limits that differ from an existing queue's are refused (400)
+// with what to do (queues.go).
 // Enabling the sink is refused (400) while EVORELAY_RABBITMQ_URI is unset,
 // for an instance name that cannot name an exchange (empty, longer than 200
 // bytes, or starting with the reserved amq.), and when the broker refuses

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,13 +32,19 @@ const settingsSchema = `{
   "type": "object",
   "properties": {
     "enabled": {"type": "boolean"},
-    "events": {"type": "array", "items": {"type": "string"}}
+    "events": {"type": "array", "items": {"type": "string"}},
+    "queue_ttl": {"type": "string", "description": "how long a message waits in the instance's queues before RabbitMQ drops it (x-message-ttl), e.g. 6h"},
+    "queue_max_length": {"type": "integer", "minimum": 1, "description": "most messages each of the instance's queues holds; past it RabbitMQ drops the oldest (x-max-length)"}
   }
 }`
 
 // instanceSettings are one instance's settings, as the host normalized
-// them: event constants, and no events meaning every event.
-type instanceSettings = sdk.Subscription
+// them (event constants, and no events meaning every event), with the
+// broker-side limits of its queues (queues.go).
+type instanceSettings struct {
+	sdk.Subscription
+	queueLimits
+}
 
 // settingsMemo parses a delivery's settings, once for a run of deliveries
 // that carry the same settings (as a batch for one instance does).
@@ -52,7 +59,7 @@ func (m *settingsMemo) parse(raw []byte) (instanceSettings, error) {
 	if m.raw != nil && string(m.raw) == string(raw) {
 		return m.st, m.err
 	}
-	m.raw, m.st, m.err = raw, instanceSettings{Enabled: true}, nil
+	m.raw, m.st, m.err = raw, instanceSettings{Subscription: sdk.Subscription{Enabled: true}}, nil
 	if len(raw) > 0 {
 		m.err = json.Unmarshal(raw, &m.st)
 	}
@@ -69,11 +76,12 @@ type processSettings struct {
 	maxInFlight    int           // max_in_flight: unconfirmed publishes, default 1000
 	confirmTimeout time.Duration // confirm_timeout: default 30s
 	reconnectMax   time.Duration // reconnect_max_delay: default 30s
+	tls            *tls.Config   // tls_ca: the CA that signed an amqps:// broker's certificate
 }
 
 var knownSettings = []string{
 	"uri", "global", "global_exchange", "global_prefix", "queue_type",
-	"heartbeat", "max_in_flight", "confirm_timeout", "reconnect_max_delay",
+	"heartbeat", "max_in_flight", "confirm_timeout", "reconnect_max_delay", "tls_ca",
 }
 
 // parseProcessSettings reads the process settings; its errors name the
@@ -140,6 +148,13 @@ func parseProcessSettings(m map[string]string) (processSettings, []string, error
 			*d.to = dur
 		}
 	}
+	if v := get("tls_ca"); v != "" {
+		pool, err := loadCA(v)
+		if err != nil {
+			return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_TLS_CA: %w", err)
+		}
+		ps.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	if v := get("max_in_flight"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -181,6 +196,13 @@ func (s *Sink) Validate(_ context.Context, instance string, raw json.RawMessage)
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return nil, settingsError(err)
 	}
+	if err := st.queueLimits.check(s.cfg.global.on); err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
 	if !st.Enabled {
 		return raw, nil
 	}
@@ -196,8 +218,11 @@ func (s *Sink) Validate(_ context.Context, instance string, raw json.RawMessage)
 	if err := fe.Err(); err != nil {
 		return nil, err
 	}
-	if err := s.link.declareFor(instance, st.Subscribed()); err != nil {
+	if err := s.link.declareFor(instance, st.Subscribed(), st.queueLimits); err != nil {
 		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Server && ae.Code == amqp.PreconditionFailed && st.queueLimits.set() {
+			return nil, sdk.FieldErrors{{Field: "queue_ttl", Message: redeclareHint(err)}}
+		}
 		if errors.As(err, &ae) && ae.Server && refusal(ae.Code) {
 			return nil, sdk.FieldErrors{{Field: "enabled", Message: "RabbitMQ refused the instance's exchange or queues: " + err.Error()}}
 		}
@@ -219,9 +244,15 @@ func refusal(code int) bool {
 // settingsError names the field a settings object got wrong.
 func settingsError(err error) error {
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && (te.Field == "enabled" || te.Field == "events") {
-		want := map[string]string{"enabled": "true or false", "events": "a list of event names"}[te.Field]
-		return sdk.FieldErrors{{Field: te.Field, Message: fmt.Sprintf("got a JSON %s, want %s", te.Value, want)}}
+	if errors.As(err, &te) {
+		field := te.Field[strings.LastIndex(te.Field, ".")+1:] // Subscription.events
+		want := map[string]string{
+			"enabled": "true or false", "events": "a list of event names",
+			"queue_ttl": "a duration such as \"6h\"", "queue_max_length": "a whole number of messages",
+		}[field]
+		if want != "" {
+			return sdk.FieldErrors{{Field: field, Message: fmt.Sprintf("got a JSON %s, want %s", te.Value, want)}}
+		}
 	}
 	return sdk.FieldErrors{{Field: "enabled", Message: "the settings must be an object with enabled and events: " + err.Error()}}
 }
@@ -299,7 +330,8 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 			continue
 		}
 		if err == nil {
-			err = sess.ensure(r, s.cfg.queueType)
+			st, _ := settings.parse(d.Settings) // parsed by publishing
+			err = sess.ensure(r, st.args(s.cfg.queueType), false)
 		}
 		// Take a slot for one more unconfirmed publish. While every slot is
 		// taken, settle this batch's oldest publish as soon as it is

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest/testtls"
+)
+
+// An instance's queue_max_length and queue_ttl are its queues' arguments:
+// RabbitMQ keeps the newest messages up to the length, and drops what
+// waited past the TTL.
+func TestQueueLimits(t *testing.T) {
+	b := dialBroker(t)
+	s := openSink(t, events.NamingSeed, nil)
+
+	long := unique("t-maxlen")
+	cleanupBroker(t, long, instanceQueues(long)...)
+	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"],"queue_ttl":"1h","queue_max_length":2}`
+	out, err := s.Validate(context.Background(), long, json.RawMessage(settings))
+	if err != nil || string(out) != `{"enabled":true,"events":["MESSAGES_UPSERT"],"queue_ttl":"1h0m0s","queue_max_length":2}` {
+		t.Fatalf("Validate = %s, %v", out, err)
+	}
+	var batch []sdk.Delivery
+	for range 3 {
+		batch = append(batch, delivery(t, unique("id"), long, "MESSAGES_UPSERT", string(out)))
+	}
+	for id, err := range deliver(t, s, batch...) {
+		if err != nil {
+			t.Fatalf("delivery %s: %v", id, err)
+		}
+	}
+	got := b.messages(long+".messages.upsert", 2)
+	if got[0].MessageId != batch[1].ID || got[1].MessageId != batch[2].ID {
+		t.Fatalf("queue holds %s, %s; want the newest two, %s and %s", got[0].MessageId, got[1].MessageId, batch[1].ID, batch[2].ID)
+	}
+
+	short := unique("t-ttl")
+	cleanupBroker(t, short, instanceQueues(short)...)
+	settings = `{"enabled":true,"events":["MESSAGES_UPSERT"],"queue_ttl":"200ms"}`
+	if _, err := s.Validate(context.Background(), short, json.RawMessage(settings)); err != nil {
+		t.Fatal(err)
+	}
+	d := delivery(t, unique("id"), short, "MESSAGES_UPSERT", settings)
+	if err := deliver(t, s, d)[d.ID]; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the message to expire in the queue", time.Minute, func() bool {
+		q, err := b.channel().QueueDeclarePassive(short+".messages.upsert", true, false, false, false, nil)
+		return err == nil && q.Messages == 0
+	})
+}
+
+// RabbitMQ refuses to declare a queue again with other arguments: setting
+// other limits on an instance whose queues exist is a 400 that says what
+// to do, and delivering to the queue as it is goes on.
+func TestQueueLimitsChangedAreRefused(t *testing.T) {
+	s := openSink(t, events.NamingSeed, nil)
+	inst := unique("t-redeclare")
+	cleanupBroker(t, inst, instanceQueues(inst)...)
+	if _, err := s.Validate(context.Background(), inst, json.RawMessage(`{"enabled":true,"events":["CALL"],"queue_ttl":"1h"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Validate(context.Background(), inst, json.RawMessage(`{"enabled":true,"events":["CALL"],"queue_ttl":"2h"}`))
+	var fe sdk.FieldErrors
+	if !errors.As(err, &fe) || fe[0].Field != "queue_ttl" || !strings.Contains(fe[0].Message, "never changes a queue's arguments") {
+		t.Fatalf("Validate with another TTL = %v; want a queue_ttl field error explaining the redeclare", err)
+	}
+	// The publish path uses the queue as it is.
+	settings := `{"enabled":true,"events":["CALL"],"queue_ttl":"2h0m0s"}`
+	d := delivery(t, unique("id"), inst, "CALL", settings)
+	if err := deliver(t, s, d)[d.ID]; err != nil {
+		t.Fatalf("delivery to the queue as it is: %v", err)
+	}
+}
+
+func TestQueueLimitsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		q      queueLimits
+		global bool
+		field  string
+	}{
+		{queueLimits{TTL: "soon"}, false, "queue_ttl"},
+		{queueLimits{TTL: "0s"}, false, "queue_ttl"},
+		{queueLimits{TTL: "100d"}, false, "queue_ttl"},
+		{queueLimits{MaxLength: -1}, false, "queue_max_length"},
+		{queueLimits{TTL: "1h"}, true, "queue_ttl"},
+	} {
+		var fe sdk.FieldErrors
+		if err := tc.q.check(tc.global); !errors.As(err, &fe) || fe[0].Field != tc.field {
+			t.Errorf("%+v (global %v): %v; want a %s error", tc.q, tc.global, err, tc.field)
+		}
+	}
+	if got := (queueLimits{TTL: "90s", MaxLength: 5}).args("quorum"); got["x-message-ttl"] != int64(90000) || got["x-max-length"] != int64(5) || got["x-queue-type"] != "quorum" {
+		t.Errorf("args %v", got)
+	}
+	if got := (queueLimits{}).args("classic"); got != nil {
+		t.Errorf("no limits, classic: args %v, want none", got)
+	}
+}
+
+// With an amqps:// URI and EVORELAY_RABBITMQ_TLS_CA naming a private CA,
+// the sink publishes to the machine's RabbitMQ through a TLS-terminating
+// proxy the test runs in front of it; without the CA it does not connect.
+func TestTLS(t *testing.T) {
+	ca := testtls.NewCA(t)
+	uri := "amqps://guest:guest@" + testtls.Proxy(t, ca, brokerAddr) + "/"
+	b := dialBroker(t)
+	s := openSinkAt(t, uri, events.NamingSeed, map[string]string{"tls_ca": ca.File})
+	if h := s.Health(context.Background()); !strings.Contains(h.Detail, "amqps://") {
+		t.Fatalf("health %q; want it connected over amqps", h.Detail)
+	}
+	inst := unique("t-tls")
+	cleanupBroker(t, inst, instanceQueues(inst)...)
+	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
+	if _, err := s.Validate(context.Background(), inst, json.RawMessage(settings)); err != nil {
+		t.Fatal(err)
+	}
+	d := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	if err := deliver(t, s, d)[d.ID]; err != nil {
+		t.Fatalf("delivery over TLS: %v", err)
+	}
+	if m := b.messages(inst+".messages.upsert", 1)[0]; m.MessageId != d.ID {
+		t.Fatalf("queue holds %s, want %s", m.MessageId, d.ID)
+	}
+
+	plain := New()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := plain.Open(ctx, sdk.Config{Settings: map[string]string{"uri": uri}, Logger: testLogger()}); err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close(ctx)
+	waitFor(t, "a certificate error without the CA", 30*time.Second, func() bool {
+		h := plain.Health(ctx)
+		if h.Ready {
+			t.Fatalf("ready without the CA: %s", h.Detail)
+		}
+		return strings.Contains(h.Detail, "certificate signed by unknown authority")
+	})
+}
