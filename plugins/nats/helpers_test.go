@@ -110,9 +110,9 @@ type client struct {
 	js jetstream.JetStream
 }
 
-func dial(t testing.TB, url string) *client {
+func dial(t testing.TB, url string, opts ...nats.Option) *client {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("NATS at %s is not reachable (start it: nats-server -js): %v", url, err)
 	}

@@ -22,10 +22,11 @@ type natsServer struct {
 	t    *testing.T
 	port string
 	dir  string
+	args []string // more nats-server flags
 	cmd  *exec.Cmd
 }
 
-func startServer(t *testing.T) *natsServer {
+func startServer(t *testing.T, args ...string) *natsServer {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,7 +34,7 @@ func startServer(t *testing.T) *natsServer {
 	}
 	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	_ = l.Close()
-	srv := &natsServer{t: t, port: port, dir: t.TempDir()}
+	srv := &natsServer{t: t, port: port, dir: t.TempDir(), args: args}
 	srv.start()
 	t.Cleanup(srv.kill)
 	return srv
@@ -43,7 +44,7 @@ func (srv *natsServer) url() string { return "nats://127.0.0.1:" + srv.port }
 
 func (srv *natsServer) start() {
 	srv.t.Helper()
-	cmd := exec.Command("/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", srv.port, "-js", "-sd", srv.dir)
+	cmd := exec.Command("/usr/sbin/nats-server", append([]string{"-a", "127.0.0.1", "-p", srv.port, "-js", "-sd", srv.dir}, srv.args...)...)
 	if err := cmd.Start(); err != nil {
 		srv.t.Fatalf("start nats-server: %v", err)
 	}

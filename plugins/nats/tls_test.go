@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest/testtls"
+)
+
+// With a tls:// URL and EVORELAY_NATS_TLS_CA naming a private CA, the sink
+// publishes through a nats-server that speaks only TLS (one this test
+// starts); without the CA it does not connect.
+func TestTLS(t *testing.T) {
+	ca := testtls.NewCA(t)
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	ca.Issue(t).Write(t, cert, key)
+	srv := startServer(t, "--tls", "--tlscert", cert, "--tlskey", key)
+	url := "tls://127.0.0.1:" + srv.port
+
+	s := openSink(t, url, events.NamingSeed, map[string]string{"tls_ca": ca.File})
+	c := dial(t, url, nats.RootCAs(ca.File))
+	inst := unique("t-tls")
+	st := c.stream(unique("T-TLS"), inst+".messages.upsert")
+	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
+	validate(t, s, inst, settings)
+	d := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	if err := deliver(t, s, d)[d.ID]; err != nil {
+		t.Fatalf("delivery over TLS: %v", err)
+	}
+	msgs := stored(t, st)
+	if len(msgs) != 1 || msgs[0].Header.Get("Nats-Msg-Id") != d.ID {
+		t.Fatalf("stream holds %d messages, want the one delivered over TLS", len(msgs))
+	}
+
+	// The machine's CAs do not vouch for the test's: no connection.
+	plain := New()
+	if err := plain.Open(context.Background(), sdk.Config{Settings: map[string]string{"url": url}, Logger: testLogger()}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer plain.Close(context.Background())
+	if h := plain.Health(context.Background()); h.Ready {
+		t.Fatalf("without the CA the sink is ready: %s", h.Detail)
+	}
+	d2 := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	if err := deliver(t, plain, d2)[d2.ID]; err == nil || sdk.IsPermanent(err) {
+		t.Fatalf("delivery without the CA acked %v, want a retryable error", err)
+	}
+	if n := len(stored(t, st)); n != 1 {
+		t.Fatalf("stream holds %d messages after a delivery without the CA, want 1", n)
+	}
+}
