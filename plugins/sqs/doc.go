@@ -37,6 +37,8 @@
 //	EVORELAY_SQS_GLOBAL_PREFIX      global queue names are <prefix>_<event>.fifo
 //	EVORELAY_SQS_GLOBAL_QUEUE       global: one queue for every event instead (".fifo" added)
 //	EVORELAY_SQS_GROUP_BY           instance (default) or chat: what MessageGroupId orders by
+//	EVORELAY_SQS_MESSAGE_RETENTION  MessageRetentionPeriod of the queues the sink creates,
+//	                                1m to 336h (SQS's default: 4 days); existing queues keep theirs
 //
 // A bad value stops the plugin's Open with an error naming the variable;
 // an unknown EVORELAY_SQS_* variable is logged as a warning. Without a

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -43,14 +44,17 @@ func (s *Sink) queueURL(ctx context.Context, name string) (string, error) {
 // createQueue creates a FIFO queue (CreateQueue is idempotent for the same
 // attributes) and caches its URL. Deduplication is by the delivery id the
 // sink sends, never by content: two identical events are two messages.
+// With EVORELAY_SQS_MESSAGE_RETENTION the queue keeps messages that long;
+// a queue that exists keeps its own retention.
 func (s *Sink) createQueue(ctx context.Context, name string) (string, error) {
-	out, err := s.client.CreateQueue(ctx, &sqs.CreateQueueInput{
-		QueueName: aws.String(name),
-		Attributes: map[string]string{
-			string(types.QueueAttributeNameFifoQueue):                 "true",
-			string(types.QueueAttributeNameContentBasedDeduplication): "false",
-		},
-	})
+	attrs := map[string]string{
+		string(types.QueueAttributeNameFifoQueue):                 "true",
+		string(types.QueueAttributeNameContentBasedDeduplication): "false",
+	}
+	if s.proc.retention > 0 {
+		attrs[string(types.QueueAttributeNameMessageRetentionPeriod)] = strconv.Itoa(int(s.proc.retention.Seconds()))
+	}
+	out, err := s.client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
 	if err != nil {
 		return "", fmt.Errorf("sqs: create queue %s: %w", name, err)
 	}

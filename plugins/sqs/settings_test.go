@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/evorelay/evorelay/sdk"
 )
@@ -26,6 +27,14 @@ func TestParseProcess(t *testing.T) {
 				t.Errorf("got %+v", p)
 			}
 		}},
+		{name: "retention", env: map[string]string{"message_retention": "6h"}, check: func(t *testing.T, p process) {
+			if p.retention != 6*time.Hour {
+				t.Errorf("retention %v", p.retention)
+			}
+		}},
+		{name: "retention under SQS's minimum", env: map[string]string{"message_retention": "30s"}, wantErr: "EVORELAY_SQS_MESSAGE_RETENTION"},
+		{name: "retention over SQS's maximum", env: map[string]string{"message_retention": "15d"}, wantErr: "EVORELAY_SQS_MESSAGE_RETENTION"},
+		{name: "retention not whole seconds", env: map[string]string{"message_retention": "90.5s"}, wantErr: "EVORELAY_SQS_MESSAGE_RETENTION"},
 		{name: "endpoint without scheme", env: map[string]string{"endpoint": "127.0.0.1:4100"}, wantErr: "EVORELAY_SQS_ENDPOINT"},
 		{name: "endpoint ftp", env: map[string]string{"endpoint": "ftp://x"}, wantErr: "EVORELAY_SQS_ENDPOINT"},
 		{name: "endpoint with credentials", env: map[string]string{"endpoint": "http://AKID:SECRET@127.0.0.1:4100"}, wantErr: "EVORELAY_SQS_ENDPOINT"},

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -92,12 +93,16 @@ type process struct {
 	queueURLPrefix  string
 	naming          queueNaming
 	groupBy         groupBy
+	// retention is MessageRetentionPeriod of the queues the sink creates
+	// (message_retention); 0 leaves SQS's default (4 days).
+	retention time.Duration
 }
 
 // processKeys are the EVORELAY_SQS_* variables the sink reads.
 var processKeys = []string{
 	"region", "endpoint", "access_key_id", "secret_access_key", "session_token",
 	"account_id", "queue_url_prefix", "global", "global_prefix", "global_queue", "group_by",
+	"message_retention",
 }
 
 func envName(key string) string { return "EVORELAY_SQS_" + strings.ToUpper(key) }
@@ -172,6 +177,13 @@ func parseProcess(m map[string]string) (process, error) {
 				return p, fmt.Errorf("%s: %v", envName("global_prefix"), err)
 			}
 		}
+	}
+	if v := get("message_retention"); v != "" {
+		d, err := sdk.ParseDuration(v)
+		if err != nil || d < time.Minute || d > 14*24*time.Hour || d%time.Second != 0 {
+			return p, fmt.Errorf("%s: %q: want whole seconds from 1m to 336h (14 days), SQS's range, e.g. 6h", envName("message_retention"), v)
+		}
+		p.retention = d
 	}
 	switch v := get("group_by"); v {
 	case "", "instance":

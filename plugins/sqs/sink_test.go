@@ -230,6 +230,30 @@ func TestValidateCreatesFIFOQueues(t *testing.T) {
 	}
 }
 
+// EVORELAY_SQS_MESSAGE_RETENTION is the retention of the queues the sink
+// creates.
+func TestCreatedQueuesKeepMessagesForTheRetention(t *testing.T) {
+	s, rec := openSink(t, map[string]string{"message_retention": "6h"})
+	inst := newInstance("retention")
+	if _, err := s.Validate(waitCtx(t), inst, json.RawMessage(`{"enabled":true,"events":["CALL"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	creates := rec.actions("CreateQueue")
+	if len(creates) != 1 {
+		t.Fatalf("%d CreateQueue calls, want 1", len(creates))
+	}
+	attrs := map[string]string{}
+	for i := 1; creates[0].Form.Get(fmt.Sprintf("Attribute.%d.Name", i)) != ""; i++ {
+		attrs[creates[0].Form.Get(fmt.Sprintf("Attribute.%d.Name", i))] = creates[0].Form.Get(fmt.Sprintf("Attribute.%d.Value", i))
+	}
+	if attrs["MessageRetentionPeriod"] != "21600" || attrs["FifoQueue"] != "true" {
+		t.Fatalf("CreateQueue attributes %v, want MessageRetentionPeriod=21600 (6h) on a FIFO queue", attrs)
+	}
+	if !queueExists(t, inst+"_call.fifo") {
+		t.Fatalf("queue not created")
+	}
+}
+
 func TestDeliverBodyAndAttributes(t *testing.T) {
 	for _, naming := range []events.Naming{events.NamingSeed, events.NamingEvolution} {
 		t.Run(naming.String(), func(t *testing.T) {
