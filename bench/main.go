@@ -69,6 +69,7 @@ var (
 	size      = flag.Int("size", 1024, "bytes of data per event")
 	binDir    = flag.String("bin", "bin", "where make build put evorelay and plugins/")
 	timeout   = flag.Duration("timeout", 5*time.Minute, "give up on a scenario after this long")
+	metrics   = flag.Bool("metrics", false, "print each sidecar's /metrics series of its sink before stopping it")
 	outage    = flag.Duration("outage", 0, "with -sink webhook: instead of throughput, measure a receiver that answers 503 for this long, then comes back")
 )
 
@@ -175,6 +176,7 @@ func (c *counter) wait() error {
 
 // sidecar is one evorelay process the tool started, with one plugin.
 type sidecar struct {
+	plugin string
 	base   string
 	dir    string
 	cmd    *exec.Cmd
@@ -192,7 +194,7 @@ func startSidecar(plugin string, env []string) (*sidecar, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sidecar{dir: dir, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *posters * 2}}}
+	s := &sidecar{plugin: plugin, dir: dir, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *posters * 2}}}
 	plugins := filepath.Join(dir, "plugins")
 	src, err := filepath.Abs(filepath.Join(*binDir, "plugins", "evorelay-sink-"+plugin))
 	if err == nil {
@@ -236,9 +238,28 @@ func startSidecar(plugin string, env []string) (*sidecar, error) {
 }
 
 func (s *sidecar) stop() {
+	if *metrics {
+		s.printMetrics()
+	}
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	os.RemoveAll(s.dir)
+}
+
+// printMetrics prints the /metrics lines of the sidecar's sink (-metrics).
+func (s *sidecar) printMetrics() {
+	code, body := s.call("GET", "/metrics", nil)
+	if code != http.StatusOK {
+		fmt.Printf("GET /metrics: %d %s\n", code, body)
+		return
+	}
+	fmt.Printf("\nGET /metrics, sink %s:\n", s.plugin)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.Contains(line, `sink="`+s.plugin+`"`) {
+			fmt.Println(line)
+		}
+	}
+	fmt.Println()
 }
 
 // call sends one request with the API key and returns the status and body.
