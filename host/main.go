@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/evorelay/evorelay/host/api"
 	"github.com/evorelay/evorelay/host/config"
@@ -117,6 +118,7 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	h := &host{plugins: plugins, settings: settings, spool: sp, circuits: circuits}
 	handler := api.New(api.Options{
 		APIKey: cfg.APIKey, ServerURL: cfg.ServerURL, MaxBodyBytes: cfg.MaxBodyBytes,
+		BodyMemory: cfg.BodyMemory, BodyTimeout: cfg.BodyTimeout,
 		Sinks: h, Settings: settings, Spool: sp, DeadLetters: sp,
 		Ready:      h.ready,
 		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
@@ -153,12 +155,13 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("EVORELAY_ADDR: %w", err)
 	}
+	ln = netutil.LimitListener(ln, cfg.MaxConnections)
 	if cfg.TLSCertFile != "" {
 		if ln, err = listenTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile, logger.Named("tls")); err != nil {
 			return err
 		}
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.IdleTimeout}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String(), "tls", cfg.TLSCertFile != "", "plugins", plugins.Names())

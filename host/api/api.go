@@ -95,6 +95,15 @@ type Options struct {
 	// MaxBodyBytes bounds an ingest request body; larger is 413. Zero or
 	// less means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyMemory bounds the bytes of request bodies being read at once
+	// (each counted at its Content-Length, or MaxBodyBytes when unknown);
+	// a request past it is answered 503 + Retry-After before its body is
+	// read. Zero or less means DefaultBodyMemory; never below
+	// MaxBodyBytes.
+	BodyMemory int64
+	// BodyTimeout is how long a request body may make no progress before
+	// it is cut off. Zero or less means DefaultBodyTimeout.
+	BodyTimeout time.Duration
 
 	Sinks    Sinks    // required
 	Settings Settings // required
@@ -157,6 +166,15 @@ func newServer(o Options) *server {
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
+	s.bodies.limit = o.BodyMemory
+	if s.bodies.limit <= 0 {
+		s.bodies.limit = DefaultBodyMemory
+	}
+	s.bodies.limit = max(s.bodies.limit, s.maxBody)
+	s.bodyTimeout = o.BodyTimeout
+	if s.bodyTimeout <= 0 {
+		s.bodyTimeout = DefaultBodyTimeout
+	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
@@ -176,12 +194,16 @@ type server struct {
 	keySet  bool
 	opts    Options
 	maxBody int64
-	sinks   []string // routed, sorted
-	log     hclog.Logger
-	now     func() time.Time
-	newID   func() string
-	metrics *metrics
-	router  *httprouter.Router
+	// bodies and bodyTimeout bound request bodies (Options.BodyMemory,
+	// Options.BodyTimeout).
+	bodies      bodyBudget
+	bodyTimeout time.Duration
+	sinks       []string // routed, sorted
+	log         hclog.Logger
+	now         func() time.Time
+	newID       func() string
+	metrics     *metrics
+	router      *httprouter.Router
 }
 
 // New builds the API's handler. It registers each loaded sink's routes now;
@@ -293,7 +315,7 @@ func (s *server) serve(label string, mode authMode, h handler, w http.ResponseWr
 			return
 		}
 	}
-	h(sw, r, ps)
+	s.withBody(sw, r, func() { h(sw, r, ps) })
 }
 
 // authenticate returns why r is not authorized, or "".

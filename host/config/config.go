@@ -68,6 +68,19 @@ type Config struct {
 	// MaxBodyBytes is the size limit of a request body
 	// (EVORELAY_MAX_BODY_BYTES).
 	MaxBodyBytes int64
+	// BodyMemory bounds the bytes of request bodies being read at once;
+	// a request that would pass it is answered 503 before its body is
+	// read. At least MaxBodyBytes (EVORELAY_BODY_MEMORY).
+	BodyMemory int64
+	// BodyTimeout is how long a request body may make no progress before
+	// its connection is closed (EVORELAY_BODY_TIMEOUT).
+	BodyTimeout time.Duration
+	// IdleTimeout is how long an idle keep-alive connection is kept
+	// (EVORELAY_IDLE_TIMEOUT).
+	IdleTimeout time.Duration
+	// MaxConnections caps the connections served at once; more wait to be
+	// accepted (EVORELAY_MAX_CONNECTIONS).
+	MaxConnections int
 	// LogLevel is one of hclog.Trace, Debug, Info, Warn, Error
 	// (EVORELAY_LOG_LEVEL).
 	LogLevel hclog.Level
@@ -216,6 +229,8 @@ func (c *Config) check() []error {
 	case c.TLSKeyFile != "" && c.TLSCertFile == "":
 		errs = append(errs, errors.New("EVORELAY_TLS_KEY_FILE: set without EVORELAY_TLS_CERT_FILE; set both (a PEM certificate chain and its key) to serve HTTPS, or neither"))
 	}
+	// Room for at least one body of the largest size.
+	c.BodyMemory = max(c.BodyMemory, c.MaxBodyBytes)
 	if c.MaxInFlight < c.BatchSize {
 		errs = append(errs, fmt.Errorf("EVORELAY_MAX_IN_FLIGHT: %d is less than EVORELAY_BATCH_SIZE (%d); expected at least one batch", c.MaxInFlight, c.BatchSize))
 	}

@@ -29,6 +29,10 @@
 //	EVORELAY_NAMING             naming            seed (seed | evolution)
 //	EVORELAY_PLUGIN_DIR         plugin_dir        plugins/ beside the evorelay binary
 //	EVORELAY_MAX_BODY_BYTES     max_body_bytes    64MiB
+//	EVORELAY_BODY_MEMORY        body_memory       256MiB (at least max_body_bytes)
+//	EVORELAY_BODY_TIMEOUT       body_timeout      60s
+//	EVORELAY_IDLE_TIMEOUT       idle_timeout      120s
+//	EVORELAY_MAX_CONNECTIONS    max_connections   10000
 //	EVORELAY_LOG_LEVEL          log_level         info (trace | debug | info | warn | error)
 //	EVORELAY_LOG_FORMAT         log_format        text (text | json)
 //	EVORELAY_RETRY_SCHEDULE     retry_schedule    0s,5s,30s,2m,10m,30m,1h,3h,6h,12h

@@ -99,6 +99,33 @@ var settings = []setting{
 		show: func(c *Config) string { return strconv.FormatInt(c.MaxBodyBytes, 10) },
 	},
 	{
+		key: "BODY_MEMORY", def: "256MiB",
+		parse: func(c *Config, v string) (err error) {
+			c.BodyMemory, err = parseSize(v, 1)
+			return
+		},
+		show: func(c *Config) string { return strconv.FormatInt(c.BodyMemory, 10) },
+	},
+	{
+		key: "BODY_TIMEOUT", def: "60s",
+		parse: func(c *Config, v string) (err error) { c.BodyTimeout, err = parseDuration(v, time.Second); return },
+		show:  func(c *Config) string { return c.BodyTimeout.String() },
+	},
+	{
+		key: "IDLE_TIMEOUT", def: "120s",
+		parse: func(c *Config, v string) (err error) { c.IdleTimeout, err = parseDuration(v, time.Second); return },
+		show:  func(c *Config) string { return c.IdleTimeout.String() },
+	},
+	{
+		key: "MAX_CONNECTIONS", def: "10000",
+		parse: func(c *Config, v string) error {
+			n, err := parseCount(v, 1)
+			c.MaxConnections = int(n)
+			return err
+		},
+		show: func(c *Config) string { return strconv.Itoa(c.MaxConnections) },
+	},
+	{
 		key: "LOG_LEVEL", def: "info",
 		parse: func(c *Config, v string) error {
 			s, err := parseEnum(v, "trace", "debug", "info", "warn", "error")

@@ -4,7 +4,12 @@ package e2e
 // to the sidecar (issue 15).
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -60,4 +65,165 @@ func TestBadPluginKeepsTheHostUp(t *testing.T) {
 	setWebhook(t, s, "acme", map[string]any{"url": recv.URL, "enabled": true})
 	ids := mustIngest(t, s, event("acme", "MESSAGES_UPSERT", `{"key":{"id":"M1"}}`))
 	eventually(t, 30*time.Second, "webhook to deliver beside the failed plugin", func() bool { return recv.IDs()[ids[0]] > 0 })
+}
+
+// rawRequest opens a connection to s and writes a request's head: a POST
+// to /events of a body of length bytes, none of which is sent yet.
+func rawRequest(t *testing.T, s *Sidecar, length int) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	fmt.Fprintf(c, "POST /events HTTP/1.1\r\nHost: %s\r\napikey: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", s.Addr, testKey, length)
+	return c
+}
+
+// closedWithin reads c until the sidecar closes it; false if it is still
+// open after limit.
+func closedWithin(c net.Conn, limit time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(limit))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// The server's limits: a stalled body and an idle keep-alive connection
+// are closed, a slow body that keeps moving gets through whatever its
+// size, connections are capped, and bodies past the memory budget are
+// answered 503 before they are read.
+func TestServerLimits(t *testing.T) {
+	t.Run("stalled body is cut off", func(t *testing.T) {
+		s := StartSidecar(t, []string{"webhook"}, "EVORELAY_BODY_TIMEOUT=1s")
+		c := rawRequest(t, s, 1000)
+		_, _ = c.Write([]byte(`[{"event":"messages.upsert",`))
+		if !closedWithin(c, 30*time.Second) {
+			t.Fatal("a request whose body stalled is still open 30s later; want it closed after EVORELAY_BODY_TIMEOUT (1s)")
+		}
+	})
+
+	t.Run("slow moving 60 MiB body gets through", func(t *testing.T) {
+		s := StartSidecar(t, []string{"webhook"}, "EVORELAY_BODY_TIMEOUT=1s")
+		head := `{"event":"messages.upsert","instance":"slow","data":{"message":{"base64":"`
+		tail := `"}}}`
+		size := 60 << 20
+		c := rawRequest(t, s, size)
+		pad := size - len(head) - len(tail)
+		if _, err := io.WriteString(c, head); err != nil {
+			t.Fatal(err)
+		}
+		// Twelve pieces, 400ms apart: 4.4s in all, more than the
+		// timeout, but never a second without progress.
+		piece := strings.Repeat("A", pad/12)
+		for i := 0; i < 12; i++ {
+			time.Sleep(400 * time.Millisecond)
+			if _, err := io.WriteString(c, piece); err != nil {
+				t.Fatalf("piece %d: %v", i, err)
+			}
+		}
+		if _, err := io.WriteString(c, strings.Repeat("A", pad-12*len(piece))+tail); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Minute))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("a 60 MiB body sent slowly: %d %s; want 202", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("idle keep-alive connection is closed", func(t *testing.T) {
+		s := StartSidecar(t, []string{"webhook"}, "EVORELAY_IDLE_TIMEOUT=1s")
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", s.Addr)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("/healthz: %v %v", resp, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if !closedWithin(c, 30*time.Second) {
+			t.Fatal("an idle keep-alive connection is still open 30s later; want it closed after EVORELAY_IDLE_TIMEOUT (1s)")
+		}
+	})
+
+	t.Run("connections are capped", func(t *testing.T) {
+		s := StartSidecar(t, []string{"webhook"}, "EVORELAY_MAX_CONNECTIONS=4")
+		// The start-up probe's keep-alive connection is closed; each
+		// request below opens its own.
+		http.DefaultClient.CloseIdleConnections()
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		var idle []net.Conn
+		for i := 0; i < 4; i++ {
+			c, err := net.Dial("tcp", s.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			idle = append(idle, c)
+		}
+		answered := make(chan int, 1)
+		go func() {
+			resp, err := client.Get(s.URL + "/healthz")
+			if err != nil {
+				answered <- 0
+				return
+			}
+			resp.Body.Close()
+			answered <- resp.StatusCode
+		}()
+		select {
+		case code := <-answered:
+			t.Fatalf("a fifth connection was served (%d) while four were open; want it to wait", code)
+		case <-time.After(time.Second):
+		}
+		_ = idle[0].Close()
+		select {
+		case code := <-answered:
+			if code != http.StatusOK {
+				t.Fatalf("/healthz once a connection closed: %d", code)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the waiting connection was not served after one closed")
+		}
+	})
+
+	t.Run("bodies past the memory budget are answered 503 unread", func(t *testing.T) {
+		s := StartSidecar(t, []string{"webhook"}, "EVORELAY_MAX_BODY_BYTES=1MiB", "EVORELAY_BODY_MEMORY=2MiB")
+		// Three 1 MiB bodies start, none is sent: two fit the budget and
+		// wait for their bodies, the third is answered at once.
+		type answer struct {
+			resp *http.Response
+			body []byte
+		}
+		answers := make(chan answer, 3)
+		for i := 0; i < 3; i++ {
+			c := rawRequest(t, s, 1<<20)
+			_, _ = c.Write([]byte(`[`))
+			go func() {
+				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					answers <- answer{}
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				answers <- answer{resp, body}
+			}()
+		}
+		a := <-answers
+		if a.resp == nil {
+			t.Fatal("no answer to any of three 1 MiB bodies begun at once with a 2 MiB budget; want a 503 for the third before its body is sent")
+		}
+		if a.resp.StatusCode != http.StatusServiceUnavailable || a.resp.Header.Get("Retry-After") == "" || !strings.Contains(string(a.body), "EVORELAY_BODY_MEMORY") {
+			t.Fatalf("over the body budget: %d %s (Retry-After %q); want 503 with Retry-After naming EVORELAY_BODY_MEMORY", a.resp.StatusCode, a.body, a.resp.Header.Get("Retry-After"))
+		}
+	})
 }
