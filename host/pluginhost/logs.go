@@ -37,7 +37,17 @@ func (l pluginLogger) Log(level hclog.Level, msg string, args ...any) {
 }
 func (l pluginLogger) Trace(msg string, args ...any) { l.Logger.Trace(msg, clean(args)...) }
 func (l pluginLogger) Debug(msg string, args ...any) { l.Logger.Debug(msg, clean(args)...) }
-func (l pluginLogger) Info(msg string, args ...any)  { l.Logger.Info(msg, clean(args)...) }
+
+// Info demotes go-plugin's "plugin process exited" (a clean exit) to
+// debug: the host logs what an exit means (a restart, a start that failed,
+// a shutdown) itself. An exit with an error stays at error.
+func (l pluginLogger) Info(msg string, args ...any) {
+	if msg == "plugin process exited" {
+		l.Logger.Debug(msg, clean(args)...)
+		return
+	}
+	l.Logger.Info(msg, clean(args)...)
+}
 func (l pluginLogger) Warn(msg string, args ...any)  { l.Logger.Warn(msg, clean(args)...) }
 func (l pluginLogger) Error(msg string, args ...any) { l.Logger.Error(msg, clean(args)...) }
 

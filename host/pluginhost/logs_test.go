@@ -24,3 +24,17 @@ func TestPluginLines(t *testing.T) {
 		t.Errorf("line %q: want the host's name, the message and the plugin's own pairs", line)
 	}
 }
+
+func TestCleanExitIsDebug(t *testing.T) {
+	var out strings.Builder
+	host := hclog.New(&hclog.LoggerOptions{Name: "evorelay", Output: &out, Level: hclog.Info})
+	l := hclog.Logger(pluginLogger{host.Named("plugin").With("sink", "nats")})
+	l.Info("plugin process exited", "plugin", "/bin/x", "id", 1)
+	if out.Len() != 0 {
+		t.Errorf("a clean exit logged at info: %q", out.String())
+	}
+	l.Error("plugin process exited", "plugin", "/bin/x", "id", 1, "error", "signal: killed")
+	if !strings.Contains(out.String(), "[ERROR] evorelay.plugin: plugin process exited") {
+		t.Errorf("an exit with an error: %q; want it at error", out.String())
+	}
+}
