@@ -102,9 +102,6 @@ func (c *control) configure(s store.Settings, process Circuit) {
 		c.limit = s.RateLimit
 		c.limiter = rate.NewLimiter(rate.Limit(s.RateLimit.PerSecond), s.RateLimit.Burst)
 	}
-	if c.circuit.Failures == 0 && c.state == closed {
-		c.failures, c.streak = 0, nil
-	}
 }
 
 // returned notes that a held delivery was leased again.
@@ -297,6 +294,9 @@ func (w *worker) admit(d spool.Delivery, s store.Settings, l *lane, now time.Tim
 	c := w.control(d.Instance)
 	c.returned(d.ID)
 	c.configure(s, w.opts.Circuit)
+	if c.circuit.Failures == 0 {
+		w.closeCircuit(d.Instance, c, now, "circuit closed: the instance's settings turned it off")
+	}
 	if reason := expired(d, s, now); reason != "" {
 		w.logger.Info("delivery expired; dead-lettered", "instance", d.Instance, "event", d.Event.Event, "delivery_id", d.ID, "expire_after", s.ExpireAfter)
 		w.opts.Metrics.count(w.sink, "expired", 1)
@@ -338,13 +338,7 @@ func (w *worker) take(inst string, max int, now time.Time) int {
 func (w *worker) settleControls(d spool.Delivery, ok bool, r spool.Result, l *lane, now time.Time) (spool.Result, []spool.Result) {
 	c := w.control(d.Instance)
 	if ok {
-		if c.state != closed {
-			w.logger.Info("circuit closed: deliveries flow again", "instance", d.Instance, "open_for", now.Sub(c.opened).Round(time.Millisecond))
-			w.opts.Circuits.set(OpenCircuit{Sink: w.sink, Instance: d.Instance}, false)
-			w.open--
-			w.opts.Metrics.circuits(w.sink, w.open)
-		}
-		c.state, c.failures, c.streak = closed, 0, nil
+		w.closeCircuit(d.Instance, c, now, "circuit closed: deliveries flow again")
 		return r, nil
 	}
 	if c.circuit.Failures == 0 || r.Outcome == spool.Dead {
@@ -387,6 +381,17 @@ func (w *worker) settleControls(d spool.Delivery, ok bool, r spool.Result, l *la
 	w.open++
 	w.opts.Metrics.circuits(w.sink, w.open)
 	return r, w.holdLane(l, c, c.probeAt)
+}
+
+// closeCircuit closes the instance's circuit, if open. w.mu is held.
+func (w *worker) closeCircuit(instance string, c *control, now time.Time, why string) {
+	if c.state != closed {
+		w.logger.Info(why, "instance", instance, "open_for", now.Sub(c.opened).Round(time.Millisecond))
+		w.opts.Circuits.set(OpenCircuit{Sink: w.sink, Instance: instance}, false)
+		w.open--
+		w.opts.Metrics.circuits(w.sink, w.open)
+	}
+	c.state, c.failures, c.streak = closed, 0, nil
 }
 
 func (w *worker) openCircuit(instance string, c *control) OpenCircuit {
