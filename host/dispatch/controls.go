@@ -114,6 +114,15 @@ func (c *control) hold(id string, due time.Time) time.Time {
 	}
 	c.held[id] = due
 	heap.Push(&c.order, id)
+	if len(c.order) > 2*len(c.held)+64 {
+		// Ids that came back stay in the heap until they reach its top;
+		// a backlog held again every cool-down would pile them up.
+		c.order = c.order[:0]
+		for held := range c.held {
+			c.order = append(c.order, held)
+		}
+		heap.Init(&c.order)
+	}
 	if due.After(c.heldDue) {
 		c.heldDue = due
 	}

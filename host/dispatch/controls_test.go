@@ -234,3 +234,23 @@ func TestExpireAfter(t *testing.T) {
 		t.Fatalf("delivered %s after the replay, want %s", got, old[1])
 	}
 }
+
+// Holding the same backlog again and again keeps the record of what is
+// held as small as the backlog.
+func TestHeldRecordStaysSmall(t *testing.T) {
+	var c control
+	now := time.Now()
+	for round := range 50 {
+		for i := range 1000 {
+			id := fmt.Sprintf("%06d", i)
+			c.returned(id)
+			c.hold(id, now.Add(time.Duration(round)*time.Second))
+		}
+	}
+	if len(c.held) != 1000 || len(c.order) > 2*1000+64 {
+		t.Fatalf("%d held, %d in the order heap; want 1000 and at most %d", len(c.held), len(c.order), 2*1000+64)
+	}
+	if !c.olderHeld("000500", now) || c.olderHeld("000000", now) {
+		t.Fatal("olderHeld wrong after the heap was rebuilt")
+	}
+}
