@@ -77,6 +77,10 @@ type held struct {
 	// draining: it is to be given to another host once nothing of it is
 	// leased; nothing new of it is leased meanwhile.
 	draining bool
+	// claiming: just taken, and what its previous holder left pending is
+	// not yet claimed for every sink; nothing of it is leased meanwhile,
+	// so the claimed entries come before the newer ones.
+	claiming bool
 }
 
 // OpenRedis opens the spool on rdb (which it does not own: Close leaves

@@ -67,7 +67,7 @@ func (r *Redis) readable(s *rsink) []int {
 	defer r.mu.RUnlock()
 	var out []int
 	for p := range r.opts.Partitions {
-		if h := r.held[p]; s.broadcast || (h != nil && !h.draining) {
+		if h := r.held[p]; s.broadcast || (h != nil && !h.draining && !h.claiming) {
 			out = append(out, p)
 		}
 	}

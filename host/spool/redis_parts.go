@@ -28,7 +28,7 @@ func (r *Redis) balancer() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), every)
+		ctx, cancel := context.WithTimeout(context.Background(), max(r.opts.TakeoverAfter/2, every))
 		r.balance(ctx)
 		cancel()
 	}
@@ -129,19 +129,38 @@ func (r *Redis) balanceRound(ctx context.Context) error {
 			continue
 		}
 		r.mu.Lock()
-		r.held[p] = &held{}
-		sinks := make([]*rsink, 0, len(r.sinks))
-		for _, s := range r.sinks {
-			if !s.broadcast {
-				sinks = append(sinks, s)
-			}
-		}
+		r.held[p] = &held{claiming: true}
 		r.mu.Unlock()
 		kept++
+	}
+	// Claim what the previous holders left pending (again, for what a
+	// failed round left unclaimed), then let the partitions be leased.
+	r.mu.RLock()
+	var claiming []int
+	for p, h := range r.held {
+		if h.claiming {
+			claiming = append(claiming, p)
+		}
+	}
+	sinks := make([]*rsink, 0, len(r.sinks))
+	for _, s := range r.sinks {
+		if !s.broadcast {
+			sinks = append(sinks, s)
+		}
+	}
+	r.mu.RUnlock()
+	for _, p := range claiming {
 		for _, s := range sinks {
 			if err := r.claim(ctx, s, p); err != nil {
 				return err
 			}
+		}
+		r.mu.Lock()
+		if h := r.held[p]; h != nil {
+			h.claiming = false
+		}
+		r.mu.Unlock()
+		for _, s := range sinks {
 			s.signal()
 		}
 	}
