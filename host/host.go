@@ -60,8 +60,19 @@ func (h *host) Plugins() any { return h.plugins.Status() }
 
 // ready is GET /readyz: every plugin process running, and the spool's and
 // the dead letters' state.
-func (h *host) ready(context.Context) (bool, map[string]any) {
+func (h *host) ready(ctx context.Context) (bool, map[string]any) {
 	ok := true
+	details := map[string]any{}
+	if p, is := h.spool.(pinger); is {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			ok = false
+			details["backend"] = map[string]any{"ok": false, "error": err.Error() + "; ingest answers 503 and deliveries pause until it is back"}
+		} else {
+			details["backend"] = map[string]any{"ok": true}
+		}
+	}
 	var plugins []pluginhost.Status
 	for _, s := range h.plugins.Status() {
 		if s.State != pluginhost.StateRunning {
@@ -71,16 +82,15 @@ func (h *host) ready(context.Context) (bool, map[string]any) {
 	}
 	st := h.spool.Stats()
 	full := (st.Limit.Events > 0 && st.Events+st.Scheduled >= st.Limit.Events) || (st.Limit.Bytes > 0 && st.Bytes >= st.Limit.Bytes)
-	return ok, map[string]any{
-		"plugins": plugins,
-		"spool": map[string]any{
-			"events": st.Events, "scheduled_retries": st.Scheduled, "bytes": st.Bytes, "max_events": st.Limit.Events, "max_bytes": st.Limit.Bytes,
-			"full": full, "backlog": st.Backlog, "dead_letters": st.Dead,
-		},
-		// Open circuits do not make the sidecar unready: the destination
-		// is down, not the sidecar.
-		"circuits_open": h.circuits.Open(),
+	details["plugins"] = plugins
+	details["spool"] = map[string]any{
+		"events": st.Events, "scheduled_retries": st.Scheduled, "bytes": st.Bytes, "max_events": st.Limit.Events, "max_bytes": st.Limit.Bytes,
+		"full": full, "backlog": st.Backlog, "dead_letters": st.Dead,
 	}
+	// Open circuits do not make the sidecar unready: the destination
+	// is down, not the sidecar.
+	details["circuits_open"] = h.circuits.Open()
+	return ok, details
 }
 
 // websocket routes /ws to the first plugin that accepts connections.

@@ -27,7 +27,6 @@ import (
 	"github.com/evorelay/evorelay/host/config"
 	"github.com/evorelay/evorelay/host/dispatch"
 	"github.com/evorelay/evorelay/host/pluginhost"
-	"github.com/evorelay/evorelay/host/spool"
 	"github.com/evorelay/evorelay/host/store"
 )
 
@@ -57,9 +56,6 @@ func main() {
 }
 
 func run(cfg *config.Config, logger hclog.Logger) error {
-	if cfg.Backend != config.BackendEmbedded {
-		return fmt.Errorf("EVORELAY_BACKEND=%s: only embedded is available in this version", cfg.Backend)
-	}
 	if cfg.APIKeyGenerated {
 		logger.Info("no EVORELAY_API_KEY set: generated one; it is kept for the next start", "file", cfg.APIKeyFile, "apikey", cfg.APIKey)
 	}
@@ -67,25 +63,21 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	backend, err := store.OpenEmbedded(cfg.DataDir)
+	// The redis spool asks which sinks are broadcast (every host needs
+	// all their events) when they are registered, once the plugins run.
+	var listener func(sink string) bool
+	bk, err := openBackends(ctx, cfg, logger, func(sink string) bool { return listener(sink) })
 	if err != nil {
 		return err
 	}
-	settings, err := store.Open(ctx, backend, store.WithLogger(logger.Named("store")))
+	defer bk.Close()
+	settings, err := store.Open(ctx, bk.settings, store.WithLogger(logger.Named("store")))
 	if err != nil {
+		bk.settings.Close()
 		return err
 	}
 	defer settings.Close()
-
-	sp, err := spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{
-		Limits: spool.Limits{Events: int(cfg.SpoolMaxEvents), Bytes: cfg.SpoolMaxBytes},
-		NoSync: cfg.SpoolNoSync,
-		Logger: logger.Named("spool"),
-	})
-	if err != nil {
-		return err
-	}
-	defer sp.Close()
+	sp := bk.spool
 
 	sockets := filepath.Join(cfg.DataDir, "run")
 	if err := os.MkdirAll(sockets, 0o700); err != nil {
@@ -105,6 +97,7 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 		return err
 	}
 	defer plugins.Close(context.Background())
+	listener = func(sink string) bool { p, ok := plugins.Plugin(sink); return ok && p.Listener() }
 	for _, name := range plugins.Names() {
 		if err := sp.Register(name); err != nil {
 			return err

@@ -58,6 +58,13 @@ type Config struct {
 	// RedisURL is the Redis URL (EVORELAY_REDIS_URL); it is set and
 	// parses when Backend is BackendRedis.
 	RedisURL string
+	// RedisPrefix starts every key of the redis backend
+	// (EVORELAY_REDIS_PREFIX), so that deployments can share one Redis.
+	RedisPrefix string
+	// RedisTakeoverAfter is how long the partitions of a host that stopped
+	// renewing their leases wait before the other hosts take them over
+	// (EVORELAY_REDIS_TAKEOVER_AFTER).
+	RedisTakeoverAfter time.Duration
 	// ServerURL is the server_url sinks receive when the engine sent none,
 	// an absolute http(s) URL or "" (EVORELAY_SERVER_URL).
 	ServerURL string
@@ -221,6 +228,9 @@ func (c *Config) check() []error {
 			errs = append(errs, errors.New("EVORELAY_REDIS_URL: not set; it is required when EVORELAY_BACKEND is redis, e.g. redis://localhost:6379/0"))
 		} else if err := checkRedisURL(c.RedisURL); err != nil {
 			errs = append(errs, fmt.Errorf("EVORELAY_REDIS_URL: %w", err))
+		}
+		if c.APIKey == "" {
+			errs = append(errs, errors.New("EVORELAY_API_KEY: not set; it is required when EVORELAY_BACKEND is redis: every replica must accept the same key, and a generated one would live in one replica's data directory"))
 		}
 	}
 	switch {

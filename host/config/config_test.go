@@ -49,29 +49,31 @@ func mustLoad(t *testing.T, args, environ []string) *Config {
 func TestDefaults(t *testing.T) {
 	c := mustLoad(t, nil, base(t))
 	want := map[string]any{
-		"Addr":           ":8080",
-		"Backend":        BackendEmbedded,
-		"RedisURL":       "",
-		"ServerURL":      "",
-		"Naming":         events.NamingSeed,
-		"PluginDir":      filepath.Join(filepath.Dir(fakeExe), "plugins"),
-		"MaxBodyBytes":   int64(64 << 20),
-		"BodyMemory":     int64(256 << 20),
-		"BodyTimeout":    60 * time.Second,
-		"IdleTimeout":    120 * time.Second,
-		"MaxConnections": 10000,
-		"LogLevel":       hclog.Info,
-		"LogFormat":      LogFormatText,
-		"RetrySchedule":  []time.Duration{0, 5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute, time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour},
-		"RetryJitter":    0.2,
-		"RetryMaxAge":    24 * time.Hour,
-		"SpoolMaxEvents": int64(1_000_000),
-		"SpoolMaxBytes":  int64(4 << 30),
-		"SpoolNoSync":    false,
-		"ShutdownGrace":  15 * time.Second,
-		"BatchSize":      100,
-		"MaxInFlight":    1000,
-		"ConfigFile":     "",
+		"Addr":               ":8080",
+		"Backend":            BackendEmbedded,
+		"RedisURL":           "",
+		"RedisPrefix":        "evorelay:",
+		"RedisTakeoverAfter": 15 * time.Second,
+		"ServerURL":          "",
+		"Naming":             events.NamingSeed,
+		"PluginDir":          filepath.Join(filepath.Dir(fakeExe), "plugins"),
+		"MaxBodyBytes":       int64(64 << 20),
+		"BodyMemory":         int64(256 << 20),
+		"BodyTimeout":        60 * time.Second,
+		"IdleTimeout":        120 * time.Second,
+		"MaxConnections":     10000,
+		"LogLevel":           hclog.Info,
+		"LogFormat":          LogFormatText,
+		"RetrySchedule":      []time.Duration{0, 5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute, time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour},
+		"RetryJitter":        0.2,
+		"RetryMaxAge":        24 * time.Hour,
+		"SpoolMaxEvents":     int64(1_000_000),
+		"SpoolMaxBytes":      int64(4 << 30),
+		"SpoolNoSync":        false,
+		"ShutdownGrace":      15 * time.Second,
+		"BatchSize":          100,
+		"MaxInFlight":        1000,
+		"ConfigFile":         "",
 	}
 	v := reflect.ValueOf(c).Elem()
 	for field, w := range want {
@@ -118,6 +120,10 @@ var validCases = []struct {
 	{"EVORELAY_BACKEND", "redis", func(c *Config) bool { return c.Backend == BackendRedis }}, // with REDIS_URL, see below
 	{"EVORELAY_BACKEND", "EMBEDDED", func(c *Config) bool { return c.Backend == BackendEmbedded }},
 	{"EVORELAY_REDIS_URL", "redis://:secret@localhost:6379/2", func(c *Config) bool { return c.RedisURL == "redis://:secret@localhost:6379/2" }},
+	{"EVORELAY_REDIS_URL", "redis://:secret@localhost:26379?master_name=main&addr=localhost:26380", func(c *Config) bool { return strings.Contains(c.RedisURL, "master_name=main") }},
+	{"EVORELAY_REDIS_URL", "unix:///run/redis.sock?db=1", func(c *Config) bool { return c.RedisURL == "unix:///run/redis.sock?db=1" }},
+	{"EVORELAY_REDIS_PREFIX", "staging:", func(c *Config) bool { return c.RedisPrefix == "staging:" }},
+	{"EVORELAY_REDIS_TAKEOVER_AFTER", "5s", func(c *Config) bool { return c.RedisTakeoverAfter == 5*time.Second }},
 	{"EVORELAY_SERVER_URL", "https://engine.example.com/base", func(c *Config) bool { return c.ServerURL == "https://engine.example.com/base" }},
 	{"EVORELAY_SERVER_URL", "http://10.0.0.5:8080", func(c *Config) bool { return c.ServerURL == "http://10.0.0.5:8080" }},
 	{"EVORELAY_NAMING", "evolution", func(c *Config) bool { return c.Naming == events.NamingEvolution }},
@@ -201,6 +207,7 @@ var invalidCases = []struct {
 	{"EVORELAY_API_KEY", "two words", "contains a space"},
 	{"EVORELAY_BACKEND", "postgres", `"postgres" is not one of embedded, redis`},
 	{"EVORELAY_REDIS_URL", "http://localhost:6379", "expected redis://"}, // with BACKEND=redis
+	{"EVORELAY_REDIS_TAKEOVER_AFTER", "10ms", `"10ms" is not a duration of 100ms or more`},
 	{"EVORELAY_SERVER_URL", "engine.example.com", `"engine.example.com" is not an absolute http(s) URL`},
 	{"EVORELAY_SERVER_URL", "ftp://engine.example.com", "is not an absolute http(s) URL"},
 	{"EVORELAY_SERVER_URL", "https://", "is not an absolute http(s) URL"},
@@ -268,7 +275,7 @@ func TestEverySettingIsTested(t *testing.T) {
 		invalid[tc.env] = true
 	}
 	noInvalid := map[string]bool{ // any value is accepted
-		"EVORELAY_DATA_DIR": true, "EVORELAY_PLUGIN_DIR": true,
+		"EVORELAY_DATA_DIR": true, "EVORELAY_PLUGIN_DIR": true, "EVORELAY_REDIS_PREFIX": true,
 	}
 	for _, s := range settings {
 		name := envPrefix + s.key
@@ -303,6 +310,17 @@ func TestRedisBackendNeedsURL(t *testing.T) {
 	c := mustLoad(t, nil, base(t, "EVORELAY_REDIS_URL=not a url"))
 	if c.Backend != BackendEmbedded {
 		t.Errorf("Backend = %q", c.Backend)
+	}
+}
+
+// With the redis backend, replicas must share one key: a generated one
+// would be one replica's.
+func TestRedisBackendNeedsAPIKey(t *testing.T) {
+	env := []string{"EVORELAY_DATA_DIR=" + t.TempDir(), "EVORELAY_BACKEND=redis", "EVORELAY_REDIS_URL=redis://localhost:6379/0"}
+	setExecutable(t, fakeExe, nil)
+	_, err := Load(nil, env)
+	if err == nil || !strings.HasPrefix(err.Error(), "EVORELAY_API_KEY: not set; it is required when EVORELAY_BACKEND is redis") {
+		t.Fatalf("err = %v", err)
 	}
 }
 

@@ -25,6 +25,8 @@
 //	EVORELAY_DATA_DIR           data_dir          ./data (created if missing)
 //	EVORELAY_BACKEND            backend           embedded (embedded | redis)
 //	EVORELAY_REDIS_URL          redis_url         none; required when backend is redis
+//	EVORELAY_REDIS_PREFIX       redis_prefix      evorelay:
+//	EVORELAY_REDIS_TAKEOVER_AFTER redis_takeover_after 15s
 //	EVORELAY_SERVER_URL         server_url        none; an absolute http(s) URL when set
 //	EVORELAY_NAMING             naming            seed (seed | evolution)
 //	EVORELAY_PLUGIN_DIR         plugin_dir        plugins/ beside the evorelay binary

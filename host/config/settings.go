@@ -68,6 +68,19 @@ var settings = []setting{
 		show:  func(c *Config) string { return redactURL(c.RedisURL) },
 	},
 	{
+		key: "REDIS_PREFIX", def: "evorelay:",
+		parse: func(c *Config, v string) error { c.RedisPrefix = v; return nil },
+		show:  func(c *Config) string { return c.RedisPrefix },
+	},
+	{
+		key: "REDIS_TAKEOVER_AFTER", def: "15s",
+		parse: func(c *Config, v string) (err error) {
+			c.RedisTakeoverAfter, err = parseDuration(v, 100*time.Millisecond)
+			return
+		},
+		show: func(c *Config) string { return c.RedisTakeoverAfter.String() },
+	},
+	{
 		key:   "SERVER_URL",
 		parse: func(c *Config, v string) (err error) { c.ServerURL, err = parseServerURL(v); return },
 		show:  func(c *Config) string { return redactURL(c.ServerURL) },
@@ -309,10 +322,27 @@ func parseServerURL(v string) (string, error) {
 }
 
 func checkRedisURL(v string) error {
-	if _, err := redis.ParseURL(v); err != nil {
-		return fmt.Errorf("%q: %v; expected redis://[user:password@]host:6379/db, rediss://… or unix:///path", redactURL(v), err)
+	if _, _, err := ParseRedisURL(v); err != nil {
+		return fmt.Errorf("%q: %v; expected redis://[user:password@]host:6379/db, rediss://…, unix:///path, or a Sentinel's redis://host:26379?master_name=mymaster", redactURL(v), err)
 	}
 	return nil
+}
+
+// ParseRedisURL reads EVORELAY_REDIS_URL: a redis://, rediss:// or
+// unix:// URL of one server (into one), or, with a master_name
+// parameter, the Sentinels of a failover setup (into sentinel; more
+// Sentinels in addr parameters).
+func ParseRedisURL(v string) (one *redis.Options, sentinel *redis.FailoverOptions, err error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	if u.Query().Has("master_name") {
+		sentinel, err = redis.ParseFailoverURL(v)
+		return nil, sentinel, err
+	}
+	one, err = redis.ParseURL(v)
+	return one, nil, err
 }
 
 // parseDuration reads a Go duration of at least min.
