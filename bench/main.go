@@ -8,6 +8,7 @@
 //	make build && go run ./bench -events 20000
 //	make build && go run ./bench -sink rabbitmq -events 20000 -batch 100
 //	make build && go run ./bench -sink nats -events 20000 -batch 100
+//	make build && go run ./bench -backend redis -events 20000
 //
 // -sink webhook (the default):
 //
@@ -15,6 +16,17 @@
 //	          one worker per instance, each in order (as the sidecar does)
 //	webhook   engine → POST /events → sidecar → webhook plugin → receiver
 //	nosync    the same with EVORELAY_SPOOL_NOSYNC=true: the cost of fsync
+//
+// -backend redis (webhook; Redis at -redis-url, the machine's by default,
+// under a prefix of the run's own that is deleted at its end):
+//
+//	bare      the bare HTTP client, as above
+//	XADD      a plain go-redis client appends records of the same size to
+//	          one stream, 64 XADDs pipelined a round trip per poster: what
+//	          Redis alone takes in, the ceiling of ingest
+//	embedded  engine → sidecar (embedded spool) → webhook plugin → receiver
+//	redis     the same with EVORELAY_BACKEND=redis: the spool and the
+//	          settings in Redis
 //
 // -sink rabbitmq (RabbitMQ at 127.0.0.1:5672, guest/guest):
 //
@@ -81,11 +93,14 @@ func main() {
 	var err error
 	switch *sinkName {
 	case "webhook":
-		if *outage > 0 {
+		switch {
+		case *outage > 0:
 			err = runOutage()
-			break
+		case *backendName == "redis":
+			err = runWebhookRedis(data)
+		default:
+			err = runWebhook(data)
 		}
-		err = runWebhook(data)
 	case "rabbitmq":
 		err = runRabbitMQ(data)
 	case "nats":
