@@ -232,6 +232,11 @@ func TestReplicasRedisRestartUnderLoad(t *testing.T) {
 		t.Error("a 503 without Retry-After")
 	}
 	all := l.acceptedSeqs()
+	defer func() {
+		if m := missing(t, all, seqs(t, recv)); len(m) > 0 {
+			t.Logf("missing %d: %v", len(m), m[:min(len(m), 20)])
+		}
+	}()
 	eventually(t, 60*time.Second, fmt.Sprintf("all %d accepted events delivered", len(all)), func() bool {
 		return len(missing(t, all, seqs(t, recv))) == 0
 	})

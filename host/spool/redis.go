@@ -267,7 +267,7 @@ func (r *Redis) Register(name string) error {
 	if !s.broadcast {
 		// What the partitions' holder before this host left leased.
 		for _, p := range mine {
-			if err := r.claim(ctx, s, p); err != nil {
+			if err := r.claim(ctx, s, p, 0); err != nil {
 				return fmt.Errorf("spool: register %q: %w", name, err)
 			}
 		}

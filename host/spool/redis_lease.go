@@ -309,8 +309,9 @@ func (r *Redis) logLease(m redis.XMessage, p int, now time.Time) (*rlease, error
 }
 
 // claim takes over, for s, what the group has pending in partition p
-// (left leased by the partition's previous holder), to be leased first.
-func (r *Redis) claim(ctx context.Context, s *rsink, p int) error {
+// and idle for minIdle or more (left leased by the partition's previous
+// holder), to be leased as the log's oldest part.
+func (r *Redis) claim(ctx context.Context, s *rsink, p int, minIdle time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	mine := make(map[string]bool)
@@ -327,7 +328,7 @@ func (r *Redis) claim(ctx context.Context, s *rsink, p int) error {
 	n := 0
 	for {
 		msgs, next, err := r.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: r.kLog(p), Group: s.group, Consumer: r.host, MinIdle: 0, Start: start, Count: claimBatch,
+			Stream: r.kLog(p), Group: s.group, Consumer: r.host, MinIdle: minIdle, Start: start, Count: claimBatch,
 		}).Result()
 		if err != nil {
 			return fmt.Errorf("take over partition %d: %w", p, err)

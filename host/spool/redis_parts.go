@@ -151,7 +151,7 @@ func (r *Redis) balanceRound(ctx context.Context) error {
 	r.mu.RUnlock()
 	for _, p := range claiming {
 		for _, s := range sinks {
-			if err := r.claim(ctx, s, p); err != nil {
+			if err := r.claim(ctx, s, p, 0); err != nil {
 				return err
 			}
 		}
@@ -162,6 +162,26 @@ func (r *Redis) balanceRound(ctx context.Context) error {
 		r.mu.Unlock()
 		for _, s := range sinks {
 			s.signal()
+		}
+	}
+	// Sweep: entries of held partitions pending at another consumer for
+	// longer than a takeover are claimed too. They are left when a host
+	// lost a partition with entries read but not yet handed out (Redis
+	// unreachable for longer than TakeoverAfter), or when a Resolve failed
+	// there; nobody else would deliver them.
+	r.mu.RLock()
+	var sweep []int
+	for p, h := range r.held {
+		if !h.claiming && !h.draining {
+			sweep = append(sweep, p)
+		}
+	}
+	r.mu.RUnlock()
+	for _, p := range sweep {
+		for _, s := range sinks {
+			if err := r.claim(ctx, s, p, ttl); err != nil {
+				return err
+			}
 		}
 	}
 	return r.forgetDeadHosts(ctx, hosts.Val())
