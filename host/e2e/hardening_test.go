@@ -227,3 +227,53 @@ func TestServerLimits(t *testing.T) {
 		}
 	})
 }
+
+// openFDs counts the file descriptors process pid holds.
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}
+
+// Websocket clients that stop reading: once the plugin drops them, the
+// host's proxy lets go of both of their connections too, although its
+// writes to them were blocked.
+func TestNonReadingWebsocketClientsFreeTheHost(t *testing.T) {
+	s := StartSidecar(t, []string{"websocket"},
+		"EVORELAY_WEBSOCKET_SEND_BUFFER=4", "EVORELAY_WEBSOCKET_WRITE_TIMEOUT=1s")
+	setSink(t, s, "websocket", "mute", map[string]any{"enabled": true})
+	pid := s.cmd.Process.Pid
+	base := openFDs(t, pid)
+
+	const clients = 20
+	for i := 0; i < clients; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		_ = c.(*net.TCPConn).SetReadBuffer(4096)
+		fmt.Fprintf(c, "GET /ws/mute HTTP/1.1\r\nHost: %s\r\napikey: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", s.Addr, testKey)
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("client %d upgrade: %v %v", i, resp, err)
+		}
+		// From here on the client reads nothing.
+	}
+	eventually(t, 30*time.Second, "the host to hold the clients' connections", func() bool { return openFDs(t, pid) >= base+2*clients })
+
+	// Enough to fill every socket buffer between the plugin and the
+	// clients: the host's writes to them block.
+	big := strings.Repeat("x", 512<<10)
+	for i := 0; i < 30; i++ {
+		mustIngest(t, s, event("mute", "MESSAGES_UPSERT", fmt.Sprintf(`{"seq":%d,"pad":%q}`, i, big)))
+	}
+	eventually(t, 90*time.Second, "the host to free the dropped clients' connections", func() bool {
+		return openFDs(t, pid) < base+clients/2
+	})
+}

@@ -51,13 +51,19 @@ func (p *Plugin) Listener() bool {
 
 // Proxy forwards HTTP requests, websocket upgrades included, to a listener
 // plugin's Unix socket. Authenticate before it: the plugin trusts the host.
+// An upgraded connection ends on both sides when either side closes or a
+// write to either blocks for proxyWriteTimeout.
 func (p *Plugin) Proxy() http.Handler {
 	sock := p.SocketPath()
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: p.name})
 	rp.Transport = &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
+			c, err := d.DialContext(ctx, "unix", sock)
+			if err != nil {
+				return nil, err
+			}
+			return deadlineConn{c}, nil
 		},
 	}
 	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
@@ -68,5 +74,7 @@ func (p *Plugin) Proxy() http.Handler {
 		msg, _ := json.Marshal(p.name + " is not accepting connections right now; retry shortly")
 		fmt.Fprintf(w, `{"status":503,"error":"Service Unavailable","response":{"message":[%s]}}`, msg)
 	}
-	return rp
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rp.ServeHTTP(hijackWriter{w}, r)
+	})
 }
