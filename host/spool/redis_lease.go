@@ -157,23 +157,13 @@ func (r *Redis) take(ctx context.Context, s *rsink, max int) (out []Delivery, du
 		bytes += len(l.d.Envelope)
 	}
 
-	// Released (and taken over) first, of partitions still held.
-	keep := s.released[:0]
-	for _, l := range s.released {
-		switch {
-		case !r.holds(s, l.part):
-			if l.retry {
-				delete(s.leasedRetry, l.ref)
-			}
-		case full():
-			keep = append(keep, l)
-		default:
-			add(l)
-		}
-	}
-	clear(s.released[len(keep):])
-	s.released = keep
+	// Released first, of partitions still held.
+	s.released = r.serve(s, s.released, full, add)
 	defer func() {
+		if err != nil { // Redis failed midway: hand back what was taken
+			s.released = append(taken, s.released...)
+			return
+		}
 		for _, l := range taken {
 			s.leases[l.d.ID] = append(s.leases[l.d.ID], l)
 		}
@@ -243,20 +233,9 @@ func (r *Redis) take(ctx context.Context, s *rsink, max int) (out []Delivery, du
 
 	// The log: first what was taken over (pending, from the log's
 	// older part), then what the group has not yet handed to anyone. More
-	// than asked for may come back (COUNT is per stream): the rest is
-	// released, to be leased first next time.
-	keep = s.claimed[:0]
-	for _, l := range s.claimed {
-		switch {
-		case !r.holds(s, l.part):
-		case full():
-			keep = append(keep, l)
-		default:
-			add(l)
-		}
-	}
-	clear(s.claimed[len(keep):])
-	s.claimed = keep
+	// than asked for may come back (COUNT is per stream): the rest waits
+	// with the claimed ones, to be leased first next time.
+	s.claimed = r.serve(s, s.claimed, full, add)
 	if !full() {
 		streams := make([]string, 0, 2*len(parts))
 		for _, p := range parts {
@@ -296,6 +275,27 @@ func (r *Redis) take(ctx context.Context, s *rsink, max int) (out []Delivery, du
 		due = time.Time{}
 	}
 	return out, due, nil
+}
+
+// serve adds the leases of list to a Lease until it is full, and returns
+// those left for the next one. Those of partitions this host no longer
+// holds are forgotten: the partition's new holder claims them.
+func (r *Redis) serve(s *rsink, list []*rlease, full func() bool, add func(*rlease)) []*rlease {
+	keep := list[:0]
+	for _, l := range list {
+		switch {
+		case !r.holds(s, l.part):
+			if l.retry {
+				delete(s.leasedRetry, l.ref)
+			}
+		case full():
+			keep = append(keep, l)
+		default:
+			add(l)
+		}
+	}
+	clear(list[len(keep):])
+	return keep
 }
 
 // logLease makes the lease of a log entry read from partition p.
