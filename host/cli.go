@@ -30,7 +30,7 @@ func command(args, environ []string, stdout, stderr io.Writer) (code int, done b
 			config.Usage(stdout)
 			return 0, true
 		case "-version", "--version":
-			fmt.Fprintf(stdout, "evorelay %s (plugin protocol %d, %s)\n", hostVersion(), sinkv1.ProtocolVersion, runtimeVersion())
+			fmt.Fprintf(stdout, "evorelay %s (plugin protocols %d and %d, %s)\n", hostVersion(), sinkv1.PreviousProtocolVersion, sinkv1.ProtocolVersion, runtimeVersion())
 			return 0, true
 		}
 	}

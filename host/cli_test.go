@@ -29,7 +29,7 @@ func TestHelpListsEverySetting(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	code, done, out, _ := runCommand(t, "-version")
-	if !done || code != 0 || !strings.HasPrefix(out, "evorelay ") || !strings.Contains(out, "plugin protocol 1") {
+	if !done || code != 0 || !strings.HasPrefix(out, "evorelay ") || !strings.Contains(out, "plugin protocols 1 and 2") {
 		t.Fatalf("-version: done=%v code=%d out=%q", done, code, out)
 	}
 }

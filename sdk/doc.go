@@ -10,14 +10,15 @@
 // # The life of a plugin
 //
 //  1. Describe: the sink's name (its route: POST /{name}/set/{instance}),
-//     version, the JSON Schema of its per-instance settings, and the
-//     settings fields that are secrets (masked in find responses).
+//     version, and the settings fields that are secrets (masked in find
+//     responses).
 //  2. Open: once, with the process settings. Every EVORELAY_<NAME>_* variable
 //     arrives in Config.Settings with the prefix cut and the rest lowercased:
 //     a kafka plugin's EVORELAY_KAFKA_BROKERS is Settings["brokers"].
 //  3. Validate: whenever a client sets an instance's settings. The host has
 //     already checked "enabled" and "events"; the sink checks its own fields,
 //     returns the settings normalized, or FieldErrors the API returns as 400.
+//     See "Settings" below.
 //  4. Deliver: batches of deliveries. A batch holds one instance's
 //     deliveries in the order the sidecar accepted them, and the host sends
 //     an instance's next batch only once the previous one is acknowledged;
@@ -39,11 +40,45 @@
 // Config.Logger; it reaches the host's log with the plugin's name.
 //
 // A delivery's Envelope is the JSON every sink starts from:
-// {event, instance, data, date_time, sender, server_url, apikey}, with the
-// event as a constant and null where the engine sent nothing. To write the
-// event as the user's naming mode wants it, without re-encoding data (it
-// may be megabytes of base64 media), use
-// events.WithEvent(d.Envelope, cfg.Naming.Name(d.Event)).
+// {event, instance, data, date_time, sender, server_url, apikey}, null
+// where the engine sent nothing, with the event already written as the
+// user's naming mode (EVORELAY_NAMING) wants it; Delivery.Event is always
+// the constant. A sink that sends the envelope on sends it as it is.
+//
+// # Settings
+//
+// An instance's settings for a sink are a JSON object: "enabled" and
+// "events", which the host normalizes and filters deliveries on (a sink
+// never checks them again), and the sink's own members. The host keeps its
+// own members ("retry", "disabled_reason", "disabled_at", ...) to itself: a
+// sink sees only its own, in Validate and with every batch. Clients
+// written for Evolution API may wrap the settings ({"<name>": {...}}) and
+// add the members Evolution's own find returns (id, instanceId, createdAt,
+// updatedAt): the host unwraps the one and drops the others, and always
+// sends "enabled" and "events" (an empty list means every event).
+//
+// Declare the settings as a struct with json tags, embedding Subscription:
+//
+//	type settings struct {
+//		sdk.Subscription
+//		Path string `json:"path"`
+//	}
+//
+// In Validate, ParseSettings decodes them and refuses, by name, a member
+// the struct has no field for or a value of the wrong type, as FieldErrors;
+// a sink that takes only enabled and events needs no Validate at all
+// (UnimplementedSink's does this). In Deliver, SettingsOf decodes a
+// delivery's settings once per instance and caches them; members the
+// struct does not know are ignored there.
+//
+// # Process settings
+//
+// Open's Config.Settings are the plugin's EVORELAY_<NAME>_* variables: the
+// prefix is EVORELAY_, the sink's name upper-cased with '-' written as
+// '_', and '_'; what follows is lowercased. So a sink named kafka-eu reads
+// EVORELAY_KAFKA_EU_BROKERS as Settings["brokers"]. A sink named x also
+// receives the variables of a sink named x_y (EVORELAY_X_Y_*, as "y_*"):
+// choose names that are not prefixes of one another.
 //
 // Delivery is at-least-once: Delivery.ID is the same on every attempt, and
 // a sink passes it on (a header, a message id) so receivers can de-duplicate.

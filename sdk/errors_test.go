@@ -82,20 +82,6 @@ func TestFieldErrors(t *testing.T) {
 func TestSubscription(t *testing.T) {
 	all := Subscription{Enabled: true}
 	some := Subscription{Enabled: true, Events: []string{"MESSAGES_UPSERT", "groups.update"}}
-	off := Subscription{Events: []string{"MESSAGES_UPSERT"}}
-	cases := []struct {
-		s     Subscription
-		event string
-		want  bool
-	}{
-		{all, "CALL", true}, {some, "MESSAGES_UPSERT", true}, {some, "GROUP_UPDATE", true},
-		{some, "CALL", false}, {off, "MESSAGES_UPSERT", false},
-	}
-	for _, c := range cases {
-		if got := c.s.Wants(c.event); got != c.want {
-			t.Errorf("%+v.Wants(%s) = %v", c.s, c.event, got)
-		}
-	}
 	if got := some.Subscribed(); len(got) != 2 || got[0] != "MESSAGES_UPSERT" || got[1] != "GROUP_UPDATE" {
 		t.Errorf("Subscribed = %v", got)
 	}

@@ -11,29 +11,22 @@ import (
 	"time"
 
 	"github.com/evorelay/evorelay/sdk"
-	"github.com/evorelay/evorelay/sdk/events"
 )
 
 // postSink POSTs each event to the instance's URL: a whole plugin.
 type postSink struct {
 	sdk.UnimplementedSink
-	naming events.Naming
 	client *http.Client
 }
 
 // postSettings are one instance's settings.
 type postSettings struct {
-	Enabled bool     `json:"enabled"`
-	Events  []string `json:"events"`
-	URL     string   `json:"url"`
+	sdk.Subscription
+	URL string `json:"url"`
 }
 
 func (s *postSink) Describe() sdk.Description {
-	return sdk.Description{
-		Name:           "post",
-		Version:        "0.1.0",
-		SettingsSchema: json.RawMessage(`{"type":"object","required":["url"],"properties":{"url":{"type":"string","format":"uri"}}}`),
-	}
+	return sdk.Description{Name: "post", Version: "0.1.0"}
 }
 
 func (s *postSink) Open(_ context.Context, cfg sdk.Config) error {
@@ -45,14 +38,14 @@ func (s *postSink) Open(_ context.Context, cfg sdk.Config) error {
 		}
 		timeout = d
 	}
-	s.naming, s.client = cfg.Naming, &http.Client{Timeout: timeout}
+	s.client = &http.Client{Timeout: timeout}
 	return nil
 }
 
 func (s *postSink) Validate(_ context.Context, _ string, raw json.RawMessage) (json.RawMessage, error) {
-	var set postSettings
-	if err := json.Unmarshal(raw, &set); err != nil {
-		return nil, sdk.FieldErrors{{Field: "url", Message: err.Error()}}
+	set, err := sdk.ParseSettings[postSettings](raw)
+	if err != nil {
+		return nil, err
 	}
 	var fe sdk.FieldErrors
 	if u, err := url.Parse(set.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -72,17 +65,11 @@ func (s *postSink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.A
 }
 
 func (s *postSink) post(ctx context.Context, d sdk.Delivery) error {
-	var set postSettings
-	if err := json.Unmarshal(d.Settings, &set); err != nil {
-		return sdk.Permanent(err)
-	}
-	env, err := d.Decode()
+	set, err := sdk.SettingsOf[postSettings](d)
 	if err != nil {
-		return sdk.Permanent(err)
+		return err
 	}
-	env.Event = s.naming.Name(env.Event)
-	body, _ := json.Marshal(env)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, set.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, set.URL, bytes.NewReader(d.Envelope))
 	if err != nil {
 		return sdk.Permanent(err)
 	}

@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,15 +29,10 @@ func init() {
 // host's in-flight window bounds them too.
 const maxConcurrentBatches = 64
 
-var validName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
-
 // checkDescription turns an author's mistake in Describe into an error.
 func checkDescription(d Description) error {
-	if !validName.MatchString(d.Name) {
-		return fmt.Errorf("sdk: Describe().Name %q: want 1-32 of a-z, 0-9, '_' or '-', starting with a letter", d.Name)
-	}
-	if len(d.SettingsSchema) > 0 && !json.Valid(d.SettingsSchema) {
-		return fmt.Errorf("sdk: Describe().SettingsSchema of %q is not valid JSON", d.Name)
+	if err := sinkv1.CheckName(d.Name); err != nil {
+		return fmt.Errorf("sdk: Describe().Name: %w", err)
 	}
 	return nil
 }
@@ -47,10 +42,16 @@ type server struct {
 	sinkv1.UnimplementedSinkServer
 	sink   Sink
 	logger hclog.Logger
+	naming atomic.Int32 // an events.Naming, set by Open
+
+	// lanes holds, per instance, the end of the last batch handed to
+	// run: the next batch of that instance starts only after it.
+	lanesMu sync.Mutex
+	lanes   map[string]chan struct{}
 }
 
 func newServer(s Sink, logger hclog.Logger) *server {
-	return &server{sink: s, logger: logger}
+	return &server{sink: s, logger: logger, lanes: map[string]chan struct{}{}}
 }
 
 func (s *server) Describe(context.Context, *sinkv1.DescribeRequest) (*sinkv1.DescribeResponse, error) {
@@ -62,7 +63,6 @@ func (s *server) Describe(context.Context, *sinkv1.DescribeRequest) (*sinkv1.Des
 		Name:            d.Name,
 		Version:         d.Version,
 		ProtocolVersion: sinkv1.ProtocolVersion,
-		SettingsSchema:  d.SettingsSchema,
 		SecretFields:    d.SecretFields,
 	}
 	if d.Listener {
@@ -91,6 +91,7 @@ func (s *server) Open(ctx context.Context, req *sinkv1.OpenRequest) (*sinkv1.Ope
 	if err := s.sink.Open(ctx, cfg); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	s.naming.Store(int32(naming))
 	return &sinkv1.OpenResponse{}, nil
 }
 
@@ -136,6 +137,9 @@ func (s *server) Close(ctx context.Context, _ *sinkv1.CloseRequest) (*sinkv1.Clo
 
 // Deliver runs every batch the host sends in its own goroutine (bounded)
 // and streams acks back as they come, coalescing those that are ready.
+// Batches of one instance run one after the other, in the order they came:
+// the host may split an instance's deliveries into several messages (each
+// at most a few MB), and they must reach the sink in order.
 func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
 	ctx := stream.Context()
 	out := make(chan *sinkv1.Ack, 1024)
@@ -160,15 +164,41 @@ func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
 			<-sem
 			continue
 		}
+		prev, done := s.enqueue(req.GetInstance())
 		running.Add(1)
 		go func() {
 			defer func() { <-sem; running.Done() }()
-			s.runBatch(ctx, req.GetDeliveries(), out)
+			defer s.dequeue(req.GetInstance(), done)
+			if prev != nil {
+				<-prev
+			}
+			s.runBatch(ctx, req, out)
 		}()
 	}
 	running.Wait()
 	close(out)
 	return <-sendErr
+}
+
+// enqueue makes a batch of instance the last of its lane. It returns what
+// the batch must wait for (nil: nothing) and what it closes when done.
+func (s *server) enqueue(instance string) (prev <-chan struct{}, done chan struct{}) {
+	done = make(chan struct{})
+	s.lanesMu.Lock()
+	defer s.lanesMu.Unlock()
+	prev = s.lanes[instance]
+	s.lanes[instance] = done
+	return prev, done
+}
+
+// dequeue ends a batch; the lane goes when it was the last.
+func (s *server) dequeue(instance string, done chan struct{}) {
+	s.lanesMu.Lock()
+	defer s.lanesMu.Unlock()
+	close(done)
+	if s.lanes[instance] == done {
+		delete(s.lanes, instance)
+	}
 }
 
 func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan *sinkv1.Ack) error {
@@ -195,7 +225,8 @@ func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan *sinkv1.Ack) error {
 	return failed
 }
 
-func (s *server) runBatch(ctx context.Context, wire []*sinkv1.Delivery, out chan<- *sinkv1.Ack) {
+func (s *server) runBatch(ctx context.Context, req *sinkv1.DeliverRequest, out chan<- *sinkv1.Ack) {
+	wire := req.GetDeliveries()
 	batch := make([]Delivery, len(wire))
 	a := &acker{pending: make(map[string]bool, len(wire)), out: out, logger: s.logger}
 	for i, d := range wire {
@@ -204,8 +235,8 @@ func (s *server) runBatch(ctx context.Context, wire []*sinkv1.Delivery, out chan
 			Instance: d.GetInstance(),
 			Event:    d.GetEvent(),
 			Attempt:  int(d.GetAttempt()),
-			Envelope: d.GetEnvelope(),
-			Settings: d.GetSettings(),
+			Envelope: s.named(d),
+			Settings: req.GetSettings(),
 		}
 		a.pending[d.GetId()] = true
 	}
@@ -222,6 +253,21 @@ func (s *server) runBatch(ctx context.Context, wire []*sinkv1.Delivery, out chan
 		err = errors.New("sdk: Deliver returned without acknowledging this delivery")
 	}
 	a.finish(err)
+}
+
+// named returns the delivery's envelope with its event written per the
+// naming mode. The host writes the constant; an envelope that cannot be
+// rewritten is passed on as it is, for the sink to refuse.
+func (s *server) named(d *sinkv1.Delivery) json.RawMessage {
+	name := events.Naming(s.naming.Load()).Name(d.GetEvent())
+	if name == d.GetEvent() {
+		return d.GetEnvelope()
+	}
+	env, err := events.WithEvent(d.GetEnvelope(), name)
+	if err != nil {
+		return d.GetEnvelope()
+	}
+	return env
 }
 
 // acker tracks which deliveries of one batch still await an ack.

@@ -74,7 +74,6 @@ func batchOf(prefix string, n int) []*sinkv1.Delivery {
 		ds[i] = &sinkv1.Delivery{
 			Id: fmt.Sprintf("%s%d", prefix, i), Instance: "i", Event: "MESSAGES_UPSERT", Attempt: 1,
 			Envelope: json.RawMessage(`{"event":"MESSAGES_UPSERT","instance":"i","data":{}}`),
-			Settings: json.RawMessage(`{"enabled":true}`),
 		}
 	}
 	return ds
@@ -89,7 +88,11 @@ func deliver(t *testing.T, c sinkv1.SinkClient, batches ...[]*sinkv1.Delivery) [
 		t.Fatal(err)
 	}
 	for _, b := range batches {
-		if err := stream.Send(&sinkv1.DeliverRequest{Deliveries: b}); err != nil {
+		req := &sinkv1.DeliverRequest{Deliveries: b, Settings: json.RawMessage(`{"enabled":true,"events":[]}`)}
+		if len(b) > 0 {
+			req.Instance = b[0].GetInstance()
+		}
+		if err := stream.Send(req); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -244,12 +247,11 @@ func TestDeliverPassesTheDelivery(t *testing.T) {
 		return nil
 	}}
 	want := &sinkv1.Delivery{Id: "x1", Instance: "shop", Event: "GROUP_UPDATE", Attempt: 3,
-		Envelope: []byte(`{"event":"GROUP_UPDATE","instance":"shop","data":{"id":"1@g.us"},"date_time":"2024-01-01T12:00:00.000Z"}`),
-		Settings: []byte(`{"enabled":true,"events":[]}`)}
+		Envelope: []byte(`{"event":"GROUP_UPDATE","instance":"shop","data":{"id":"1@g.us"},"date_time":"2024-01-01T12:00:00.000Z"}`)}
 	deliver(t, dial(t, s), []*sinkv1.Delivery{want})
 	d := <-got
 	if d.ID != "x1" || d.Instance != "shop" || d.Event != "GROUP_UPDATE" || d.Attempt != 3 ||
-		string(d.Envelope) != string(want.Envelope) || string(d.Settings) != string(want.Settings) {
+		string(d.Envelope) != string(want.Envelope) || string(d.Settings) != `{"enabled":true,"events":[]}` {
 		t.Errorf("delivery %+v", d)
 	}
 	env, err := d.Decode()
@@ -301,15 +303,14 @@ func TestSendAcksDrainsAfterAFailedSend(t *testing.T) {
 }
 
 func TestDescribe(t *testing.T) {
-	schema := json.RawMessage(`{"type":"object"}`)
-	srv := newServer(&testSink{desc: Description{Name: "websocket", Version: "1.2.0", SettingsSchema: schema,
+	srv := newServer(&testSink{desc: Description{Name: "websocket", Version: "1.2.0",
 		SecretFields: []string{"secret"}, Listener: true}}, hclog.NewNullLogger())
 	d, err := srv.Describe(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.GetName() != "websocket" || d.GetVersion() != "1.2.0" || d.GetProtocolVersion() != sinkv1.ProtocolVersion ||
-		string(d.GetSettingsSchema()) != string(schema) || fmt.Sprint(d.GetSecretFields()) != "[secret]" ||
+		fmt.Sprint(d.GetSecretFields()) != "[secret]" ||
 		fmt.Sprint(d.GetCapabilities()) != "[CAPABILITY_LISTENER]" {
 		t.Errorf("Describe: %v", d)
 	}
@@ -326,14 +327,14 @@ func TestCheckDescription(t *testing.T) {
 		want string // "" for no error
 	}{
 		{Description{Name: "webhook"}, ""},
-		{Description{Name: "kafka-2_eu", SettingsSchema: json.RawMessage(`{}`)}, ""},
+		{Description{Name: "kafka-2_eu"}, ""},
 		{Description{Name: strings.Repeat("a", 32)}, ""},
-		{Description{Name: ""}, `Name ""`},
-		{Description{Name: "Webhook"}, `Name "Webhook"`},
-		{Description{Name: "2fa"}, `Name "2fa"`},
-		{Description{Name: "web.hook"}, `Name "web.hook"`},
+		{Description{Name: ""}, `name ""`},
+		{Description{Name: "Webhook"}, `name "Webhook"`},
+		{Description{Name: "2fa"}, `name "2fa"`},
+		{Description{Name: "web.hook"}, `name "web.hook"`},
 		{Description{Name: strings.Repeat("a", 33)}, "want 1-32"},
-		{Description{Name: "webhook", SettingsSchema: json.RawMessage(`{"type":`)}, "not valid JSON"},
+		{Description{Name: "plugins"}, "route of the host"},
 	} {
 		err := checkDescription(tc.d)
 		switch {
@@ -421,5 +422,80 @@ func TestHealthAndClose(t *testing.T) {
 	}
 	if _, err := srv.Close(context.Background(), nil); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+}
+
+// TestDeliverKeepsAnInstancesBatchesInOrder is issue 15's "order breaks
+// for large events": the host splits one instance's batch of 20 events of
+// 1 MiB into several stream messages, and the sink must see them in the
+// order sent. The first message is held in Deliver until another
+// instance's batch, sent after all of them, has reached the sink: any of
+// shop's later messages that ran meanwhile would come first.
+func TestDeliverKeepsAnInstancesBatchesInOrder(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	otherArrived := make(chan struct{})
+	s := &testSink{deliver: func(b []Delivery, a Acks) error {
+		switch b[0].ID {
+		case "big0":
+			<-otherArrived
+		case "other0":
+			close(otherArrived)
+		}
+		mu.Lock()
+		for _, d := range b {
+			got = append(got, d.ID)
+		}
+		mu.Unlock()
+		for _, d := range b {
+			a.Done(d.ID, nil)
+		}
+		return nil
+	}}
+	data := `"` + strings.Repeat("A", 1<<20) + `"`
+	var batches [][]*sinkv1.Delivery
+	var want []string
+	for i := range 20 { // 3 events of 1 MiB to a 4 MiB message, as the host splits them
+		if i%3 == 0 {
+			batches = append(batches, nil)
+		}
+		id := fmt.Sprintf("big%d", i)
+		want = append(want, id)
+		batches[len(batches)-1] = append(batches[len(batches)-1], &sinkv1.Delivery{
+			Id: id, Instance: "shop", Event: "MESSAGES_UPSERT", Attempt: 1,
+			Envelope: []byte(`{"event":"MESSAGES_UPSERT","instance":"shop","data":` + data + `}`),
+		})
+	}
+	acks := deliver(t, dial(t, s), append(batches, batchOf("other", 2))...)
+	if len(acks) != 22 {
+		t.Fatalf("%d acks, want 22", len(acks))
+	}
+	var shop []string
+	for _, id := range got {
+		if strings.HasPrefix(id, "big") {
+			shop = append(shop, id)
+		}
+	}
+	if fmt.Sprint(shop) != fmt.Sprint(want) {
+		t.Errorf("the sink saw shop's deliveries in the order\n%v\nwant\n%v", shop, want)
+	}
+}
+
+func TestDeliverWritesTheEventPerTheNamingMode(t *testing.T) {
+	got := make(chan Delivery, 1)
+	s := &testSink{deliver: func(b []Delivery, a Acks) error {
+		got <- b[0]
+		a.Done(b[0].ID, nil)
+		return nil
+	}}
+	c := dial(t, s)
+	if _, err := c.Open(context.Background(), &sinkv1.OpenRequest{Naming: sinkv1.Naming_NAMING_EVOLUTION}); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, c, []*sinkv1.Delivery{{Id: "n1", Instance: "shop", Event: "GROUP_PARTICIPANTS_UPDATE",
+		Envelope: []byte(`{"event":"GROUP_PARTICIPANTS_UPDATE","instance":"shop","data":{}}`)}})
+	d := <-got
+	if string(d.Envelope) != `{"event":"group-participants.update","instance":"shop","data":{}}` || d.Event != "GROUP_PARTICIPANTS_UPDATE" {
+		t.Errorf("envelope %s, event %s; want the wire name in the envelope and the constant in Event", d.Envelope, d.Event)
 	}
 }

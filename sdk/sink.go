@@ -37,8 +37,12 @@ type UnimplementedSink struct{}
 // Open accepts any configuration.
 func (UnimplementedSink) Open(context.Context, Config) error { return nil }
 
-// Validate keeps the settings as they are.
+// Validate accepts the settings of a sink that takes only "enabled" and
+// "events" (a Subscription), and refuses any other member by name.
 func (UnimplementedSink) Validate(_ context.Context, _ string, s json.RawMessage) (json.RawMessage, error) {
+	if _, err := ParseSettings[Subscription](s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -52,11 +56,11 @@ func (UnimplementedSink) mustEmbedUnimplementedSink() {}
 
 // Description is what Describe returns.
 type Description struct {
-	// Name is the route name: lowercase letters, digits, '_' and '-'.
+	// Name is the route name: 1-32 lowercase letters, digits, '_' and
+	// '-', starting with a letter, and not one of the host's own routes
+	// (sinkv1.CheckName).
 	Name    string
 	Version string
-	// SettingsSchema is the JSON Schema of one instance's settings.
-	SettingsSchema json.RawMessage
 	// SecretFields are top-level settings fields the host masks in find
 	// responses and never logs.
 	SecretFields []string
@@ -70,7 +74,9 @@ type Config struct {
 	// Settings are the sink's EVORELAY_<NAME>_* variables, keys lowercased
 	// without the prefix.
 	Settings map[string]string
-	// Naming is how event names are written (EVORELAY_NAMING).
+	// Naming is how event names are written (EVORELAY_NAMING). The SDK
+	// has already written each Delivery.Envelope's event this way; a sink
+	// needs it only for names of its own (a URL suffix, a header).
 	Naming events.Naming
 	// ListenSocket is the Unix socket to listen on, for a Listener sink.
 	ListenSocket string
@@ -104,13 +110,17 @@ type Delivery struct {
 	// ID is stable across retries.
 	ID       string
 	Instance string
-	// Event is the constant (MESSAGES_UPSERT); write it with Config.Naming.
+	// Event is the constant (MESSAGES_UPSERT), whatever the naming mode.
 	Event string
 	// Attempt is 1 on the first try.
 	Attempt int
-	// Envelope is the event as JSON; see Delivery.Decode.
+	// Envelope is the event as JSON, its "event" already written per
+	// Config.Naming; see Delivery.Decode.
 	Envelope json.RawMessage
-	// Settings are the instance's normalized settings for this sink.
+	// Settings are the instance's settings for this sink, as Validate
+	// normalized them: only the sink's own members (the host keeps its
+	// own, such as "retry"). Every delivery of a batch shares them; read
+	// them with SettingsOf.
 	Settings json.RawMessage
 }
 
@@ -139,29 +149,13 @@ func (e *retryAfterError) Error() string { return e.err.Error() }
 func (e *retryAfterError) Unwrap() error { return e.err }
 
 // Subscription is the part of every sink's instance settings that the
-// host normalizes before Validate and checks before each delivery:
-// "enabled", and "events" as constants, where none means every event.
-// Embed it in a sink's settings type.
+// host normalizes before Validate and filters on before it delivers:
+// "enabled", and "events" as constants, where none means every event. A
+// sink never needs to check it again in Deliver. Embed it in a sink's
+// settings type.
 type Subscription struct {
 	Enabled bool     `json:"enabled"`
 	Events  []string `json:"events"`
-}
-
-// Wants reports whether the settings ask for event (a constant). Events
-// stored in the wire spelling (messages.upsert) count as their constant.
-func (s Subscription) Wants(event string) bool {
-	if !s.Enabled {
-		return false
-	}
-	if len(s.Events) == 0 {
-		return true
-	}
-	for _, e := range s.Events {
-		if e == event || events.Normalize(e) == event {
-			return true
-		}
-	}
-	return false
 }
 
 // Subscribed lists the event constants the settings ask for: every known

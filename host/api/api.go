@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/evorelay/evorelay/host/spool"
 	"github.com/evorelay/evorelay/host/store"
+	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
 
 // DefaultMaxBodyBytes bounds an ingest request when Options.MaxBodyBytes is
@@ -132,23 +132,6 @@ type Options struct {
 	NewID func() string
 }
 
-// reserved are first path segments the API routes itself (or will), so no
-// sink can be routed under them.
-var reserved = map[string]bool{
-	"events":  true,
-	"plugins": true,
-	"healthz": true,
-	"readyz":  true,
-	"metrics": true,
-	"ws":      true,
-}
-
-// ReservedName reports whether a sink name collides with one of the API's
-// own routes and so cannot be routed; a plugin host should refuse such a
-// plugin. "webhook" is not reserved: its routes sit beside
-// /webhook/evolution/{instance}.
-func ReservedName(name string) bool { return reserved[name] }
-
 // public are the routes that need no API key.
 var public = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/ws-console": true}
 
@@ -186,8 +169,6 @@ func newServer(o Options) *server {
 	}
 	return s
 }
-
-var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 type server struct {
 	key     [sha256.Size]byte
@@ -252,11 +233,8 @@ func New(o Options) http.Handler {
 		switch {
 		case seen[name]:
 			continue
-		case !sinkName.MatchString(name):
-			s.log.Error("sink not routed: its name must be 1-64 lowercase letters, digits, '_' or '-'; rename the plugin", "sink", name)
-			continue
-		case ReservedName(name):
-			s.log.Error("sink not routed: its name is an API route; rename the plugin", "sink", name)
+		case sinkv1.CheckName(name) != nil:
+			s.log.Error("sink not routed; rename the plugin", "sink", name, "error", sinkv1.CheckName(name))
 			continue
 		}
 		seen[name] = true

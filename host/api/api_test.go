@@ -160,17 +160,6 @@ func TestPanicIsAnEnvelope(t *testing.T) {
 }
 
 func TestSinkNamesThatCannotBeRouted(t *testing.T) {
-	for _, n := range []string{"events", "plugins", "healthz", "readyz", "metrics", "ws"} {
-		if !ReservedName(n) {
-			t.Errorf("ReservedName(%q) = false", n)
-		}
-	}
-	for _, n := range []string{"webhook", "rabbitmq", "kafka"} {
-		if ReservedName(n) {
-			t.Errorf("ReservedName(%q) = true", n)
-		}
-	}
-
 	logs := &strings.Builder{}
 	f := newFixture(t, func(o *Options) {
 		o.Logger = hclog.New(&hclog.LoggerOptions{Output: logs})

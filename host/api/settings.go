@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/evorelay/evorelay/host/store"
 	"github.com/evorelay/evorelay/sdk/events"
 )
 
@@ -64,8 +65,9 @@ type settingsBody struct {
 	rest []field
 }
 
-// hostMember is a member of every sink's settings that the host owns: it
-// checks and normalizes it, stores it, and applies it to deliveries.
+// hostMember is a member of every sink's settings that the host owns
+// (store.HostOwned) and a client sets: the API checks and normalizes it,
+// the store keeps it, dispatch applies it, and plugins never see it.
 type hostMember struct {
 	name string
 	// parse returns the normalized value (nil for none), or one message
@@ -73,7 +75,7 @@ type hostMember struct {
 	parse func(json.RawMessage) (json.RawMessage, []string)
 }
 
-// hostMembers lists them.
+// hostMembers lists them; each is in store.HostOwned too (a test checks).
 var hostMembers = []hostMember{
 	{"retry", parseRetry},
 	{"rate_limit", parseRateLimit},
@@ -91,6 +93,10 @@ func hostMemberNamed(name string) (hostMember, bool) {
 	}
 	return hostMember{}, false
 }
+
+// evolutionReadOnly are the members Evolution API adds to its own find
+// answers; a client that sends such an object back gets them dropped.
+var evolutionReadOnly = map[string]bool{"id": true, "instanceId": true, "createdAt": true, "updatedAt": true}
 
 // parseSettings reads a POST /{sink}/set/{instance} body: a flat object, or
 // one wrapped in the sink's name ({"webhook": {...}}) as Evolution API v2
@@ -141,6 +147,9 @@ func parseSettings(sink string, body []byte) (settingsBody, []string) {
 			// A plugin decoding case-insensitively would read this one
 			// instead of the field the host checked.
 			msgs = append(msgs, fmt.Sprintf("%s: field names are case-sensitive; write %s", f.name, strings.ToLower(f.name)))
+		case contains(store.HostOwned, f.name), evolutionReadOnly[f.name]:
+			// The host writes these (a settings object copied from find
+			// carries them); they are not the plugin's to validate.
 		default:
 			b.rest = append(b.rest, f)
 		}

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/evorelay/evorelay/host/store"
+
 	"encoding/json"
 	"errors"
 	"strings"
@@ -227,6 +229,19 @@ func TestParseSettings(t *testing.T) {
 	}
 }
 
+// What find answers may be posted back: the members the host writes
+// (disabled_*) and those Evolution API's own find adds never reach the
+// plugin, which refuses members it does not own.
+func TestSetDropsMembersThatAreNotThePlugins(t *testing.T) {
+	f := newFixture(t)
+	res := f.do("POST", "/rabbitmq/set/inst", `{"enabled":true,"disabled_reason":"gone","disabled_at":"2024-01-01T00:00:00Z",`+
+		`"id":"clx1","instanceId":"i-1","createdAt":"2024-01-01T00:00:00Z","updatedAt":null,"exchange":"x"}`)
+	expect(t, res, 201, `{"enabled":true,"events":[],"exchange":"x"}`+"\n")
+	if calls := f.sinks.validated(); len(calls) != 1 || calls[0].settings != `{"enabled":true,"events":[],"exchange":"x"}` {
+		t.Fatalf("the plugin was asked to validate %v; want only its own members", calls)
+	}
+}
+
 // An instance's own retry policy is the host's: checked and normalized by
 // the API, kept out of the plugin's settings, stored with them.
 func TestSetRetryOverride(t *testing.T) {
@@ -271,4 +286,20 @@ func TestFailedSinkRoutes(t *testing.T) {
 		}
 	}
 	expect(t, f.do("POST", "/webhook/set/acme", `{"enabled":false}`), 201, `{"enabled":false,"events":[]}`+"\n")
+}
+
+// Every member the API parses as the host's is one the store keeps from
+// the plugins, and every one the store keeps is parsed here or written by
+// the store itself.
+func TestHostMembersAreTheStoresHostOwned(t *testing.T) {
+	for _, m := range hostMembers {
+		if !contains(store.HostOwned, m.name) {
+			t.Errorf("%s is parsed as the host's but missing from store.HostOwned: plugins would receive it", m.name)
+		}
+	}
+	for _, name := range store.HostOwned {
+		if _, ok := hostMemberNamed(name); !ok && name != store.DisabledReasonKey && name != store.DisabledAtKey {
+			t.Errorf("store.HostOwned has %s, which the API does not parse", name)
+		}
+	}
 }

@@ -307,7 +307,7 @@ func (w *worker) lease(ctx context.Context) {
 				deferred++
 				continue
 			}
-			l.queue = append(l.queue, pending{d: d, settings: s.Raw})
+			l.queue = append(l.queue, pending{d: d, settings: s.Plugin})
 			w.leased++
 		}
 		w.mu.Unlock()
@@ -359,10 +359,19 @@ func (w *worker) deferStalled() {
 	w.opts.Metrics.count(w.sink, "deferred", len(settled))
 }
 
+// batch is one lane's deliveries for the plugin, with the instance's
+// settings as of the newest of them.
+type batch struct {
+	instance   string
+	settings   []byte
+	deliveries []*sinkv1.Delivery
+}
+
 // pump sends one batch for every lane that has none at the plugin: one
-// instance's deliveries in ingest order.
+// instance's deliveries in ingest order, with the plugin's part of the
+// instance's settings once per stream message.
 func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
-	var batches [][]*sinkv1.Delivery
+	var batches []batch
 	now := w.opts.Now()
 	w.mu.Lock()
 	for inst, l := range w.lanes {
@@ -377,23 +386,25 @@ func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
 		if n == 0 {
 			continue
 		}
-		batch := make([]*sinkv1.Delivery, 0, n)
+		b := batch{instance: inst, deliveries: make([]*sinkv1.Delivery, 0, n)}
 		for _, p := range l.queue[:n] {
 			w.sent[p.d.ID] = &sentDelivery{d: p.d, lane: l}
-			batch = append(batch, &sinkv1.Delivery{
+			b.deliveries = append(b.deliveries, &sinkv1.Delivery{
 				Id: p.d.ID, Instance: p.d.Instance, Event: p.d.Event.Event,
-				Attempt: uint32(p.d.Attempt), Envelope: p.d.Envelope, Settings: p.settings,
+				Attempt: uint32(p.d.Attempt), Envelope: p.d.Envelope,
 			})
+			b.settings = p.settings
 		}
 		l.queue = l.queue[n:]
 		l.busy, l.progress = n, now
-		batches = append(batches, batch)
+		batches = append(batches, b)
 	}
 	w.opts.Metrics.inflight(w.sink, len(w.sent))
 	w.mu.Unlock()
-	for _, batch := range batches {
-		for _, chunk := range split(batch, w.opts.MaxBatchBytes) {
-			if err := stream.Send(&sinkv1.DeliverRequest{Deliveries: chunk}); err != nil {
+	for _, b := range batches {
+		for _, chunk := range split(b.deliveries, w.opts.MaxBatchBytes-len(b.settings)) {
+			req := &sinkv1.DeliverRequest{Instance: b.instance, Settings: b.settings, Deliveries: chunk}
+			if err := stream.Send(req); err != nil {
 				return fmt.Errorf("send: %w", err)
 			}
 		}
@@ -407,7 +418,7 @@ func split(batch []*sinkv1.Delivery, maxBytes int) [][]*sinkv1.Delivery {
 	var out [][]*sinkv1.Delivery
 	start, size := 0, 0
 	for i, d := range batch {
-		n := len(d.Envelope) + len(d.Settings) + 128
+		n := len(d.Envelope) + 128
 		if i > start && size+n > maxBytes {
 			out = append(out, batch[start:i])
 			start, size = i, 0

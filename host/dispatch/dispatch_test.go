@@ -29,8 +29,9 @@ type plugin struct {
 
 	mu       sync.Mutex
 	got      []*sinkv1.Delivery
-	batches  map[string]int // instance → batches at the plugin now
-	overlap  bool           // two batches of one instance at once
+	reqs     []*sinkv1.DeliverRequest // as received, without deliveries
+	batches  map[string]int           // instance → batches at the plugin now
+	overlap  bool                     // two batches of one instance at once
 	streams  int
 	breakAt  int // close the stream after this many deliveries (once)
 	conn     *grpc.ClientConn
@@ -69,6 +70,7 @@ func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
 			p.overlap = true
 		}
 		p.got = append(p.got, ds...)
+		p.reqs = append(p.reqs, &sinkv1.DeliverRequest{Instance: req.GetInstance(), Settings: req.GetSettings()})
 		broken := p.breakAt > 0 && len(p.got) >= p.breakAt
 		if broken {
 			p.breakAt = 0
@@ -223,6 +225,27 @@ func TestOrderPerInstance(t *testing.T) {
 	}
 	if r.plugin.overlap {
 		t.Error("two batches of one instance were at the plugin at once, or a batch mixed instances")
+	}
+}
+
+// The plugin gets the instance's settings once per batch, without the
+// members that are the host's.
+func TestPluginGetsItsOwnSettingsOncePerBatch(t *testing.T) {
+	r := newRig(t, ok, Options{})
+	r.set("on", `{"enabled":true,"events":[],"url":"https://x","retry":{"schedule":["1s"]},"disabled_reason":"old"}`)
+	r.add("on", "MESSAGES_UPSERT", 3)
+	eventually(t, "3 deliveries", func() bool { return len(r.plugin.delivered()) >= 3 })
+	for _, d := range r.plugin.delivered() {
+		if len(d.GetSettings()) != 0 {
+			t.Errorf("delivery %s carries settings %s; want them once per batch", d.GetId(), d.GetSettings())
+		}
+	}
+	r.plugin.mu.Lock()
+	defer r.plugin.mu.Unlock()
+	for _, req := range r.plugin.reqs {
+		if req.GetInstance() != "on" || string(req.GetSettings()) != `{"enabled":true,"events":[],"url":"https://x"}` {
+			t.Errorf("batch of %q with settings %s; want instance on, and the settings without retry and disabled_reason", req.GetInstance(), req.GetSettings())
+		}
 	}
 }
 

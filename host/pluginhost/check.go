@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+
+	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
 
 // Entry is one file of the plugin directory, as Check found it.
@@ -67,8 +69,8 @@ func Check(ctx context.Context, opts Options) ([]Entry, error) {
 }
 
 func check(ctx context.Context, e *Entry, path string, opts Options) {
-	if reserved[e.Name] {
-		e.Detail = "refused: " + e.Name + " is a route of the host and cannot be a sink name"
+	if err := sinkv1.CheckName(e.Name); err != nil {
+		e.Detail = "refused: " + err.Error()
 		return
 	}
 	p := newPlugin(e.Name, path, opts)

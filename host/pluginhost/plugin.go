@@ -144,7 +144,7 @@ func (p *Plugin) start(ctx context.Context) error {
 	cmd.Env = pluginEnv(p.name, os.Environ())
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sinkv1.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{sinkv1.ProtocolVersion: {sinkv1.PluginName: &grpcPlugin{}}},
+		VersionedPlugins: versionedPlugins,
 		Cmd:              cmd,
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
@@ -189,7 +189,7 @@ func (p *Plugin) start(ctx context.Context) error {
 func (p *Plugin) handshake(ctx context.Context, client *plugin.Client) (sinkv1.SinkClient, *sinkv1.DescribeResponse, error) {
 	proto, err := client.Client()
 	if err != nil {
-		return nil, nil, fmt.Errorf("launch: %w", err)
+		return nil, nil, fmt.Errorf("launch: %w", versionHint(err))
 	}
 	raw, err := proto.Dispense(sinkv1.PluginName)
 	if err != nil {
@@ -392,15 +392,20 @@ func (p *Plugin) stop(ctx context.Context) {
 	}
 }
 
-// grpcPlugin is go-plugin's view of the host side.
+// grpcPlugin is go-plugin's view of the host side. adapt, when set, wraps
+// the client for a plugin of an older protocol version.
 type grpcPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
+	adapt func(sinkv1.SinkClient) sinkv1.SinkClient
 }
 
-func (grpcPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
+func (*grpcPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
 	return errors.New("pluginhost: the host serves no plugin")
 }
 
-func (grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	if p.adapt != nil {
+		return p.adapt(sinkv1.NewSinkClient(c)), nil
+	}
 	return sinkv1.NewSinkClient(c), nil
 }

@@ -21,16 +21,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/evorelay/evorelay/sdk/events"
+	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
 
 // BinaryPrefix is how plugin executables are named: evorelay-sink-<name>.
 const BinaryPrefix = "evorelay-sink-"
-
-// reserved are names a sink cannot take: they are routes of the host.
-var reserved = map[string]bool{
-	"events": true, "plugins": true, "healthz": true, "readyz": true,
-	"metrics": true, "ws": true, "ws-console": true,
-}
 
 // Options configure the Host.
 type Options struct {
@@ -72,8 +67,8 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 	h := &Host{plugins: map[string]*Plugin{}}
 	for _, path := range paths {
 		name := strings.TrimPrefix(filepath.Base(path), BinaryPrefix)
-		if reserved[name] {
-			reason := fmt.Sprintf("%s: %q is a route of the host and cannot be a sink name; rename the file", path, name)
+		if err := sinkv1.CheckName(name); err != nil {
+			reason := fmt.Sprintf("%s: %v; rename the file %s<name>", path, err, BinaryPrefix)
 			opts.Logger.Named("pluginhost").Error("plugin refused", "sink", name, "error", reason)
 			h.refused = append(h.refused, Status{Name: name, State: StateFailed, LastError: reason})
 			continue

@@ -17,6 +17,9 @@ import (
 type Settings struct {
 	// Raw is the stored JSON object (it includes "enabled" and "events").
 	Raw json.RawMessage
+	// Plugin is Raw without the host's own members (HostOwned): what the
+	// plugin validated, and all it receives with a batch.
+	Plugin json.RawMessage
 	// Enabled is the "enabled" field.
 	Enabled bool
 	// Events is the set of subscribed event constants; nil means all.
@@ -64,6 +67,13 @@ type Retry struct {
 	MaxAge time.Duration
 }
 
+// HostOwned are the members of an instance's settings that are the host's
+// and never the plugin's: the API parses them (or the store writes them),
+// dispatch applies them, and the plugin never sees them, neither in
+// Validate nor with a delivery. A new host-side setting is added here, and
+// its parsing to host/api's hostMembers.
+var HostOwned = []string{"retry", "rate_limit", "circuit", "expire_after", DisabledReasonKey, DisabledAtKey}
+
 // common is the part of every sink's settings the host reads.
 type common struct {
 	Enabled bool     `json:"enabled"`
@@ -96,7 +106,7 @@ func Parse(raw json.RawMessage) (Settings, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return Settings{}, fmt.Errorf("store: settings: %w", err)
 	}
-	s := Settings{Raw: raw, Enabled: c.Enabled}
+	s := Settings{Raw: raw, Plugin: withoutHostOwned(raw), Enabled: c.Enabled}
 	if c.Retry != nil {
 		s.Retry = &Retry{}
 		for _, v := range c.Retry.Schedule {
@@ -151,4 +161,28 @@ func Parse(raw json.RawMessage) (Settings, error) {
 // Wants reports whether an event (constant) is to be delivered.
 func (s Settings) Wants(event string) bool {
 	return s.Enabled && (s.Events == nil || s.Events[event])
+}
+
+// withoutHostOwned returns raw without the HostOwned members, every other
+// member as it was; raw itself when it has none.
+func withoutHostOwned(raw json.RawMessage) json.RawMessage {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(raw, &members) != nil {
+		return raw
+	}
+	found := false
+	for _, k := range HostOwned {
+		if _, ok := members[k]; ok {
+			found = true
+			delete(members, k)
+		}
+	}
+	if !found {
+		return raw
+	}
+	out, err := json.Marshal(members)
+	if err != nil {
+		return raw
+	}
+	return out
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 // serverURL is the NATS server (with JetStream) on this machine. The
@@ -24,39 +24,6 @@ import (
 const serverURL = "nats://127.0.0.1:4222"
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// recorder is the Acks a test hands to Deliver: it keeps every outcome.
-type recorder struct {
-	mu   sync.Mutex
-	acks map[string][]error
-}
-
-func newRecorder() *recorder { return &recorder{acks: map[string][]error{}} }
-
-func (r *recorder) Done(id string, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.acks[id] = append(r.acks[id], err)
-}
-
-// deliver runs one Deliver and returns each delivery's outcome, failing
-// the test unless every delivery was acknowledged exactly once.
-func deliver(t testing.TB, s *Sink, batch ...sdk.Delivery) map[string]error {
-	t.Helper()
-	r := newRecorder()
-	if err := s.Deliver(context.Background(), batch, r); err != nil {
-		t.Fatalf("Deliver returned %v", err)
-	}
-	out := map[string]error{}
-	for _, d := range batch {
-		got := r.acks[d.ID]
-		if len(got) != 1 {
-			t.Fatalf("delivery %s acknowledged %d times, want once: %v", d.ID, len(got), got)
-		}
-		out[d.ID] = got[0]
-	}
-	return out
-}
 
 // unique returns a name no other test run uses; it is a valid subject
 // token and stream name.
@@ -87,20 +54,8 @@ func openSink(t testing.TB, url string, naming events.Naming, extra map[string]s
 			t.Errorf("Close: %v", err)
 		}
 	})
-	waitFor(t, "the sink to connect", 30*time.Second, func() bool { return s.Health(context.Background()).Ready })
+	sinktest.Eventually(t, "the sink to connect", 30*time.Second, func() bool { return s.Health(context.Background()).Ready })
 	return s
-}
-
-// waitFor polls cond until it holds, failing the test after limit.
-func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // client is a plain connection the tests observe the server with.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 // natsServer is a nats-server this test starts, kills and starts again on
@@ -49,7 +50,7 @@ func (srv *natsServer) start() {
 		srv.t.Fatalf("start nats-server: %v", err)
 	}
 	srv.cmd = cmd
-	waitFor(srv.t, "nats-server to listen on "+srv.port, time.Minute, func() bool {
+	sinktest.Eventually(srv.t, "nats-server to listen on "+srv.port, time.Minute, func() bool {
 		c, err := net.Dial("tcp", "127.0.0.1:"+srv.port)
 		if err == nil {
 			_ = c.Close()
@@ -91,26 +92,26 @@ func TestServerRestart(t *testing.T) {
 	wg.Go(func() { h.run(stop) })
 	defer func() { close(stop); wg.Wait() }()
 
-	waitFor(t, "200 deliveries before the crash", time.Minute, func() bool { _, d := h.counts(); return d >= 200 })
+	sinktest.Eventually(t, "200 deliveries before the crash", time.Minute, func() bool { _, d := h.counts(); return d >= 200 })
 	before := h.retries.Load()
 	srv.kill()
-	waitFor(t, "the sink to report the outage", time.Minute, func() bool { return !s.Health(context.Background()).Ready })
-	waitFor(t, "deliveries retried during the outage", time.Minute, func() bool { return h.retries.Load() > before+20 })
+	sinktest.Eventually(t, "the sink to report the outage", time.Minute, func() bool { return !s.Health(context.Background()).Ready })
+	sinktest.Eventually(t, "deliveries retried during the outage", time.Minute, func() bool { return h.retries.Load() > before+20 })
 	t.Logf("during the outage: %s", s.Health(context.Background()).Detail)
 	// A core publish while disconnected is retried, not buffered or lost.
 	core := delivery(t, unique("id"), inst, "CALL", settings)
-	if err := deliver(t, s, core)[core.ID]; err == nil || sdk.IsPermanent(err) {
+	if err := sinktest.Deliver(t, s, s.naming, core)[core.ID]; err == nil || sdk.IsPermanent(err) {
 		t.Errorf("core delivery while the server is down acked %v, want a retryable error", err)
 	}
 
 	srv.start()
-	waitFor(t, "the sink to reconnect", 2*time.Minute, func() bool { return s.Health(context.Background()).Ready })
+	sinktest.Eventually(t, "the sink to reconnect", 2*time.Minute, func() bool { return s.Health(context.Background()).Ready })
 	_, mark := h.counts()
-	waitFor(t, "deliveries after the restart", time.Minute, func() bool { _, d := h.counts(); return d >= mark+200 })
+	sinktest.Eventually(t, "deliveries after the restart", time.Minute, func() bool { _, d := h.counts(); return d >= mark+200 })
 	h.mu.Lock()
 	h.producing = false
 	h.mu.Unlock()
-	waitFor(t, "every delivery acked as delivered", 3*time.Minute, func() bool { p, d := h.counts(); return d == p })
+	sinktest.Eventually(t, "every delivery acked as delivered", 3*time.Minute, func() bool { p, d := h.counts(); return d == p })
 
 	// The test's first client reconnected too; ask on a fresh one anyway.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -177,12 +178,12 @@ func (h *hostSim) run(stop <-chan struct{}) {
 			continue
 		}
 
-		r := newRecorder()
+		r := sinktest.NewAcks()
 		_ = h.s.Deliver(context.Background(), batch, r)
 		failed := 0
 		h.mu.Lock()
 		for _, d := range batch {
-			got := r.acks[d.ID]
+			got := r.Outcomes(d.ID)
 			switch {
 			case len(got) != 1:
 				h.t.Errorf("delivery %s acked %d times: %v", d.ID, len(got), got)

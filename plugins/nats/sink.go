@@ -29,40 +29,14 @@ const (
 	notSetHint  = "not configured: set EVORELAY_NATS_URL (" + urlForm + ")"
 )
 
-// settingsSchema is the JSON Schema of one instance's settings. mode is
-// written by the sink, not read.
-const settingsSchema = `{
-  "type": "object",
-  "properties": {
-    "enabled": {"type": "boolean"},
-    "events": {"type": "array", "items": {"type": "string"}},
-    "mode": {"type": "string", "enum": ["jetstream", "core", "mixed"], "readOnly": true,
-             "description": "how the instance's subjects were published when the settings were set: through JetStream (a stream covers them), core NATS, or some of each"}
-  }
-}`
-
-// instanceSettings are one instance's settings, as the host normalized
-// them: event constants, and no events meaning every event.
-type instanceSettings = sdk.Subscription
-
-// settingsMemo parses a delivery's settings, once for a run of deliveries
-// that carry the same settings (as a batch for one instance does).
-type settingsMemo struct {
-	raw []byte
-	st  instanceSettings
-	err error
-}
-
-// parse returns the settings; none at all means enabled for every event.
-func (m *settingsMemo) parse(raw []byte) (instanceSettings, error) {
-	if m.raw != nil && string(m.raw) == string(raw) {
-		return m.st, m.err
-	}
-	m.raw, m.st, m.err = raw, instanceSettings{Enabled: true}, nil
-	if len(raw) > 0 {
-		m.err = json.Unmarshal(raw, &m.st)
-	}
-	return m.st, m.err
+// instanceSettings are one instance's settings: enabled and events, as
+// the host normalized them, and mode, which Validate writes (a client may
+// send back what find answered): how the instance's subjects were published
+// when the settings were set, through JetStream (a stream covers them),
+// core NATS, or some of each (mixed).
+type instanceSettings struct {
+	sdk.Subscription
+	Mode string `json:"mode,omitempty"`
 }
 
 // processSettings are the EVORELAY_NATS_* variables.
@@ -207,11 +181,7 @@ func New() *Sink { return &Sink{log: hclog.NewNullLogger(), closing: make(chan s
 
 // Describe names the sink.
 func (s *Sink) Describe() sdk.Description {
-	return sdk.Description{
-		Name:           sinkName,
-		Version:        sinkVersion,
-		SettingsSchema: json.RawMessage(settingsSchema),
-	}
+	return sdk.Description{Name: sinkName, Version: sinkVersion}
 }
 
 // Validate keeps the settings as the host normalized them and adds the
@@ -220,16 +190,11 @@ func (s *Sink) Describe() sdk.Description {
 // server cannot be asked now. Enabled settings need EVORELAY_NATS_URL and
 // an instance name that can stand in a subject.
 func (s *Sink) Validate(ctx context.Context, instance string, raw json.RawMessage) (json.RawMessage, error) {
-	var st instanceSettings
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, settingsError(err)
+	st, err := sdk.ParseSettings[instanceSettings](raw)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, settingsError(err)
-	}
-	_, hadMode := fields["mode"]
-	delete(fields, "mode")
+	st.Mode = ""
 	if st.Enabled {
 		if s.nc == nil {
 			return nil, sdk.FieldErrors{{Field: "enabled", Message: "NATS is " + notSetHint}}
@@ -240,13 +205,10 @@ func (s *Sink) Validate(ctx context.Context, instance string, raw json.RawMessag
 		if mode, err := s.modeOf(ctx, instance, st.Subscribed()); err != nil {
 			s.log.Warn("mode not known now", "instance", instance, "sink", sinkName, "error", err)
 		} else {
-			fields["mode"], _ = json.Marshal(mode)
+			st.Mode = mode
 		}
 	}
-	if _, has := fields["mode"]; !has && !hadMode {
-		return raw, nil
-	}
-	return json.Marshal(fields)
+	return json.Marshal(st)
 }
 
 // modeOf asks the server how each subscribed event's subject would be
@@ -275,16 +237,6 @@ func (s *Sink) modeOf(ctx context.Context, instance string, subscribed []string)
 		return "core", nil
 	}
 	return "mixed", nil
-}
-
-// settingsError names the field a settings object got wrong.
-func settingsError(err error) error {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && (te.Field == "enabled" || te.Field == "events") {
-		want := map[string]string{"enabled": "true or false", "events": "a list of event names"}[te.Field]
-		return sdk.FieldErrors{{Field: te.Field, Message: fmt.Sprintf("got a JSON %s, want %s", te.Value, want)}}
-	}
-	return sdk.FieldErrors{{Field: "enabled", Message: "the settings must be an object with enabled and events: " + err.Error()}}
 }
 
 // Open reads the process settings and connects. A missing URL is not an
@@ -393,10 +345,6 @@ func (s *Sink) connectOptions() ([]nats.Option, error) {
 	return opts, nil
 }
 
-// errNotSubscribed marks a delivery the instance's settings no longer ask
-// for (they changed while it was on its way): acknowledged, not published.
-var errNotSubscribed = errors.New("not subscribed")
-
 // Deliver publishes the batch. A delivery whose subject a stream covers
 // is acknowledged when JetStream's PubAck comes; the others are published
 // as core messages and acknowledged when one flush of the batch succeeds.
@@ -428,19 +376,10 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 		acks.Done(w.id, err)
 	}
 	var core []*sdk.Delivery
-	var settings settingsMemo
 	for i := range batch {
 		d := &batch[i]
-		msg, err := s.message(d, &settings)
-		if errors.Is(err, errNotSubscribed) {
-			s.log.Debug("not subscribed: skipped", "instance", d.Instance, "sink", sinkName, "event", d.Event, "delivery_id", d.ID)
-			acks.Done(d.ID, nil)
-			continue
-		}
-		var stream string
-		if err == nil {
-			stream, err = s.streams.lookup(ctx, msg.Subject)
-		}
+		msg := s.message(d)
+		stream, err := s.streams.lookup(ctx, msg.Subject)
 		if err == nil && stream == "" {
 			if err = s.nc.PublishMsg(msg); err == nil {
 				core = append(core, d)
@@ -552,26 +491,15 @@ func (s *Sink) why() error {
 }
 
 // message builds the message of one delivery.
-func (s *Sink) message(d *sdk.Delivery, settings *settingsMemo) (*nats.Msg, error) {
-	st, err := settings.parse(d.Settings)
-	if err != nil {
-		return nil, sdk.Permanent(fmt.Errorf("nats: instance settings: %w", err))
-	}
-	if !st.Wants(d.Event) {
-		return nil, errNotSubscribed
-	}
+func (s *Sink) message(d *sdk.Delivery) *nats.Msg {
 	name := s.naming.Name(d.Event)
-	body, err := events.WithEvent(d.Envelope, name)
-	if err != nil {
-		return nil, sdk.Permanent(fmt.Errorf("nats: %w", err))
-	}
 	msg := nats.NewMsg(subjectFor(s.cfg.prefix, d.Instance, events.Wire(d.Event)))
-	msg.Data = body
+	msg.Data = d.Envelope
 	msg.Header.Set(jetstream.MsgIDHeader, d.ID)
 	msg.Header.Set("Content-Type", "application/json")
 	msg.Header.Set("instance", d.Instance)
 	msg.Header.Set("event", name)
-	return msg, nil
+	return msg
 }
 
 func (s *Sink) fail(d *sdk.Delivery, err error) {

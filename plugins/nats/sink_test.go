@@ -12,6 +12,7 @@ import (
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 // checkMessage asserts what a consumer sees of one delivery.
@@ -43,9 +44,9 @@ func validate(t *testing.T, s *Sink, instance, settings string) map[string]any {
 	return got
 }
 
-// A stream covers the instance's subjects: subscribed events are stored in
-// it, acknowledged by PubAck, with the delivery id as Nats-Msg-Id; the
-// others are not published. Validate reports the mode.
+// A stream covers the instance's subjects: events are stored in it,
+// acknowledged by PubAck, with the delivery id as Nats-Msg-Id. Validate
+// reports the mode.
 func TestJetStreamMode(t *testing.T) {
 	c := dial(t, serverURL)
 	s := openSink(t, serverURL, events.NamingSeed, nil)
@@ -58,15 +59,14 @@ func TestJetStreamMode(t *testing.T) {
 
 	up := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
 	conn := delivery(t, unique("id"), inst, "CONNECTION_UPDATE", settings)
-	other := delivery(t, unique("id"), inst, "MESSAGES_UPDATE", settings)
-	for id, err := range deliver(t, s, up, conn, other) {
+	for id, err := range sinktest.Deliver(t, s, s.naming, up, conn) {
 		if err != nil {
-			t.Errorf("delivery %s acked %v, want delivered (the unsubscribed one is skipped)", id, err)
+			t.Errorf("delivery %s acked %v, want delivered", id, err)
 		}
 	}
 	msgs := stored(t, st)
 	if len(msgs) != 2 {
-		t.Fatalf("the stream holds %d messages, want the 2 subscribed events", len(msgs))
+		t.Fatalf("the stream holds %d messages, want 2", len(msgs))
 	}
 	checkMessage(t, msgs[0].Subject, msgs[0].Header, msgs[0].Data, up, inst+".messages.upsert", "MESSAGES_UPSERT", up.Envelope)
 	checkMessage(t, msgs[1].Subject, msgs[1].Header, msgs[1].Data, conn, inst+".connection.update", "CONNECTION_UPDATE", conn.Envelope)
@@ -86,7 +86,7 @@ func TestJetStreamDeduplicates(t *testing.T) {
 	d := delivery(t, unique("id"), inst, "CALL", settings)
 	for attempt := 1; attempt <= 2; attempt++ {
 		d.Attempt = attempt
-		if err := deliver(t, s, d)[d.ID]; err != nil {
+		if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 			t.Fatalf("attempt %d: %v", attempt, err)
 		}
 	}
@@ -113,14 +113,13 @@ func TestCoreMode(t *testing.T) {
 		t.Errorf("Validate = %v, want mode core", got)
 	}
 	up := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
-	other := delivery(t, unique("id"), inst, "CONNECTION_UPDATE", settings)
 	marker := delivery(t, unique("id"), inst, "CALL", settings)
-	for id, err := range deliver(t, s, up, other) {
+	for id, err := range sinktest.Deliver(t, s, s.naming, up) {
 		if err != nil {
 			t.Errorf("delivery %s: %v", id, err)
 		}
 	}
-	if err := deliver(t, s, marker)[marker.ID]; err != nil {
+	if err := sinktest.Deliver(t, s, s.naming, marker)[marker.ID]; err != nil {
 		t.Fatal(err)
 	}
 	// Core NATS keeps one publisher's order: what comes before the marker
@@ -137,7 +136,7 @@ func TestCoreMode(t *testing.T) {
 		}
 	}
 	if len(got) != 2 {
-		t.Fatalf("got %d messages before the marker, want only the subscribed event's", len(got)-1)
+		t.Fatalf("got %d messages before the marker, want the one delivered", len(got)-1)
 	}
 	checkMessage(t, got[0].Subject, got[0].Header, got[0].Data, up, inst+".messages.upsert", "MESSAGES_UPSERT", up.Envelope)
 	if h := s.Health(context.Background()); !strings.Contains(h.Detail, "core=2") {
@@ -153,7 +152,7 @@ func TestNamingEvolution(t *testing.T) {
 	inst := unique("t-evo")
 	st := c.stream(unique("T-EVO"), inst+".>")
 	d := delivery(t, unique("id"), inst, "GROUP_UPDATE", `{"enabled":true,"events":[]}`)
-	if err := deliver(t, s, d)[d.ID]; err != nil {
+	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatal(err)
 	}
 	want := bytes.Replace(d.Envelope, []byte(`"event":"GROUP_UPDATE"`), []byte(`"event":"groups.update"`), 1)
@@ -180,7 +179,7 @@ func TestSubjectPrefix(t *testing.T) {
 	}
 	d1 := delivery(t, unique("id"), i1, "MESSAGES_UPSERT", settings)
 	d2 := delivery(t, unique("id"), i2, "MESSAGES_UPSERT", settings)
-	for id, err := range deliver(t, s, d1, d2) {
+	for id, err := range sinktest.Deliver(t, s, s.naming, d1, d2) {
 		if err != nil {
 			t.Errorf("delivery %s: %v", id, err)
 		}
@@ -228,14 +227,14 @@ func TestStreamCreatedLater(t *testing.T) {
 	inst := unique("t-later")
 	settings := `{"enabled":true,"events":[]}`
 	first := delivery(t, unique("id"), inst, "CALL", settings)
-	if err := deliver(t, s, first)[first.ID]; err != nil {
+	if err := sinktest.Deliver(t, s, s.naming, first)[first.ID]; err != nil {
 		t.Fatal(err)
 	}
 	st := c.stream(unique("T-LATER"), inst+".>")
 	var stored1 string
-	waitFor(t, "a delivery stored in the new stream", time.Minute, func() bool {
+	sinktest.Eventually(t, "a delivery stored in the new stream", time.Minute, func() bool {
 		d := delivery(t, unique("id"), inst, "CALL", settings)
-		if err := deliver(t, s, d)[d.ID]; err != nil {
+		if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 			t.Fatalf("delivery: %v", err)
 		}
 		if msgs := stored(t, st); len(msgs) > 0 {

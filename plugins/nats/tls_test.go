@@ -9,6 +9,7 @@ import (
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 	"github.com/evorelay/evorelay/sdk/sinktest/testtls"
 )
 
@@ -30,7 +31,7 @@ func TestTLS(t *testing.T) {
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
 	validate(t, s, inst, settings)
 	d := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
-	if err := deliver(t, s, d)[d.ID]; err != nil {
+	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("delivery over TLS: %v", err)
 	}
 	msgs := stored(t, st)
@@ -48,7 +49,7 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("without the CA the sink is ready: %s", h.Detail)
 	}
 	d2 := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
-	if err := deliver(t, plain, d2)[d2.ID]; err == nil || sdk.IsPermanent(err) {
+	if err := sinktest.Deliver(t, plain, plain.naming, d2)[d2.ID]; err == nil || sdk.IsPermanent(err) {
 		t.Fatalf("delivery without the CA acked %v, want a retryable error", err)
 	}
 	if n := len(stored(t, st)); n != 1 {

@@ -7,9 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -26,98 +26,36 @@ import (
 
 const version = "0.1.0"
 
-// settingsSchema is the JSON Schema of one instance's settings.
-const settingsSchema = `{
-  "$schema": "https://json-schema.org/draft/2020-12/schema",
-  "title": "evorelay Pusher settings",
-  "type": "object",
-  "properties": {
-    "enabled": {"type": "boolean"},
-    "events": {"type": "array", "items": {"type": "string"},
-               "description": "event constants; empty means every event"},
-    "appId": {"type": "string"},
-    "key": {"type": "string"},
-    "secret": {"type": "string", "writeOnly": true},
-    "cluster": {"type": "string", "description": "e.g. mt1, us2, eu"},
-    "useTLS": {"type": "boolean", "default": true}
-  }
-}`
-
 // settings are one instance's Pusher settings, as Evolution API v2 takes
-// them.
+// them. Validate trims the strings and writes useTLS (true when absent).
 type settings struct {
 	sdk.Subscription
-	AppID   string `json:"appId"`
+	AppID   appID  `json:"appId"`
 	Key     string `json:"key"`
 	Secret  string `json:"secret"`
 	Cluster string `json:"cluster"`
-	UseTLS  bool   `json:"useTLS"`
+	UseTLS  *bool  `json:"useTLS"`
 }
 
-// evolutionReadOnly are the fields Evolution API adds to its own find
-// responses; a settings object copied from there carries them. Dropped.
-var evolutionReadOnly = map[string]bool{"id": true, "instanceId": true, "createdAt": true, "updatedAt": true}
+// appID is a Pusher app id: a number, which clients send either way.
+type appID string
 
-// parseSettings reads an instance's settings: types only, any field but
-// the known ones and Evolution's read-only ones refused by name. useTLS
-// is true when absent.
-func parseSettings(raw json.RawMessage) (settings, sdk.FieldErrors) {
-	var fe sdk.FieldErrors
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
-		fe.Add("settings", "not a JSON object")
-		return settings{}, fe
+func (a *appID) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if json.Unmarshal(b, &n) == nil {
+		*a = appID(n)
+		return nil
 	}
-	s := settings{UseTLS: true, Subscription: sdk.Subscription{Events: []string{}}}
-	str := func(k string, v json.RawMessage, dst *string) {
-		if string(v) == "null" {
-			return
-		}
-		if json.Unmarshal(v, dst) != nil {
-			fe.Add(k, "want a string")
-		}
-		*dst = strings.TrimSpace(*dst)
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return &json.UnmarshalTypeError{Value: "value " + string(b), Type: reflect.TypeFor[string]()}
 	}
-	for _, k := range slices.Sorted(maps.Keys(fields)) {
-		v := fields[k]
-		switch k {
-		case "enabled":
-			if json.Unmarshal(v, &s.Enabled) != nil {
-				fe.Add(k, "want true or false")
-			}
-		case "events":
-			if json.Unmarshal(v, &s.Events) != nil {
-				fe.Add(k, "want a list of event names")
-			}
-			if s.Events == nil {
-				s.Events = []string{}
-			}
-		case "appId":
-			// Pusher app ids are numbers; clients send them either way.
-			var n json.Number
-			if json.Unmarshal(v, &n) == nil {
-				s.AppID = n.String()
-			} else {
-				str(k, v, &s.AppID)
-			}
-		case "key":
-			str(k, v, &s.Key)
-		case "secret":
-			str(k, v, &s.Secret)
-		case "cluster":
-			str(k, v, &s.Cluster)
-		case "useTLS":
-			if string(v) != "null" && json.Unmarshal(v, &s.UseTLS) != nil {
-				fe.Add(k, "want true or false")
-			}
-		default:
-			if !evolutionReadOnly[k] {
-				fe.Add(k, "unknown field; Pusher settings are enabled, events, appId, key, secret, cluster and useTLS")
-			}
-		}
-	}
-	return s, fe
+	*a = appID(strings.TrimSpace(s))
+	return nil
 }
+
+// useTLS is the useTLS setting, true when absent.
+func (s settings) useTLS() bool { return s.UseTLS == nil || *s.UseTLS }
 
 // hasApp reports whether the settings name an app of their own.
 func (s settings) hasApp() bool {
@@ -285,12 +223,7 @@ func New() *Sink {
 
 // Describe names the sink. The secret is masked in find responses.
 func (s *Sink) Describe() sdk.Description {
-	return sdk.Description{
-		Name:           "pusher",
-		Version:        version,
-		SettingsSchema: json.RawMessage(settingsSchema),
-		SecretFields:   []string{"secret"},
-	}
+	return sdk.Description{Name: "pusher", Version: version, SecretFields: []string{"secret"}}
 }
 
 // Open reads the EVORELAY_PUSHER_* variables.
@@ -323,13 +256,17 @@ func (s *Sink) Open(_ context.Context, cfg sdk.Config) error {
 // key, secret and cluster, unless a global app is configured and they
 // name none of the four; the instance's name must be a Pusher channel name.
 func (s *Sink) Validate(_ context.Context, instance string, raw json.RawMessage) (json.RawMessage, error) {
-	st, fe := parseSettings(raw)
-	if len(fe) > 0 {
-		return nil, fe
+	st, err := sdk.ParseSettings[settings](raw)
+	if err != nil {
+		return nil, err
 	}
+	st.Key, st.Secret, st.Cluster = strings.TrimSpace(st.Key), strings.TrimSpace(st.Secret), strings.TrimSpace(st.Cluster)
+	useTLS := st.useTLS()
+	st.UseTLS = &useTLS
+	var fe sdk.FieldErrors
 	if st.Enabled {
 		if st.hasApp() || s.proc.global == nil {
-			checkApp(st.AppID, st.Key, st.Secret, st.Cluster, fe.Add)
+			checkApp(string(st.AppID), st.Key, st.Secret, st.Cluster, fe.Add)
 		}
 		if _, err := channelName(instance); err != nil {
 			fe.Add("instance", "%v", err)
@@ -368,16 +305,9 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 	apps := map[string]app{}
 	jobs := map[string][]job{}
 	for _, d := range batch {
-		st, fe := parseSettings(d.Settings)
-		if len(fe) > 0 {
-			acks.Done(d.ID, sdk.Permanent(fmt.Errorf("pusher: instance settings: %w", fe)))
-			continue
-		}
-		if !st.Wants(d.Event) {
-			// The settings changed after the host picked this event.
-			s.log.Info("event not subscribed by the instance's settings; not sent",
-				"instance", d.Instance, "event", d.Event, "delivery_id", d.ID)
-			acks.Done(d.ID, nil)
+		st, err := sdk.SettingsOf[settings](d)
+		if err != nil {
+			acks.Done(d.ID, err)
 			continue
 		}
 		a, err := s.appFor(st)
@@ -437,7 +367,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 // appFor is the app an instance's events go to: its own, or the global one.
 func (s *Sink) appFor(st settings) (app, error) {
 	if st.hasApp() {
-		a := app{AppID: st.AppID, Key: st.Key, Secret: st.Secret, Cluster: st.Cluster, UseTLS: st.UseTLS}
+		a := app{AppID: string(st.AppID), Key: st.Key, Secret: st.Secret, Cluster: st.Cluster, UseTLS: st.useTLS()}
 		if a.AppID == "" || a.Key == "" || a.Secret == "" || a.Cluster == "" {
 			return app{}, sdk.Permanent(errors.New("pusher: the instance's settings lack some of appId, key, secret and cluster; set them again"))
 		}

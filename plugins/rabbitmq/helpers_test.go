@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 // brokerURI is the RabbitMQ on this machine. The integration tests fail,
@@ -27,39 +27,6 @@ const (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// recorder is the Acks a test hands to Deliver: it keeps every outcome.
-type recorder struct {
-	mu   sync.Mutex
-	acks map[string][]error
-}
-
-func newRecorder() *recorder { return &recorder{acks: map[string][]error{}} }
-
-func (r *recorder) Done(id string, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.acks[id] = append(r.acks[id], err)
-}
-
-// deliver runs one Deliver and returns each delivery's outcome, failing
-// the test unless every delivery was acknowledged exactly once.
-func deliver(t testing.TB, s *Sink, batch ...sdk.Delivery) map[string]error {
-	t.Helper()
-	r := newRecorder()
-	if err := s.Deliver(context.Background(), batch, r); err != nil {
-		t.Fatalf("Deliver returned %v", err)
-	}
-	out := map[string]error{}
-	for _, d := range batch {
-		got := r.acks[d.ID]
-		if len(got) != 1 {
-			t.Fatalf("delivery %s acknowledged %d times, want once: %v", d.ID, len(got), got)
-		}
-		out[d.ID] = got[0]
-	}
-	return out
-}
 
 // unique returns a name no other test run uses.
 func unique(prefix string) string {
@@ -98,20 +65,8 @@ func openSinkAt(t testing.TB, uri string, naming events.Naming, extra map[string
 			t.Errorf("Close: %v", err)
 		}
 	})
-	waitFor(t, "the sink to connect", 30*time.Second, func() bool { return s.Health(ctx).Ready })
+	sinktest.Eventually(t, "the sink to connect", 30*time.Second, func() bool { return s.Health(ctx).Ready })
 	return s
-}
-
-// waitFor polls cond until it holds, failing the test after limit.
-func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // broker is a plain client connection the tests observe the broker with.
@@ -155,7 +110,7 @@ func (b *broker) messages(queue string, n int) []amqp.Delivery {
 	b.t.Helper()
 	ch := b.channel()
 	var got []amqp.Delivery
-	waitFor(b.t, fmt.Sprintf("%d messages in %s", n, queue), time.Minute, func() bool {
+	sinktest.Eventually(b.t, fmt.Sprintf("%d messages in %s", n, queue), time.Minute, func() bool {
 		for len(got) < n {
 			m, ok, err := ch.Get(queue, true)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 	"github.com/evorelay/evorelay/sdk/sinktest/faultproxy"
 )
 
@@ -52,12 +53,12 @@ func (h *hostSim) run(stop <-chan struct{}) {
 			continue
 		}
 
-		r := newRecorder()
+		r := sinktest.NewAcks()
 		_ = h.s.Deliver(context.Background(), batch, r)
 		failed := 0
 		h.mu.Lock()
 		for _, d := range batch {
-			got := r.acks[d.ID]
+			got := r.Outcomes(d.ID)
 			switch {
 			case len(got) != 1:
 				h.t.Errorf("delivery %s acked %d times: %v", d.ID, len(got), got)
@@ -116,20 +117,20 @@ func brokerOutage(t *testing.T, fault faultproxy.Fault) {
 	wg.Go(func() { h.run(stop) })
 	defer func() { close(stop); wg.Wait() }()
 
-	waitFor(t, "200 deliveries before the outage", time.Minute, func() bool { _, d := h.counts(); return d >= 200 })
+	sinktest.Eventually(t, "200 deliveries before the outage", time.Minute, func() bool { _, d := h.counts(); return d >= 200 })
 	before := h.retries.Load()
 	proxy.Inject(fault)
-	waitFor(t, "the sink to report the outage", time.Minute, func() bool { return !s.Health(context.Background()).Ready })
-	waitFor(t, "deliveries retried during the outage", time.Minute, func() bool { return h.retries.Load() > before+20 })
+	sinktest.Eventually(t, "the sink to report the outage", time.Minute, func() bool { return !s.Health(context.Background()).Ready })
+	sinktest.Eventually(t, "deliveries retried during the outage", time.Minute, func() bool { return h.retries.Load() > before+20 })
 	t.Logf("during the outage: %s", s.Health(context.Background()).Detail)
 	proxy.Restore()
-	waitFor(t, "the sink to reconnect", 2*time.Minute, func() bool { return s.Health(context.Background()).Ready })
+	sinktest.Eventually(t, "the sink to reconnect", 2*time.Minute, func() bool { return s.Health(context.Background()).Ready })
 	_, mark := h.counts()
-	waitFor(t, "deliveries after the outage", time.Minute, func() bool { _, d := h.counts(); return d >= mark+200 })
+	sinktest.Eventually(t, "deliveries after the outage", time.Minute, func() bool { _, d := h.counts(); return d >= mark+200 })
 	h.mu.Lock()
 	h.producing = false
 	h.mu.Unlock()
-	waitFor(t, "every delivery acked as delivered", 3*time.Minute, func() bool { p, d := h.counts(); return d == p })
+	sinktest.Eventually(t, "every delivery acked as delivered", 3*time.Minute, func() bool { p, d := h.counts(); return d == p })
 
 	produced, _ := h.counts()
 	seen := map[string]int{}

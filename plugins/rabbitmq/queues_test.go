@@ -10,6 +10,7 @@ import (
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 	"github.com/evorelay/evorelay/sdk/sinktest/testtls"
 )
 
@@ -31,7 +32,7 @@ func TestQueueLimits(t *testing.T) {
 	for range 3 {
 		batch = append(batch, delivery(t, unique("id"), long, "MESSAGES_UPSERT", string(out)))
 	}
-	for id, err := range deliver(t, s, batch...) {
+	for id, err := range sinktest.Deliver(t, s, s.naming, batch...) {
 		if err != nil {
 			t.Fatalf("delivery %s: %v", id, err)
 		}
@@ -48,10 +49,10 @@ func TestQueueLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := delivery(t, unique("id"), short, "MESSAGES_UPSERT", settings)
-	if err := deliver(t, s, d)[d.ID]; err != nil {
+	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the message to expire in the queue", time.Minute, func() bool {
+	sinktest.Eventually(t, "the message to expire in the queue", time.Minute, func() bool {
 		q, err := b.channel().QueueDeclarePassive(short+".messages.upsert", true, false, false, false, nil)
 		return err == nil && q.Messages == 0
 	})
@@ -75,7 +76,7 @@ func TestQueueLimitsChangedAreRefused(t *testing.T) {
 	// The publish path uses the queue as it is.
 	settings := `{"enabled":true,"events":["CALL"],"queue_ttl":"2h0m0s"}`
 	d := delivery(t, unique("id"), inst, "CALL", settings)
-	if err := deliver(t, s, d)[d.ID]; err != nil {
+	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("delivery to the queue as it is: %v", err)
 	}
 }
@@ -123,7 +124,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
-	if err := deliver(t, s, d)[d.ID]; err != nil {
+	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("delivery over TLS: %v", err)
 	}
 	if m := b.messages(inst+".messages.upsert", 1)[0]; m.MessageId != d.ID {
@@ -137,7 +138,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Close(ctx)
-	waitFor(t, "a certificate error without the CA", 30*time.Second, func() bool {
+	sinktest.Eventually(t, "a certificate error without the CA", 30*time.Second, func() bool {
 		h := plain.Health(ctx)
 		if h.Ready {
 			t.Fatalf("ready without the CA: %s", h.Detail)

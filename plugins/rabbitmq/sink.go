@@ -27,43 +27,12 @@ const (
 	notSetHint  = "not configured: set EVORELAY_RABBITMQ_URI (" + uriForm + ")"
 )
 
-// settingsSchema is the JSON Schema of one instance's settings.
-const settingsSchema = `{
-  "type": "object",
-  "properties": {
-    "enabled": {"type": "boolean"},
-    "events": {"type": "array", "items": {"type": "string"}},
-    "queue_ttl": {"type": "string", "description": "how long a message waits in the instance's queues before RabbitMQ drops it (x-message-ttl), e.g. 6h"},
-    "queue_max_length": {"type": "integer", "minimum": 1, "description": "most messages each of the instance's queues holds; past it RabbitMQ drops the oldest (x-max-length)"}
-  }
-}`
-
-// instanceSettings are one instance's settings, as the host normalized
-// them (event constants, and no events meaning every event), with the
-// broker-side limits of its queues (queues.go).
+// instanceSettings are one instance's settings: enabled and events, as the
+// host normalized them, and the broker-side limits of its queues
+// (queues.go).
 type instanceSettings struct {
 	sdk.Subscription
 	queueLimits
-}
-
-// settingsMemo parses a delivery's settings, once for a run of deliveries
-// that carry the same settings (as a batch for one instance does).
-type settingsMemo struct {
-	raw []byte
-	st  instanceSettings
-	err error
-}
-
-// parse returns the settings; none at all means enabled for every event.
-func (m *settingsMemo) parse(raw []byte) (instanceSettings, error) {
-	if m.raw != nil && string(m.raw) == string(raw) {
-		return m.st, m.err
-	}
-	m.raw, m.st, m.err = raw, instanceSettings{Subscription: sdk.Subscription{Enabled: true}}, nil
-	if len(raw) > 0 {
-		m.err = json.Unmarshal(raw, &m.st)
-	}
-	return m.st, m.err
 }
 
 // processSettings are the EVORELAY_RABBITMQ_* variables.
@@ -180,11 +149,7 @@ func New() *Sink { return &Sink{log: hclog.NewNullLogger()} }
 
 // Describe names the sink.
 func (s *Sink) Describe() sdk.Description {
-	return sdk.Description{
-		Name:           sinkName,
-		Version:        sinkVersion,
-		SettingsSchema: json.RawMessage(settingsSchema),
-	}
+	return sdk.Description{Name: sinkName, Version: sinkVersion}
 }
 
 // Validate keeps the settings as the host normalized them. Enabled
@@ -192,14 +157,14 @@ func (s *Sink) Describe() sdk.Description {
 // instance's exchange and queues are declared before Validate returns, so
 // they exist once the set call answers.
 func (s *Sink) Validate(_ context.Context, instance string, raw json.RawMessage) (json.RawMessage, error) {
-	var st instanceSettings
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, settingsError(err)
+	st, err := sdk.ParseSettings[instanceSettings](raw)
+	if err != nil {
+		return nil, err
 	}
 	if err := st.queueLimits.check(s.cfg.global.on); err != nil {
 		return nil, err
 	}
-	raw, err := json.Marshal(st)
+	raw, err = json.Marshal(st)
 	if err != nil {
 		return nil, err
 	}
@@ -241,22 +206,6 @@ func refusal(code int) bool {
 	return false
 }
 
-// settingsError names the field a settings object got wrong.
-func settingsError(err error) error {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		field := te.Field[strings.LastIndex(te.Field, ".")+1:] // Subscription.events
-		want := map[string]string{
-			"enabled": "true or false", "events": "a list of event names",
-			"queue_ttl": "a duration such as \"6h\"", "queue_max_length": "a whole number of messages",
-		}[field]
-		if want != "" {
-			return sdk.FieldErrors{{Field: field, Message: fmt.Sprintf("got a JSON %s, want %s", te.Value, want)}}
-		}
-	}
-	return sdk.FieldErrors{{Field: "enabled", Message: "the settings must be an object with enabled and events: " + err.Error()}}
-}
-
 // Open reads the process settings and starts connecting. A missing URI is
 // not an error (the plugin stays up and Health says what to set); a bad one
 // is. Open waits for the first connection attempt, not for success: a
@@ -285,10 +234,6 @@ func (s *Sink) Open(ctx context.Context, cfg sdk.Config) error {
 	}
 	return nil
 }
-
-// errNotSubscribed marks a delivery the instance's settings no longer ask
-// for (they changed while it was on its way): acknowledged, not published.
-var errNotSubscribed = errors.New("not subscribed")
 
 // Deliver publishes the batch and acknowledges each delivery once the
 // broker confirmed it. While the broker is down or blocks publishing, every
@@ -320,17 +265,11 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 		s.link.release()
 		acks.Done(w.id, sess.outcome(w.id, w.dc.Acked(), w.r))
 	}
-	var settings settingsMemo
 	for i := range batch {
 		d := &batch[i]
-		msg, r, err := s.publishing(d, &settings)
-		if errors.Is(err, errNotSubscribed) {
-			s.log.Debug("not subscribed: skipped", "instance", d.Instance, "sink", sinkName, "event", d.Event, "delivery_id", d.ID)
-			acks.Done(d.ID, nil)
-			continue
-		}
+		msg, r := s.publishing(d)
+		st, err := sdk.SettingsOf[instanceSettings](*d)
 		if err == nil {
-			st, _ := settings.parse(d.Settings) // parsed by publishing
 			err = sess.ensure(r, st.args(s.cfg.queueType), false)
 		}
 		// Take a slot for one more unconfirmed publish. While every slot is
@@ -396,19 +335,8 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 }
 
 // publishing builds the message for one delivery and where it goes.
-func (s *Sink) publishing(d *sdk.Delivery, settings *settingsMemo) (amqp.Publishing, route, error) {
-	st, err := settings.parse(d.Settings)
-	if err != nil {
-		return amqp.Publishing{}, route{}, sdk.Permanent(fmt.Errorf("rabbitmq: instance settings: %w", err))
-	}
-	if !st.Wants(d.Event) {
-		return amqp.Publishing{}, route{}, errNotSubscribed
-	}
+func (s *Sink) publishing(d *sdk.Delivery) (amqp.Publishing, route) {
 	name := s.naming.Name(d.Event)
-	body, err := events.WithEvent(d.Envelope, name)
-	if err != nil {
-		return amqp.Publishing{}, route{}, sdk.Permanent(fmt.Errorf("rabbitmq: %w", err))
-	}
 	msg := amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
@@ -416,9 +344,9 @@ func (s *Sink) publishing(d *sdk.Delivery, settings *settingsMemo) (amqp.Publish
 		Timestamp:    time.Now(),
 		AppId:        "evorelay",
 		Headers:      amqp.Table{"instance": d.Instance, "event": name},
-		Body:         body,
+		Body:         d.Envelope,
 	}
-	return msg, routeFor(d.Instance, events.Wire(d.Event), s.cfg.global), nil
+	return msg, routeFor(d.Instance, events.Wire(d.Event), s.cfg.global)
 }
 
 func (s *Sink) fail(d *sdk.Delivery, err error) {

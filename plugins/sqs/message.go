@@ -7,7 +7,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/evorelay/evorelay/sdk"
-	"github.com/evorelay/evorelay/sdk/events"
 )
 
 // SQS size limits: one message (its body and attributes), and the sum of
@@ -34,16 +33,11 @@ type entry struct {
 // message over SQS's size limit are permanent failures: no retry can fix
 // them, and a message is never truncated.
 func (s *Sink) newEntry(d sdk.Delivery) (entry, error) {
-	name := s.naming.Name(d.Event)
-	msg, err := events.WithEvent(d.Envelope, name)
-	if err != nil {
-		return entry{}, sdk.Permanent(fmt.Errorf("sqs: malformed envelope: %w", err))
-	}
 	e := entry{
 		delivery: d.ID,
 		queue:    queueName(s.proc.naming, d.Instance, d.Event),
-		body:     string(msg),
-		event:    name,
+		body:     string(d.Envelope),
+		event:    s.naming.Name(d.Event),
 		instance: d.Instance,
 		group:    groupID(s.proc.groupBy, d.Instance, d.Envelope),
 		dedup:    messageID(d.ID),

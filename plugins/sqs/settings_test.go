@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 func TestParseProcess(t *testing.T) {
@@ -96,7 +97,7 @@ func TestNotConfigured(t *testing.T) {
 	if _, err := s.Validate(context.Background(), "inst", json.RawMessage(`{"enabled":false,"events":[]}`)); err != nil {
 		t.Errorf("Validate(disabled) = %v", err)
 	}
-	acks := newAcks(t)
+	acks := sinktest.NewAcks()
 	err = s.Deliver(context.Background(), []sdk.Delivery{{ID: "d1", Instance: "inst", Event: "CALL"}}, acks)
 	if err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "EVORELAY_SQS_REGION") {
 		t.Errorf("Deliver = %v, want a retryable error naming EVORELAY_SQS_REGION", err)
@@ -114,10 +115,6 @@ func TestValidateSettings(t *testing.T) {
 		wantMsg   string
 	}{
 		{name: "disabled", instance: "inst", settings: `{"enabled":false,"events":["CALL"]}`, want: `{"enabled":false,"events":["CALL"]}`},
-		{name: "no events", instance: "inst", settings: `{"enabled":false}`, want: `{"enabled":false,"events":[]}`},
-		{name: "evolution read-only fields dropped", instance: "inst",
-			settings: `{"enabled":false,"events":[],"id":"x","instanceId":"y","createdAt":"z","updatedAt":"w"}`,
-			want:     `{"enabled":false,"events":[]}`},
 		{name: "unknown field", instance: "inst", settings: `{"enabled":false,"queue":"x"}`, wantField: "queue", wantMsg: "unknown field"},
 		{name: "enabled not bool", instance: "inst", settings: `{"enabled":"yes"}`, wantField: "enabled", wantMsg: "true or false"},
 		{name: "not an object", instance: "inst", settings: `[]`, wantField: "settings", wantMsg: "JSON object"},

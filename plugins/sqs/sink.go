@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -29,58 +28,10 @@ import (
 
 const version = "0.1.0"
 
-// settingsSchema is the JSON Schema of one instance's settings.
-const settingsSchema = `{
-  "$schema": "https://json-schema.org/draft/2020-12/schema",
-  "title": "evorelay SQS settings",
-  "type": "object",
-  "properties": {
-    "enabled": {"type": "boolean"},
-    "events": {"type": "array", "items": {"type": "string"},
-               "description": "event constants; empty means every event"}
-  }
-}`
-
 // settings are one instance's SQS settings: Evolution API's
 // {"enabled", "events"}. Where its events go is the process's choice
 // (EVORELAY_SQS_*), not the instance's.
 type settings = sdk.Subscription
-
-// evolutionReadOnly are the fields Evolution API adds to its own find
-// responses; a settings object copied from there carries them. Dropped.
-var evolutionReadOnly = map[string]bool{"id": true, "instanceId": true, "createdAt": true, "updatedAt": true}
-
-// parseSettings reads an instance's settings. Any field but enabled,
-// events and Evolution's read-only ones is refused by name.
-func parseSettings(raw json.RawMessage) (settings, sdk.FieldErrors) {
-	var fe sdk.FieldErrors
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		fe.Add("settings", "not a JSON object: %v", err)
-		return settings{}, fe
-	}
-	var s settings
-	for _, k := range slices.Sorted(maps.Keys(fields)) {
-		v := fields[k]
-		switch {
-		case k == "enabled":
-			if err := json.Unmarshal(v, &s.Enabled); err != nil {
-				fe.Add(k, "want true or false")
-			}
-		case k == "events":
-			if err := json.Unmarshal(v, &s.Events); err != nil {
-				fe.Add(k, "want a list of event names")
-			}
-		case evolutionReadOnly[k]:
-		default:
-			fe.Add(k, "unknown field; SQS settings are enabled and events (queues are set by the EVORELAY_SQS_* variables)")
-		}
-	}
-	if s.Events == nil {
-		s.Events = []string{}
-	}
-	return s, fe
-}
 
 // process are the EVORELAY_SQS_* settings.
 type process struct {
@@ -238,7 +189,7 @@ func New() *Sink {
 
 // Describe names the sink.
 func (s *Sink) Describe() sdk.Description {
-	return sdk.Description{Name: "sqs", Version: version, SettingsSchema: json.RawMessage(settingsSchema)}
+	return sdk.Description{Name: "sqs", Version: version}
 }
 
 // Open reads the EVORELAY_SQS_* variables and builds the SQS client.
@@ -309,10 +260,11 @@ func (s *Sink) Open(ctx context.Context, cfg sdk.Config) error {
 // settings with its reason; SQS out of reach does not: the queues are
 // created on the first delivery, which is retried until SQS is back.
 func (s *Sink) Validate(ctx context.Context, instance string, raw json.RawMessage) (json.RawMessage, error) {
-	st, fe := parseSettings(raw)
-	if len(fe) > 0 {
-		return nil, fe
+	st, err := sdk.ParseSettings[settings](raw)
+	if err != nil {
+		return nil, err
 	}
+	var fe sdk.FieldErrors
 	if st.Enabled {
 		if s.client == nil {
 			fe.Add("enabled", "the SQS sink is not configured on this sidecar: %s", s.notReady)
@@ -368,18 +320,6 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 	var order []string
 	byQueue := map[string][]entry{}
 	for _, d := range batch {
-		st, fe := parseSettings(d.Settings)
-		if len(fe) > 0 {
-			acks.Done(d.ID, sdk.Permanent(fmt.Errorf("sqs: instance settings: %w", fe)))
-			continue
-		}
-		if !st.Wants(d.Event) {
-			// The settings changed after the host picked this event.
-			s.log.Info("event not subscribed by the instance's settings; not sent",
-				"instance", d.Instance, "event", d.Event, "delivery_id", d.ID)
-			acks.Done(d.ID, nil)
-			continue
-		}
 		e, err := s.newEntry(d)
 		if err != nil {
 			acks.Done(d.ID, err)

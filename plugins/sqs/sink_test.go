@@ -22,6 +22,7 @@ import (
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 // processEnv are the EVORELAY_SQS_* settings that point the sink at goaws.
@@ -135,54 +136,16 @@ func queueExists(t testing.TB, name string) bool {
 	return err == nil
 }
 
-// acks records outcomes; a second ack for one id fails the test.
-type acks struct {
-	t   *testing.T
-	mu  sync.Mutex
-	got map[string]error
-}
+// outcomes are each delivery's ack.
+type outcomes map[string]error
 
-func newAcks(t *testing.T) *acks { return &acks{t: t, got: map[string]error{}} }
+// outcome is the ack of id as the host reads it; see sinktest.Outcome.
+func (o outcomes) outcome(id string) string { return sinktest.Outcome(o[id]) }
 
-func (a *acks) Done(id string, err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, dup := a.got[id]; dup {
-		a.t.Errorf("second ack for %s", id)
-	}
-	a.got[id] = err
-}
-
-// outcome is the ack of id: "ok", "retry: …" or "reject: …".
-func (a *acks) outcome(id string) string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	err, ok := a.got[id]
-	switch {
-	case !ok:
-		return "no ack"
-	case err == nil:
-		return "ok"
-	case sdk.IsPermanent(err):
-		return "reject: " + err.Error()
-	}
-	return "retry: " + err.Error()
-}
-
-// deliver runs Deliver, and fails the test unless every delivery was
-// acknowledged exactly once.
-func deliver(t *testing.T, s *Sink, batch []sdk.Delivery) *acks {
-	t.Helper()
-	a := newAcks(t)
-	if err := s.Deliver(waitCtx(t), batch, a); err != nil {
-		t.Fatalf("Deliver: %v", err)
-	}
-	for _, d := range batch {
-		if a.outcome(d.ID) == "no ack" {
-			t.Errorf("delivery %s was not acknowledged", d.ID)
-		}
-	}
-	return a
+// deliver hands the batch to the sink as the SDK does; every delivery must
+// be acknowledged once.
+func deliver(t testing.TB, s *Sink, batch []sdk.Delivery) outcomes {
+	return sinktest.Deliver(t, s, s.naming, batch...)
 }
 
 const subscribed = `{"enabled":true,"events":[]}`
@@ -646,43 +609,6 @@ func TestGlobalQueues(t *testing.T) {
 			t.Errorf("single queue holds %d messages, want 2", len(msgs))
 		}
 	})
-}
-
-func TestUnsubscribedEventsNotSent(t *testing.T) {
-	s, rec := openSink(t, nil)
-	inst := newInstance("unsub")
-	only := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
-	a := deliver(t, s, []sdk.Delivery{
-		delivery("u1", inst, "CONNECTION_UPDATE", `{"state":"open"}`, only),
-		delivery("u2", inst, "MESSAGES_UPSERT", `{"n":1}`, `{"enabled":false,"events":[]}`),
-		delivery("u3", inst, "MESSAGES_UPSERT", `{"n":2}`, only),
-	})
-	for _, id := range []string{"u1", "u2", "u3"} {
-		if a.outcome(id) != "ok" {
-			t.Errorf("%s: %s", id, a.outcome(id))
-		}
-	}
-	var sent []string
-	for _, c := range rec.actions("SendMessageBatch") {
-		for _, e := range batchEntries(c) {
-			sent = append(sent, e["MessageDeduplicationId"])
-		}
-	}
-	if !slices.Equal(sent, []string{"u3"}) {
-		t.Errorf("sent %v, want only u3", sent)
-	}
-	if queueExists(t, inst+"_connection_update.fifo") {
-		t.Errorf("a queue was created for an event the settings do not subscribe to")
-	}
-}
-
-func TestMalformedEnvelopeRejected(t *testing.T) {
-	s, _ := openSink(t, nil)
-	d := sdk.Delivery{ID: "m1", Instance: "inst", Event: "CALL", Envelope: json.RawMessage(`{"data":`), Settings: json.RawMessage(subscribed)}
-	a := deliver(t, s, []sdk.Delivery{d})
-	if got := a.outcome("m1"); !strings.HasPrefix(got, "reject: ") || !strings.Contains(got, "malformed envelope") {
-		t.Errorf("m1: %s", got)
-	}
 }
 
 // xmlResponse is an SQS query-protocol answer made by a test transport.

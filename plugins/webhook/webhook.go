@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	_ "embed"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -23,9 +22,6 @@ import (
 // version is the plugin's version, as Describe reports it.
 const version = "0.1.0"
 
-//go:embed schema.json
-var settingsSchema []byte
-
 // Settings are one instance's webhook settings in the seed's flat shape:
 // what Validate returns, the host stores, and every delivery carries.
 type Settings struct {
@@ -44,12 +40,6 @@ var fieldAliases = map[string]string{
 	"webhookByEvents": "webhook_by_events",
 	"base64":          "webhook_base64",
 	"webhookBase64":   "webhook_base64",
-}
-
-// evolutionReadOnly are fields Evolution API's own find returns; a client
-// that sends them back gets them dropped rather than refused.
-var evolutionReadOnly = map[string]bool{
-	"id": true, "instanceId": true, "createdAt": true, "updatedAt": true,
 }
 
 // reservedHeaders are set by the sink (or by HTTP itself) and cannot be
@@ -140,9 +130,7 @@ func parseSettings(raw []byte, allowLinkLocal bool) (Settings, error) {
 		case "":
 			fe.Add("settings", "has a field with an empty name; the webhook takes %s", knownFields)
 		default:
-			if !evolutionReadOnly[name] {
-				fe.Add(name, "unknown field; the webhook takes %s", knownFields)
-			}
+			fe.Add(name, "unknown field; the webhook takes %s", knownFields)
 		}
 	}
 	switch {
@@ -253,33 +241,6 @@ type Sink struct {
 
 	closing context.Context // done once Close is called
 	close   context.CancelFunc
-
-	settingsMu sync.Mutex
-	parsed     map[string]Settings // stored settings bytes → parsed
-}
-
-// maxParsed bounds the parsed-settings cache; it starts over when full.
-const maxParsed = 4096
-
-// settingsOf parses a delivery's settings, once per distinct bytes: every
-// delivery of an instance carries the same ones.
-func (s *Sink) settingsOf(raw []byte) (Settings, error) {
-	s.settingsMu.Lock()
-	set, ok := s.parsed[string(raw)]
-	s.settingsMu.Unlock()
-	if ok {
-		return set, nil
-	}
-	if err := json.Unmarshal(raw, &set); err != nil {
-		return Settings{}, err
-	}
-	s.settingsMu.Lock()
-	if len(s.parsed) >= maxParsed || s.parsed == nil {
-		s.parsed = make(map[string]Settings)
-	}
-	s.parsed[string(raw)] = set
-	s.settingsMu.Unlock()
-	return set, nil
 }
 
 // New returns a sink with the default process settings; Open replaces them.
@@ -292,12 +253,7 @@ func New() *Sink {
 
 // Describe names the sink and its settings.
 func (s *Sink) Describe() sdk.Description {
-	return sdk.Description{
-		Name:           "webhook",
-		Version:        version,
-		SettingsSchema: settingsSchema,
-		SecretFields:   []string{"secret"},
-	}
+	return sdk.Description{Name: "webhook", Version: version, SecretFields: []string{"secret"}}
 }
 
 // Validate checks one instance's settings; see parseSettings.
@@ -414,9 +370,9 @@ func (s *Sink) deliverOne(ctx context.Context, d sdk.Delivery, acks sdk.Acks) {
 
 // deliver sends one delivery and returns its outcome.
 func (s *Sink) deliver(ctx context.Context, d sdk.Delivery) error {
-	set, err := s.settingsOf(d.Settings)
+	set, err := sdk.SettingsOf[Settings](d)
 	if err != nil {
-		return sdk.Permanent(fmt.Errorf("webhook settings are not a settings object: %v", err))
+		return err
 	}
 	env, err := d.Decode()
 	if err != nil {

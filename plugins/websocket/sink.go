@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -27,64 +26,6 @@ const (
 	sinkName    = "websocket"
 	sinkVersion = "0.1.0"
 )
-
-// settingsSchema is the JSON Schema of one instance's settings.
-const settingsSchema = `{
-  "type": "object",
-  "properties": {
-    "enabled": {"type": "boolean"},
-    "events": {"type": "array", "items": {"type": "string"}}
-  },
-  "additionalProperties": false
-}`
-
-// instanceSettings are one instance's settings, as the host normalized
-// them. The host sends a delivery only when they want its event, so the
-// sink itself never reads them past Validate.
-type instanceSettings = sdk.Subscription
-
-// readOnlyFields are what Evolution API's own find returns beside the
-// settings; a settings object copied from there is accepted without them.
-var readOnlyFields = map[string]bool{"id": true, "instanceId": true, "createdAt": true, "updatedAt": true}
-
-// Validate accepts enabled and events, drops Evolution API's read-only
-// fields, and refuses any other field by name.
-func (s *Sink) Validate(_ context.Context, _ string, raw json.RawMessage) (json.RawMessage, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
-		return nil, sdk.FieldErrors{{Field: "enabled", Message: "settings must be an object with enabled and events"}}
-	}
-	var st instanceSettings
-	var fe sdk.FieldErrors
-	names := make([]string, 0, len(fields))
-	for k := range fields {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		v := fields[k]
-		switch {
-		case k == "enabled":
-			if err := json.Unmarshal(v, &st.Enabled); err != nil {
-				fe.Add(k, "must be true or false")
-			}
-		case k == "events":
-			if err := json.Unmarshal(v, &st.Events); err != nil {
-				fe.Add(k, "must be a list of event names")
-			}
-		case readOnlyFields[k]:
-		default:
-			fe.Add(k, "unknown setting; websocket settings are only enabled and events")
-		}
-	}
-	if err := fe.Err(); err != nil {
-		return nil, err
-	}
-	if st.Events == nil {
-		st.Events = []string{}
-	}
-	return json.Marshal(st)
-}
 
 // Sink relays deliveries to the websocket clients connected through the
 // host's proxy.
@@ -113,12 +54,7 @@ func New() *Sink { return &Sink{} }
 
 // Describe names the sink and asks the host for a socket.
 func (s *Sink) Describe() sdk.Description {
-	return sdk.Description{
-		Name:           sinkName,
-		Version:        sinkVersion,
-		SettingsSchema: json.RawMessage(settingsSchema),
-		Listener:       true,
-	}
+	return sdk.Description{Name: sinkName, Version: sinkVersion, Listener: true}
 }
 
 // Open reads the process settings and serves HTTP on the host's socket.

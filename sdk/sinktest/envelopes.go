@@ -55,7 +55,7 @@ func newRunTag() string {
 
 // deliveries builds n deliveries of the given events (cycled), with ids
 // prefix-01, prefix-02, ….
-func deliveries(prefix, instance string, evs []string, n int, settings json.RawMessage) []*sinkv1.Delivery {
+func deliveries(prefix, instance string, evs []string, n int) []*sinkv1.Delivery {
 	if len(evs) == 0 {
 		evs = DefaultEvents
 	}
@@ -83,7 +83,6 @@ func deliveries(prefix, instance string, evs []string, n int, settings json.RawM
 			Event:    ev,
 			Attempt:  1,
 			Envelope: b,
-			Settings: settings,
 		}
 	}
 	return out

@@ -25,17 +25,20 @@
 //
 // # What it checks
 //
-//   - Describe: a valid name, a version, the protocol version, a settings
-//     schema that is a JSON object, the same answer before and after Open.
+//   - Describe: a valid name, a version, the protocol version, the same
+//     answer before and after Open.
 //   - Open with Config.Open.
 //   - Validate: each of Good validates to a JSON object that keeps
 //     "enabled" and "events" as given, and validating that output again
 //     gives it back unchanged (the host stores it and may validate it
-//     again); each of Bad fails with a field error naming its field.
+//     again); each of Bad fails with a field error naming its field, and
+//     so does the first of Good with a member no sink takes.
 //   - Deliver: BatchSize deliveries of realistic envelopes, in two batches
 //     on one stream, are acknowledged exactly once each, all OK, with no
 //     ack for an id that was not sent, and DeliverCase.Received reports
-//     every id.
+//     every id. Then the same with settings that carry members the sink
+//     does not own (the host's, such as "retry", or a newer host's): the
+//     sink ignores them and still acks OK.
 //   - Health answers, and says ready after a successful Deliver.
 //   - Retry: every delivery under Retry's settings is acked RETRY with a
 //     reason. Reject: REJECT with a reason (and disable when asked).
@@ -227,11 +230,6 @@ func (r *runner) describe(t *testing.T) {
 	if d.GetVersion() == "" {
 		t.Errorf("Description.Version is empty; GET /plugins shows it")
 	}
-	if s := d.GetSettingsSchema(); len(s) == 0 {
-		t.Errorf("Description.SettingsSchema is empty; want the JSON Schema of one instance's settings")
-	} else if !isObject(s) {
-		t.Errorf("Description.SettingsSchema is not a JSON object: %.80q", s)
-	}
 	for i, f := range d.GetSecretFields() {
 		if f == "" {
 			t.Errorf("Description.SecretFields[%d] is empty", i)
@@ -308,35 +306,56 @@ func (r *runner) validate(t *testing.T) {
 			})
 		}
 	})
+	t.Run("unknown", func(t *testing.T) {
+		if len(r.c.Good) == 0 {
+			t.Skip("Config.Good is empty")
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(r.c.Good[0], &m); err != nil {
+			t.Fatalf("Config.Good[0] is not a JSON object: %v", err)
+		}
+		m[unknownMember] = json.RawMessage(`"x"`)
+		settings, _ := json.Marshal(m)
+		r.wantFieldError(t, settings, unknownMember)
+	})
 	t.Run("bad", func(t *testing.T) {
 		if len(r.c.Bad) == 0 {
 			t.Skip("Config.Bad is empty")
 		}
 		for _, field := range keys(r.c.Bad) {
-			t.Run(field, func(t *testing.T) {
-				ctx, cancel := callCtx(t)
-				defer cancel()
-				resp, err := r.p.Validate(ctx, &sinkv1.ValidateRequest{Instance: r.instance, Settings: r.c.Bad[field]})
-				if err != nil {
-					t.Fatalf("Validate answered an error instead of field errors (return sdk.FieldErrors): %v", err)
-				}
-				fes := resp.GetFieldErrors()
-				if len(fes) == 0 {
-					t.Fatalf("Validate accepted the settings, want a field error for %q; normalized: %s", field, resp.GetSettings())
-				}
-				named := false
-				for _, fe := range fes {
-					named = named || fe.GetField() == field
-					if fe.GetMessage() == "" {
-						t.Errorf("field error for %q has no message", fe.GetField())
-					}
-				}
-				if !named {
-					t.Errorf("no field error names %q; got %v", field, fieldErrors(fes))
-				}
-			})
+			t.Run(field, func(t *testing.T) { r.wantFieldError(t, r.c.Bad[field], field) })
 		}
 	})
+}
+
+// unknownMember is a settings member no sink takes: Validate must refuse
+// it by name, as sdk.ParseSettings does.
+const unknownMember = "sinktest_unknown_member"
+
+// wantFieldError fails t unless Validate refuses settings with a field
+// error naming field.
+func (r *runner) wantFieldError(t *testing.T, settings json.RawMessage, field string) {
+	t.Helper()
+	ctx, cancel := callCtx(t)
+	defer cancel()
+	resp, err := r.p.Validate(ctx, &sinkv1.ValidateRequest{Instance: r.instance, Settings: settings})
+	if err != nil {
+		t.Fatalf("Validate answered an error instead of field errors (return sdk.FieldErrors): %v", err)
+	}
+	fes := resp.GetFieldErrors()
+	if len(fes) == 0 {
+		t.Fatalf("Validate accepted the settings, want a field error for %q; normalized: %s", field, resp.GetSettings())
+	}
+	named := false
+	for _, fe := range fes {
+		named = named || fe.GetField() == field
+		if fe.GetMessage() == "" {
+			t.Errorf("field error for %q has no message", fe.GetField())
+		}
+	}
+	if !named {
+		t.Errorf("no field error names %q; got %v", field, fieldErrors(fes))
+	}
 }
 
 // validOK validates settings and reports them normalized, failing t when
@@ -375,20 +394,64 @@ func (r *runner) deliver(t *testing.T) {
 	if dc.Before != nil {
 		dc.Before(t)
 	}
-	ds := deliveries("st-"+r.tag+"-ok", r.instance, dc.Events, BatchSize, settings)
-	acks := r.send(t, r.p, ds[:BatchSize/2], ds[BatchSize/2:])
+	ds := deliveries("st-"+r.tag+"-ok", r.instance, dc.Events, BatchSize)
+	acks := r.send(t, r.p, settings, ds[:BatchSize/2], ds[BatchSize/2:])
 	want := ids(ds)
-	for _, id := range want {
-		a := acks[id]
-		if a != nil && a.GetOutcome() != sinkv1.Outcome_OUTCOME_OK {
-			t.Errorf("delivery %s: outcome %v (%s), want OK", id, a.GetOutcome(), a.GetReason())
-		}
-	}
+	wantOK(t, acks, want)
 	if t.Failed() {
 		return
 	}
+	r.received(t, want)
+	if t.Failed() {
+		return
+	}
+	t.Run("IgnoresMembersItDoesNotOwn", func(t *testing.T) {
+		foreign := withForeignMembers(settings)
+		ds := deliveries("st-"+r.tag+"-foreign", r.instance, dc.Events, 2)
+		wantOK(t, r.send(t, r.p, foreign, ds), ids(ds))
+		if !t.Failed() {
+			r.received(t, ids(ds))
+		}
+	})
+	r.delivered = !t.Failed()
+}
+
+// foreignMembers are settings members a sink does not own: the host's own
+// and one a newer host might add.
+var foreignMembers = map[string]json.RawMessage{
+	"retry":                   json.RawMessage(`{"schedule":["1s","10s"],"max_age":"1h0m0s"}`),
+	"disabled_reason":         json.RawMessage(`"set by sinktest"`),
+	"sinktest_newer_host_key": json.RawMessage(`{"any":["shape"]}`),
+}
+
+// withForeignMembers returns settings with foreignMembers added.
+func withForeignMembers(settings json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(settings, &m) // validOK checked it is an object
+	for k, v := range foreignMembers {
+		if _, ok := m[k]; !ok {
+			m[k] = v
+		}
+	}
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// wantOK fails t for each of ids acked with another outcome than OK.
+func wantOK(t testing.TB, acks map[string]*sinkv1.Ack, ids []string) {
+	t.Helper()
+	for _, id := range ids {
+		if a := acks[id]; a != nil && a.GetOutcome() != sinkv1.Outcome_OUTCOME_OK {
+			t.Errorf("delivery %s: outcome %v (%s), want OK", id, a.GetOutcome(), a.GetReason())
+		}
+	}
+}
+
+// received fails t unless the destination reports every id of want.
+func (r *runner) received(t testing.TB, want []string) {
+	t.Helper()
 	got := map[string]bool{}
-	for _, id := range dc.Received(t, want) {
+	for _, id := range r.c.Deliver.Received(t, want) {
 		got[id] = true
 	}
 	var missing []string
@@ -399,15 +462,13 @@ func (r *runner) deliver(t *testing.T) {
 	}
 	if len(missing) > 0 {
 		t.Errorf("the destination did not get %d of %d deliveries acked OK: %v", len(missing), len(want), missing)
-		return
 	}
-	r.delivered = true
 }
 
-// send delivers batches on one stream and returns the one ack of each
-// delivery, failing t for a delivery acked twice or never and for an ack
-// of an id that was not sent.
-func (r *runner) send(t testing.TB, p *plugin, batches ...[]*sinkv1.Delivery) map[string]*sinkv1.Ack {
+// send delivers batches with the given settings on one stream, as the
+// host does, and returns the one ack of each delivery, failing t for a
+// delivery acked twice or never and for an ack of an id that was not sent.
+func (r *runner) send(t testing.TB, p *plugin, settings json.RawMessage, batches ...[]*sinkv1.Delivery) map[string]*sinkv1.Ack {
 	t.Helper()
 	ctx, cancel := callCtx(t)
 	defer cancel()
@@ -417,7 +478,7 @@ func (r *runner) send(t testing.TB, p *plugin, batches ...[]*sinkv1.Delivery) ma
 	}
 	sent := map[string]bool{}
 	for _, b := range batches {
-		if err := stream.Send(&sinkv1.DeliverRequest{Deliveries: b}); err != nil {
+		if err := stream.Send(&sinkv1.DeliverRequest{Deliveries: b, Instance: r.instance, Settings: settings}); err != nil {
 			t.Fatalf("Deliver: send a batch: %v", err)
 		}
 		for _, d := range b {
@@ -507,8 +568,8 @@ func (r *runner) failure(name string, f *Failure, want sinkv1.Outcome) func(t *t
 		if !ok {
 			t.FailNow()
 		}
-		ds := deliveries("st-"+r.tag+"-"+strings.ToLower(name), r.instance, []string{"MESSAGES_UPSERT", "CONNECTION_UPDATE"}, failureSize, settings)
-		acks := r.send(t, p, ds)
+		ds := deliveries("st-"+r.tag+"-"+strings.ToLower(name), r.instance, []string{"MESSAGES_UPSERT", "CONNECTION_UPDATE"}, failureSize)
+		acks := r.send(t, p, settings, ds)
 		for _, id := range ids(ds) {
 			a := acks[id]
 			switch {

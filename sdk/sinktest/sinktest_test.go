@@ -43,11 +43,7 @@ func (d *memDest) received(testing.TB, []string) []string {
 }
 
 func (s *memSink) Describe() sdk.Description {
-	return sdk.Description{
-		Name:           "memory",
-		Version:        "0.1.0",
-		SettingsSchema: json.RawMessage(`{"type":"object","properties":{"target":{"enum":["ok","busy","refuse"]}}}`),
-	}
+	return sdk.Description{Name: "memory", Version: "0.1.0"}
 }
 
 func (s *memSink) Open(context.Context, sdk.Config) error {
@@ -59,24 +55,32 @@ func (s *memSink) Open(context.Context, sdk.Config) error {
 }
 
 func (s *memSink) Validate(_ context.Context, _ string, raw json.RawMessage) (json.RawMessage, error) {
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, sdk.FieldErrors{{Field: "", Message: err.Error()}}
+	st, err := sdk.ParseSettings[memSettings](raw)
+	if s.flaw == "accepts-unknown" {
+		err = json.Unmarshal(raw, &st)
+	}
+	if err != nil {
+		return nil, err
 	}
 	var fe sdk.FieldErrors
-	if t, _ := m["target"].(string); t != "ok" && t != "busy" && t != "refuse" {
+	if t := st.Target; t != "ok" && t != "busy" && t != "refuse" {
 		if s.flaw == "internal-error-for-bad" {
 			return nil, errors.New("bad target")
 		}
-		fe.Add("target", "want ok, busy or refuse, got %v", m["target"])
-	}
-	if s.flaw == "drops-events" {
-		delete(m, "events")
+		fe.Add("target", "want ok, busy or refuse, got %q", t)
 	}
 	if err := fe.Err(); err != nil {
 		return nil, err
 	}
-	return json.Marshal(m)
+	if s.flaw == "drops-events" {
+		return json.Marshal(map[string]any{"enabled": st.Enabled, "target": st.Target})
+	}
+	return json.Marshal(st)
+}
+
+type memSettings struct {
+	sdk.Subscription
+	Target string `json:"target"`
 }
 
 func (s *memSink) Deliver(_ context.Context, batch []sdk.Delivery, acks sdk.Acks) error {
@@ -88,8 +92,11 @@ func (s *memSink) Deliver(_ context.Context, batch []sdk.Delivery, acks sdk.Acks
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var set struct{ Target string }
-			if err := json.Unmarshal(d.Settings, &set); err != nil {
+			set, err := sdk.SettingsOf[memSettings](d)
+			if s.flaw == "strict-settings" {
+				set, err = sdk.ParseSettings[memSettings](d.Settings)
+			}
+			if err != nil {
 				acks.Done(d.ID, sdk.Permanent(err))
 				return
 			}
@@ -169,6 +176,8 @@ func TestSuiteFails(t *testing.T) {
 		{"drops-events", []string{"--- FAIL: TestFlawed/Validate/good/0", `normalized settings changed "events": missing`}},
 		{"internal-error-for-bad", []string{"--- FAIL: TestFlawed/Validate/bad/target", "answered an error instead of field errors"}},
 		{"retries-refusals", []string{"--- FAIL: TestFlawed/Reject", "outcome OUTCOME_RETRY (refused), want OUTCOME_REJECT"}},
+		{"accepts-unknown", []string{"--- FAIL: TestFlawed/Validate/unknown", `want a field error for "sinktest_unknown_member"`}},
+		{"strict-settings", []string{"--- FAIL: TestFlawed/Deliver/IgnoresMembersItDoesNotOwn", "outcome OUTCOME_REJECT (disabled_reason: unknown field"}},
 		{"leaks-goroutine", []string{"--- FAIL: TestFlawed/NoGoroutineLeaks", "found unexpected goroutines"}},
 	} {
 		t.Run(tc.flaw, func(t *testing.T) {

@@ -1,7 +1,8 @@
 // Protocol between the evorelay host and a sink plugin.
 //
 // The host launches each plugin with hashicorp/go-plugin (gRPC, AutoMTLS,
-// protocol version 1) and talks to it only through this service. Error kinds
+// protocol version 2; see ProtocolVersion in handshake.go for what changed
+// and what the host still runs) and talks to it only through this service. Error kinds
 // a delivery can end with are values in this file, because gRPC does not
 // carry Go error types.
 
@@ -224,10 +225,8 @@ type DescribeResponse struct {
 	Name    string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	// protocol_version is the version of this protocol the plugin speaks.
-	ProtocolVersion uint32 `protobuf:"varint,3,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
-	// settings_schema is the JSON Schema of one instance's settings.
-	SettingsSchema []byte       `protobuf:"bytes,4,opt,name=settings_schema,json=settingsSchema,proto3" json:"settings_schema,omitempty"`
-	Capabilities   []Capability `protobuf:"varint,5,rep,packed,name=capabilities,proto3,enum=evorelay.sink.v1.Capability" json:"capabilities,omitempty"`
+	ProtocolVersion uint32       `protobuf:"varint,3,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	Capabilities    []Capability `protobuf:"varint,5,rep,packed,name=capabilities,proto3,enum=evorelay.sink.v1.Capability" json:"capabilities,omitempty"`
 	// secret_fields are top-level settings fields the host masks in find
 	// responses and never logs.
 	SecretFields  []string `protobuf:"bytes,6,rep,name=secret_fields,json=secretFields,proto3" json:"secret_fields,omitempty"`
@@ -284,13 +283,6 @@ func (x *DescribeResponse) GetProtocolVersion() uint32 {
 		return x.ProtocolVersion
 	}
 	return 0
-}
-
-func (x *DescribeResponse) GetSettingsSchema() []byte {
-	if x != nil {
-		return x.SettingsSchema
-	}
-	return nil
 }
 
 func (x *DescribeResponse) GetCapabilities() []Capability {
@@ -701,9 +693,17 @@ func (x *HealthResponse) GetCounters() map[string]float64 {
 	return nil
 }
 
+// DeliverRequest is one batch: deliveries of one instance, in the order the
+// sidecar accepted them, and that instance's settings for this sink.
 type DeliverRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// instance is the instance of every delivery in the batch (protocol 2).
+	Instance string `protobuf:"bytes,2,opt,name=instance,proto3" json:"instance,omitempty"`
+	// settings are the instance's settings for this sink, as the plugin's
+	// Validate normalized them: only the plugin's own members, never the
+	// host's (retry, disabled_reason, ...). Sent once per batch (protocol 2).
+	Settings      []byte `protobuf:"bytes,3,opt,name=settings,proto3" json:"settings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -745,6 +745,20 @@ func (x *DeliverRequest) GetDeliveries() []*Delivery {
 	return nil
 }
 
+func (x *DeliverRequest) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *DeliverRequest) GetSettings() []byte {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is stable across retries: receivers de-duplicate on it.
@@ -757,7 +771,8 @@ type Delivery struct {
 	// envelope is the accepted event as JSON:
 	// {event, instance, data, date_time, sender, server_url, apikey}.
 	Envelope []byte `protobuf:"bytes,5,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// settings is the instance's normalized settings for this sink (JSON).
+	// settings is protocol 1's copy of DeliverRequest.settings on every
+	// delivery. The host fills it only for plugins of protocol 1.
 	Settings      []byte `protobuf:"bytes,6,opt,name=settings,proto3" json:"settings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1037,14 +1052,13 @@ const file_sink_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
 	"sink.proto\x12\x10evorelay.sink.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xfb\x01\n" +
+	"\x0fDescribeRequest\"\xe9\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
-	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\x12'\n" +
-	"\x0fsettings_schema\x18\x04 \x01(\fR\x0esettingsSchema\x12@\n" +
+	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\x12@\n" +
 	"\fcapabilities\x18\x05 \x03(\x0e2\x1c.evorelay.sink.v1.CapabilityR\fcapabilities\x12#\n" +
-	"\rsecret_fields\x18\x06 \x03(\tR\fsecretFields\"\xaa\x02\n" +
+	"\rsecret_fields\x18\x06 \x03(\tR\fsecretFieldsJ\x04\b\x04\x10\x05R\x0fsettings_schema\"\xaa\x02\n" +
 	"\vOpenRequest\x12G\n" +
 	"\bsettings\x18\x01 \x03(\v2+.evorelay.sink.v1.OpenRequest.SettingsEntryR\bsettings\x120\n" +
 	"\x06naming\x18\x02 \x01(\x0e2\x18.evorelay.sink.v1.NamingR\x06naming\x12#\n" +
@@ -1078,11 +1092,13 @@ const file_sink_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"L\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x84\x01\n" +
 	"\x0eDeliverRequest\x12:\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1a.evorelay.sink.v1.DeliveryR\n" +
-	"deliveries\"\x9e\x01\n" +
+	"deliveries\x12\x1a\n" +
+	"\binstance\x18\x02 \x01(\tR\binstance\x12\x1a\n" +
+	"\bsettings\x18\x03 \x01(\fR\bsettings\"\x9e\x01\n" +
 	"\bDelivery\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\binstance\x18\x02 \x01(\tR\binstance\x12\x14\n" +

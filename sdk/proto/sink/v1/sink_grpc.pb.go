@@ -1,7 +1,8 @@
 // Protocol between the evorelay host and a sink plugin.
 //
 // The host launches each plugin with hashicorp/go-plugin (gRPC, AutoMTLS,
-// protocol version 1) and talks to it only through this service. Error kinds
+// protocol version 2; see ProtocolVersion in handshake.go for what changed
+// and what the host still runs) and talks to it only through this service. Error kinds
 // a delivery can end with are values in this file, because gRPC does not
 // carry Go error types.
 
