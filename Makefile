@@ -1,8 +1,10 @@
 # evorelay — build, run, test. See README.md.
 GO      ?= go
 BIN     := bin
-# LDFLAGS are passed to every go build, e.g. LDFLAGS="-s -w -X main.version=1.2.3".
-LDFLAGS ?=
+# VERSION is stamped into the host (evorelay -version, the start-up line);
+# LDFLAGS are passed to every go build.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS ?= -X main.version=$(VERSION)
 PLUGINS := $(notdir $(patsubst %/main.go,%,$(wildcard plugins/*/main.go)))
 
 .PHONY: build run test services check generate bench clean
