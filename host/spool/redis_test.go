@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/evorelay/evorelay/host/internal/redistest"
 )
@@ -265,4 +266,26 @@ func TestRedisChecksAtOpen(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "has 4 partitions, this host is set to 8") {
 		t.Fatalf("partitions mismatch: %v", err)
 	}
+}
+
+// Entries left pending at a consumer that no longer holds their partition
+// (a host that lost it while Redis was unreachable) are claimed by the
+// holder once they have been idle for a takeover, and delivered.
+func TestRedisSweepsStrandedEntries(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openRedis(t, srv, redisOpts(newPrefix()))
+	register(t, s, "s")
+	evs := events("e", 5)
+	appendT(t, s, evs...)
+	stream := s.kLog(s.partition("inst"))
+	// Another consumer reads two and is gone.
+	if err := srv.Client().XReadGroup(context.Background(), &redis.XReadGroupArgs{
+		Group: "s", Consumer: "gone", Streams: []string{stream, ">"}, Count: 2, Block: -1,
+	}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := ids(wait(t, s, "s", 10))
+	wantIDs(t, "first lease", got, eventIDs(evs[2:]))
+	got = ids(wait(t, s, "s", 10))
+	wantIDs(t, "after the sweep", got, eventIDs(evs[:2]))
 }
