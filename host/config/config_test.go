@@ -490,8 +490,11 @@ func TestLogFields(t *testing.T) {
 	if got["EVORELAY_API_KEY"] != "********" || got["EVORELAY_ADDR"] != ":8080" {
 		t.Errorf("fields %v: want the key masked and the address", got)
 	}
-	if _, ok := got["EVORELAY_REDIS_URL"]; ok {
+	if _, ok := got["EVORELAY_SERVER_URL"]; ok {
 		t.Error("an unset setting without default is logged")
+	}
+	if _, ok := got["EVORELAY_REDIS_PREFIX"]; ok {
+		t.Error("a redis setting is logged with the embedded backend")
 	}
 }
 

@@ -79,7 +79,8 @@ EVORELAY_SQS_REGION; each plugin's doc.go lists its own.
 
 // LogFields returns the effective host settings as key-value pairs for a
 // start-up log line, in the order -h lists them: secrets masked, settings
-// without a value left out.
+// without a value left out, and the redis backend's left out when the
+// backend is not redis.
 func (c *Config) LogFields() []any {
 	r := c.Redacted()
 	var out []any
@@ -87,6 +88,9 @@ func (c *Config) LogFields() []any {
 		out = append(out, "config", c.ConfigFile)
 	}
 	for _, s := range settings {
+		if strings.HasPrefix(s.key, "REDIS_") && c.Backend != BackendRedis {
+			continue
+		}
 		if v := r[envPrefix+s.key]; v != "" {
 			out = append(out, envPrefix+s.key, v)
 		}
