@@ -60,14 +60,18 @@ type testSink struct {
 
 func openSink(t testing.TB, settings map[string]string, naming events.Naming) *testSink {
 	t.Helper()
+	return openSinkConfig(t, sdk.Config{Settings: settings, Naming: naming})
+}
+
+// openSinkConfig is openSink with more of the Config; ListenSocket and
+// Logger are set here.
+func openSinkConfig(t testing.TB, cfg sdk.Config) *testSink {
+	t.Helper()
 	s := New()
 	sock := socketPath(t)
-	err := s.Open(context.Background(), sdk.Config{
-		Settings:     settings,
-		Naming:       naming,
-		ListenSocket: sock,
-		Logger:       hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Info}),
-	})
+	cfg.ListenSocket = sock
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Info})
+	err := s.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

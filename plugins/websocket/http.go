@@ -111,8 +111,14 @@ func logLeave(log hclog.Logger, c *client) {
 // from the origin it was sent to (its Host, as the host's proxy keeps it),
 // and one from EVORELAY_WEBSOCKET_ALLOWED_ORIGINS.
 func (s *Sink) originAllowed(r *http.Request) bool {
+	return originAllowed(r, s.cfg.anyOrigin, s.cfg.origins)
+}
+
+// originAllowed reports whether r has no Origin, is from the origin it
+// was sent to, or from one of others (any when anyOrigin).
+func originAllowed(r *http.Request, anyOrigin bool, others map[string]bool) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" || s.cfg.anyOrigin {
+	if origin == "" || anyOrigin {
 		return true
 	}
 	u, err := url.Parse(origin)
@@ -122,7 +128,7 @@ func (s *Sink) originAllowed(r *http.Request) bool {
 	if strings.EqualFold(u.Host, r.Host) {
 		return true
 	}
-	return s.cfg.origins[strings.ToLower(u.Scheme+"://"+u.Host)]
+	return others[strings.ToLower(u.Scheme+"://"+u.Host)]
 }
 
 // newUpgrader returns the upgrader of cfg. Origins are checked before it

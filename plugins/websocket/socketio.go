@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -102,10 +101,12 @@ func (s *Sink) newSocketIO() (*socket.Server, http.Handler) {
 	opts.SetPingTimeout(s.cfg.pongTimeout)
 	opts.SetMaxHttpBufferSize(maxSioClientBytes)
 	opts.SetCleanupEmptyChildNamespaces(true)
-	opts.SetAllowRequest(s.sioAllowRequest)
 	if s.cfg.corsAny || len(s.cfg.corsOrigins) > 0 {
+		// sioOriginGate has let in only the origins that may connect; the
+		// library answers them with CORS headers (and lets their
+		// websockets in).
 		opts.SetCors(&types.Cors{
-			Origin:         func(origin string) bool { return s.cfg.corsAny || s.cfg.corsOrigins[strings.ToLower(origin)] },
+			Origin:         func(string) bool { return true },
 			AllowedHeaders: []string{"apikey", "content-type"},
 		})
 	}
@@ -127,21 +128,20 @@ func (s *Sink) newSocketIO() (*socket.Server, http.Handler) {
 	instances := io.Of(match, nil)
 	instances.Use(s.sioAuth)
 	_ = instances.On("connection", s.sioConnection)
-	return io, io.ServeHandler(nil)
+	return io, s.sioOriginGate(io.ServeHandler(nil))
 }
 
-// sioAllowRequest refuses an Engine.IO request from a browser page of
-// another origin than the one it was sent to, unless that origin is in
-// EVORELAY_WEBSOCKET_CORS_ORIGINS, as /ws does.
-func (s *Sink) sioAllowRequest(ctx *types.HttpContext) error {
-	origin := ctx.Headers().Peek("Origin")
-	if origin == "" || s.cfg.corsAny || s.cfg.corsOrigins[strings.ToLower(origin)] {
-		return nil
-	}
-	if u, err := url.Parse(origin); err == nil && u.Host != "" && strings.EqualFold(u.Host, ctx.Host()) {
-		return nil
-	}
-	return fmt.Errorf("origin %q may not connect: it is not this server's origin; add it to EVORELAY_WEBSOCKET_CORS_ORIGINS", origin)
+// sioOriginGate refuses a request from a browser page of another origin
+// than the one it was sent to, unless that origin is in
+// EVORELAY_WEBSOCKET_CORS_ORIGINS, as /ws does with its own list.
+func (s *Sink) sioOriginGate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !originAllowed(r, s.cfg.corsAny, s.cfg.corsOrigins) {
+			writeError(w, http.StatusForbidden, fmt.Sprintf("origin %q may not use Socket.IO: it is not this server's origin; add it to EVORELAY_WEBSOCKET_CORS_ORIGINS", r.Header.Get("Origin")))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // sioAuth lets a socket into its namespace when its key may see it: the
