@@ -29,47 +29,25 @@ func BenchmarkFanout(b *testing.B) {
 	// With permessage-deflate: each message is compressed once, not once
 	// per client.
 	b.Run("clients=100/compressed", func(b *testing.B) { benchFanout(b, 100, true) })
+	// The same through Socket.IO (websocket transport, namespace
+	// /bench): each packet is encoded once, not once per socket.
+	for _, clients := range []int{1, 100} {
+		b.Run(fmt.Sprintf("socketio/clients=%d", clients), func(b *testing.B) { benchFanoutSocketIO(b, clients) })
+	}
 }
 
-func benchFanout(b *testing.B, clients int, compress bool) {
+// benchMessage is a realistic text message's data, about 600 bytes.
+var benchMessage = `"pushName":"Ana Souza","message":{"conversation":"` + strings.Repeat("Olá! Is my order on its way? ", 16) +
+	`"},"messageType":"conversation","messageTimestamp":1704110400,"source":"android"`
+
+// runFanout delivers b.N events to instance bench in bursts of 100 and
+// waits, after each, until the clients counted in got have them all; it
+// reports events per second and messages written per second.
+func runFanout(b *testing.B, s *testSink, clients int, got, target *atomic.Int64, reached chan struct{}) {
 	const burst = 100
-	s := openSink(b, map[string]string{"max_connections_per_instance": "10000"}, events.NamingSeed)
-	// got counts messages received by all clients; the one that brings it
-	// to target signals reached.
-	var got, target atomic.Int64
-	reached := make(chan struct{}, 1)
-	d := dialer(s.sock)
-	d.EnableCompression = compress
-	for range clients {
-		conn, _, err := d.Dial("ws://evorelay/ws/bench", nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for {
-				_, r, err := conn.NextReader()
-				if err != nil {
-					return
-				}
-				_, _ = io.Copy(io.Discard, r)
-				if got.Add(1) == target.Load() {
-					select {
-					case reached <- struct{}{}:
-					default: // a token is there already
-					}
-				}
-			}
-		}()
-		b.Cleanup(func() { conn.Close(); <-done })
-	}
-	// A realistic text message, about 600 bytes of data.
-	extra := `"pushName":"Ana Souza","message":{"conversation":"` + strings.Repeat("Olá! Is my order on its way? ", 16) +
-		`"},"messageType":"conversation","messageTimestamp":1704110400,"source":"android"`
 	batch := make([]sdk.Delivery, b.N)
 	for i := range batch {
-		batch[i] = delivery(fmt.Sprintf("b-%09d", i), "bench", "MESSAGES_UPSERT", extra)
+		batch[i] = delivery(fmt.Sprintf("b-%09d", i), "bench", "MESSAGES_UPSERT", benchMessage)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -95,6 +73,59 @@ func benchFanout(b *testing.B, clients int, compress bool) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/el, "events/s")
 	b.ReportMetric(float64(b.N*clients)/el, "msgs/s")
+}
+
+// counter counts messages and signals reached when the count hits target.
+func counter(got, target *atomic.Int64, reached chan struct{}) {
+	if got.Add(1) == target.Load() {
+		select {
+		case reached <- struct{}{}:
+		default: // a token is there already
+		}
+	}
+}
+
+func benchFanoutSocketIO(b *testing.B, clients int) {
+	s := openSink(b, map[string]string{"max_connections_per_instance": "10000"}, events.NamingSeed)
+	var got, target atomic.Int64
+	reached := make(chan struct{}, 1)
+	for range clients {
+		_, err := s.dialSioCounting(b, "/bench", identity(sdk.Identity{}), nil, func() { counter(&got, &target, reached) })
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	runFanout(b, s, clients, &got, &target, reached)
+}
+
+func benchFanout(b *testing.B, clients int, compress bool) {
+	s := openSink(b, map[string]string{"max_connections_per_instance": "10000"}, events.NamingSeed)
+	// got counts messages received by all clients; the one that brings it
+	// to target signals reached.
+	var got, target atomic.Int64
+	reached := make(chan struct{}, 1)
+	d := dialer(s.sock)
+	d.EnableCompression = compress
+	for range clients {
+		conn, _, err := d.Dial("ws://evorelay/ws/bench", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				_, r, err := conn.NextReader()
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, r)
+				counter(&got, &target, reached)
+			}
+		}()
+		b.Cleanup(func() { conn.Close(); <-done })
+	}
+	runFanout(b, s, clients, &got, &target, reached)
 }
 
 // BenchmarkIdleConnection opens b.N idle connections and reports the heap
@@ -131,6 +162,43 @@ func BenchmarkIdleConnection(b *testing.B) {
 	b.ReportMetric(float64(runtime.NumGoroutine()-g0)/float64(b.N), "goroutines/conn")
 }
 
+// BenchmarkIdleConnectionSocketIO is BenchmarkIdleConnection for
+// Socket.IO sockets (websocket transport, one namespace each), from bare
+// clients that sent their CONNECT packet by hand and read nothing.
+//
+//	go test -run '^$' -bench IdleConnectionSocketIO -benchtime 2000x ./plugins/websocket/
+func BenchmarkIdleConnectionSocketIO(b *testing.B) {
+	s := openSink(b, map[string]string{"max_connections_per_instance": "100000", "max_connections": "100000"}, events.NamingSeed)
+	before := heapAndStack()
+	g0 := runtime.NumGoroutine()
+	conns := make([]net.Conn, 0, b.N)
+	b.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c, err := rawHandshakeHeader(s.sock, "/socket.io/?EIO=4&transport=websocket", sdk.IdentityHeader+": admin\r\n")
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+		// A client frame must be masked; a zero mask leaves it as is.
+		connect := fmt.Sprintf("40/idle-%d,", i%100)
+		frame := append([]byte{0x81, 0x80 | byte(len(connect)), 0, 0, 0, 0}, connect...)
+		if _, err := c.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+	eventually(b, "every socket joined", func() bool { return s.stats().clients == b.N })
+	b.StopTimer()
+	time.Sleep(100 * time.Millisecond)
+	after := heapAndStack()
+	b.ReportMetric(float64(int64(after)-int64(before))/float64(b.N), "bytes/conn")
+	b.ReportMetric(float64(runtime.NumGoroutine()-g0)/float64(b.N), "goroutines/conn")
+}
+
 func heapAndStack() uint64 {
 	runtime.GC()
 	runtime.GC()
@@ -141,12 +209,18 @@ func heapAndStack() uint64 {
 
 // rawHandshake upgrades a bare Unix socket connection to a websocket.
 func rawHandshake(sock, path string) (net.Conn, error) {
+	return rawHandshakeHeader(sock, path, "")
+}
+
+// rawHandshakeHeader is rawHandshake with more header lines (each ending
+// in CRLF).
+func rawHandshakeHeader(sock, path, header string) (net.Conn, error) {
 	c, err := net.Dial("unix", sock)
 	if err != nil {
 		return nil, err
 	}
 	req := "GET " + path + " HTTP/1.1\r\nHost: evorelay\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" + header + "\r\n"
 	if _, err := io.WriteString(c, req); err != nil {
 		c.Close()
 		return nil, err

@@ -33,6 +33,10 @@ type sioClient struct {
 	conn   *websocket.Conn
 	prefix string // "/<instance>," or "" for "/"
 
+	// onEvent, when set (by dialSioCounting), is called for each event
+	// instead of recording it.
+	onEvent func()
+
 	mu     sync.Mutex
 	events []sioEvent
 	err    error
@@ -49,6 +53,13 @@ func identity(id sdk.Identity) http.Header {
 // message as an error.
 func (s *testSink) dialSio(t testing.TB, nsp string, h http.Header, auth map[string]any) (*sioClient, error) {
 	t.Helper()
+	return s.dialSioCounting(t, nsp, h, auth, nil)
+}
+
+// dialSioCounting is dialSio with onEvent called for each event, which is
+// then not recorded.
+func (s *testSink) dialSioCounting(t testing.TB, nsp string, h http.Header, auth map[string]any, onEvent func()) (*sioClient, error) {
+	t.Helper()
 	conn, resp, err := dialer(s.sock).Dial("ws://evorelay/socket.io/?EIO=4&transport=websocket", h)
 	if err != nil {
 		if resp != nil {
@@ -56,7 +67,7 @@ func (s *testSink) dialSio(t testing.TB, nsp string, h http.Header, auth map[str
 		}
 		return nil, err
 	}
-	c := &sioClient{conn: conn, done: make(chan struct{})}
+	c := &sioClient{conn: conn, done: make(chan struct{}), onEvent: onEvent}
 	if nsp != "/" {
 		c.prefix = nsp + ","
 	}
@@ -105,6 +116,8 @@ func (c *sioClient) read() {
 		switch {
 		case body == "2":
 			_ = c.conn.WriteMessage(websocket.TextMessage, []byte("3"))
+		case c.onEvent != nil && strings.HasPrefix(body, "42"+c.prefix):
+			c.onEvent()
 		case strings.HasPrefix(body, "42"+c.prefix):
 			var args []json.RawMessage
 			if err := json.Unmarshal([]byte(strings.TrimPrefix(body, "42"+c.prefix)), &args); err != nil || len(args) < 2 {
