@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -309,8 +308,7 @@ func (s *server) authenticate(r *http.Request, query bool) string {
 	if key == "" {
 		return "missing API key; send it in " + where
 	}
-	sum := sha256.Sum256([]byte(key))
-	if !s.keySet || subtle.ConstantTimeCompare(sum[:], s.key[:]) != 1 {
+	if _, ok := s.identify(key); !ok {
 		return "invalid API key; send the key the sidecar is configured with (EVORELAY_API_KEY) in " + where
 	}
 	return ""

@@ -60,7 +60,10 @@ func (s *server) proxyAnonymous(w http.ResponseWriter, r *http.Request, _ httpro
 	s.opts.Websocket.ServeHTTP(w, r)
 }
 
-// identify returns whose key key is.
+// identify returns whose key key is. It is the one place a key becomes an
+// identity: the routes' authentication, the /socket.io/ identity header
+// and the plugins' Identify all ask it, so a key scoped to one instance
+// is known to all three once it answers Identity{Instance: ...}.
 func (s *server) identify(key string) (sdk.Identity, bool) {
 	sum := sha256.Sum256([]byte(key))
 	if s.keySet && subtle.ConstantTimeCompare(sum[:], s.key[:]) == 1 {
