@@ -43,6 +43,9 @@ const readConsole = `Array.from(document.querySelectorAll('#events li')).map(li 
 //
 // The host must proxy GET /ws-console (no API key) and GET /ws/{instance}
 // (API key in the apikey query parameter) to the websocket plugin's socket.
+//
+// It runs twice: with the page watching through /ws, and through
+// Socket.IO (resuming with the auth payload's offset).
 func TestWebsocketConsoleInBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		path, lerr := exec.LookPath("chromium")
@@ -51,6 +54,12 @@ func TestWebsocketConsoleInBrowser(t *testing.T) {
 		}
 		t.Logf("using %s", path)
 	}
+	for _, transport := range []string{"ws", "socketio"} {
+		t.Run(transport, func(t *testing.T) { watchConsole(t, transport) })
+	}
+}
+
+func watchConsole(t *testing.T, transport string) {
 	s := StartSidecar(t, []string{"websocket"})
 	s.MustDo(201, "POST", "/websocket/set/shop", map[string]any{"enabled": true, "events": []string{"MESSAGES_UPSERT"}})
 
@@ -97,6 +106,7 @@ func TestWebsocketConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#apikey")),
 		chromedp.SendKeys(chromedp.CSS("#apikey"), testKey),
 		chromedp.SendKeys(chromedp.CSS("#instance"), "shop"),
+		chromedp.SetValue(chromedp.CSS("#transport"), transport),
 		chromedp.Click(chromedp.CSS("#connect")),
 	)
 	cancel()

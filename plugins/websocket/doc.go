@@ -143,7 +143,11 @@
 // the events as they arrive, newest first. When the connection drops it
 // reconnects with backoff (1s doubling to 30s) and resumes with since=the
 // last id it got, showing a gap message as a notice. The key stays in the
-// page's memory.
+// page's memory. It can watch through Socket.IO instead (websocket
+// transport, namespace /{instance} or /, resuming with the auth payload's
+// offset), which shows what an Evolution API client receives; it speaks
+// the few Engine.IO/Socket.IO packets it needs itself, as it may load no
+// script from elsewhere.
 //
 // # Socket.IO
 //
