@@ -181,16 +181,6 @@ func (h *hub) reserve(name string) error {
 	return nil
 }
 
-// mayReserve reports why reserve would refuse a connection to room now,
-// for a refusal the client can read before it joins.
-func (h *hub) mayReserve(name string) error {
-	if err := h.reserve(name); err != nil {
-		return err
-	}
-	h.release(name, nil)
-	return nil
-}
-
 // release gives back a slot taken by reserve, removing c from its room if
 // it joined.
 func (h *hub) release(name string, c *client) {

@@ -41,8 +41,11 @@ type Sink struct {
 	// host about keys sent in auth payloads.
 	sio        *socket.Server
 	hostSocket string
-	srv        *http.Server
-	served     chan struct{} // closed when srv.Serve returns
+	// sioReady holds, per socket that joined the hub and is not connected
+	// yet, the channel sioConnection closes.
+	sioReady sync.Map
+	srv      *http.Server
+	served   chan struct{} // closed when srv.Serve returns
 
 	mu     sync.Mutex
 	opened bool

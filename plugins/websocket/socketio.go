@@ -164,7 +164,7 @@ func (s *Sink) sioAuth(sock *socket.Socket, next func(*socket.ExtendedError)) {
 		next(socket.NewExtendedError(fmt.Sprintf("this API key may not see %s; it is scoped to instance %s", what, id.Instance), nil))
 		return
 	}
-	if err := s.hub.mayReserve(room); err != nil {
+	if err := s.sioJoin(sock); err != nil {
 		next(socket.NewExtendedError(err.Error(), nil))
 		return
 	}
@@ -194,40 +194,63 @@ func (s *Sink) sioIdentity(sock *socket.Socket) (sdk.Identity, error) {
 	return sdk.ParseIdentity(h)
 }
 
-// sioConnection runs one socket that joined a namespace: it joins the
-// hub's room (replaying from the auth payload's offset, if any) and
-// writes its frames until it leaves or is dropped.
-func (s *Sink) sioConnection(args ...any) {
-	sock := args[0].(*socket.Socket)
-	nsp := sock.Nsp().Name()
-	room := roomOfNamespace(nsp)
-	log := s.log.With("instance", room, "transport", "socket.io")
+// sioJoin joins a socket that may see its namespace to the hub's room
+// (replaying from the auth payload's offset, if any) before the library
+// acknowledges its CONNECT, as /ws joins before its upgrade: no delivery
+// falls between the client's "connect" and the join. Its frames are
+// written once sioConnection says it is connected, until it leaves or is
+// dropped.
+func (s *Sink) sioJoin(sock *socket.Socket) error {
+	room := roomOfNamespace(sock.Nsp().Name())
+	offset, _ := sock.Handshake().Auth["offset"].(string)
+	if len(offset) > maxSinceLen {
+		return fmt.Errorf("offset is %d bytes long; send the id of the last event received", len(offset))
+	}
 	if err := s.hub.reserve(room); err != nil {
-		log.Debug("socket.io client refused", "error", err)
-		sock.Disconnect(true)
-		return
+		return err
 	}
 	c := newClient(room, &s.cfg)
-	offset, _ := sock.Handshake().Auth["offset"].(string)
-	if len(offset) > maxSinceLen || !s.hub.join(c, offset, offset != "") {
+	if !s.hub.join(c, offset, offset != "") {
 		s.hub.release(room, nil)
-		sock.Disconnect(true)
-		return
+		return errors.New("the websocket sink is shutting down; reconnect shortly")
 	}
 	conn := sock.Conn()
+	s.hub.attachFunc(c, func() { conn.Close(true) })
 	gone := make(chan struct{})
 	var goneOnce sync.Once
-	_ = sock.On("disconnect", func(...any) { goneOnce.Do(func() { close(gone) }) })
-	if !sock.Connected() { // it left before the listener was there
-		goneOnce.Do(func() { close(gone) })
+	leave := func(...any) { goneOnce.Do(func() { close(gone) }) }
+	_ = sock.On("disconnect", leave)
+	_ = conn.Once("close", leave)
+	if conn.ReadyState() != "open" { // it closed before the listeners were there
+		leave()
 	}
-	s.hub.attachFunc(c, func() { conn.Close(true) })
-	log.Debug("client connected", "offset", offset, "recovered", sock.Recovered(), "replay", len(c.replay), "gap", c.gap != nil)
+	ready := make(chan struct{})
+	s.sioReady.Store(sock, ready)
+	log := s.log.With("instance", room, "transport", "socket.io")
 	go func() {
 		defer s.hub.release(room, c)
+		defer s.sioReady.Delete(sock)
+		select {
+		case <-ready:
+		case <-gone:
+			return
+		case <-c.kicked:
+			conn.Close(true)
+			return
+		}
+		log.Debug("client connected", "offset", offset, "recovered", sock.Recovered(), "replay", len(c.replay), "gap", c.gap != nil)
 		s.sioWriteLoop(c, sock, gone)
 		logLeave(log, c)
 	}()
+	return nil
+}
+
+// sioConnection lets a joined socket's frames be written: the library has
+// acknowledged its CONNECT.
+func (s *Sink) sioConnection(args ...any) {
+	if ready, ok := s.sioReady.LoadAndDelete(args[0].(*socket.Socket)); ok {
+		close(ready.(chan struct{}))
+	}
 }
 
 // sioWriteLoop writes a socket's replay and then its live frames. The
