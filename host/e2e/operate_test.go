@@ -35,6 +35,7 @@ func TestOperatorWatchesAFailingReceiver(t *testing.T) {
 		"EVORELAY_RETRY_SCHEDULE=0s,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms",
 		"EVORELAY_RETRY_JITTER=0", "EVORELAY_CIRCUIT_FAILURES=0")
 	setWebhook(t, s, "ops", map[string]any{"url": recv.URL, "enabled": true})
+	start := time.Now()
 	postMany(t, s, "ops", 2)
 
 	const age = `evorelay_sink_oldest_undelivered_seconds{sink="webhook"}`
@@ -42,8 +43,9 @@ func TestOperatorWatchesAFailingReceiver(t *testing.T) {
 		return len(recv.Hits()) >= 6 && metric(s, age) >= 1
 	})
 	warn := "[WARN]  evorelay.dispatch: delivery failed; retry scheduled"
-	if n := strings.Count(s.Logs(), warn); n != 1 {
-		t.Errorf("%d retry warnings for %d failed attempts of one instance; want one a minute", n, len(recv.Hits()))
+	// One a minute: a slow machine may have crossed into a second one.
+	if n, most := strings.Count(s.Logs(), warn), 1+int(time.Since(start)/time.Minute); n < 1 || n > most {
+		t.Errorf("%d retry warnings for %d failed attempts of one instance; want one a minute (at most %d)", n, len(recv.Hits()), most)
 	}
 	for _, line := range strings.Split(s.Logs(), "\n") {
 		if strings.Contains(line, warn) && (!strings.Contains(line, "sink=webhook") || !strings.Contains(line, "instance=ops") || !strings.Contains(line, "503")) {
