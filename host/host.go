@@ -117,13 +117,10 @@ func emitStartup(ctx context.Context, sp spool.Spool, st *store.Store, sinks []s
 				continue
 			}
 			seen[inst] = true
-			env, err := json.Marshal(events.Envelope{
+			env := events.Envelope{
 				Event: name, Instance: inst, Data: json.RawMessage(`{"status":"started"}`),
 				DateTime: now, ServerURL: serverURL,
-			})
-			if err != nil {
-				return err
-			}
+			}.Append(nil)
 			evs = append(evs, spool.Event{ID: ulid.Make().String(), Instance: inst, Event: name, Envelope: env})
 		}
 	}

@@ -287,37 +287,16 @@ func (p *parser) element(index int) (incoming, bool) {
 	return ev, ok
 }
 
-// envelope writes the JSON every sink receives (events.Envelope), with data
-// copied as sent: a multi-MB base64 payload is not decoded or re-encoded.
+// envelope writes the JSON every sink receives, with events' one writer:
+// data copied as sent, null for what the engine did not send.
 func (e incoming) envelope(dateTime, serverURL string) []byte {
 	if e.ServerURL != "" {
 		serverURL = e.ServerURL
 	}
-	out := make([]byte, 0, len(e.Data)+len(e.Event)+len(e.Instance)+len(dateTime)+len(e.Sender)+len(serverURL)+len(e.APIKey)+128)
-	out = append(out, `{"event":`...)
-	out = appendString(out, e.Event)
-	out = append(out, `,"instance":`...)
-	out = appendString(out, e.Instance)
-	out = append(out, `,"data":`...)
-	out = append(out, e.Data...)
-	out = append(out, `,"date_time":`...)
-	out = appendString(out, dateTime)
-	out = append(out, `,"sender":`...)
-	out = appendStringOrNull(out, e.Sender)
-	out = append(out, `,"server_url":`...)
-	out = appendStringOrNull(out, serverURL)
-	out = append(out, `,"apikey":`...)
-	out = appendStringOrNull(out, e.APIKey)
-	return append(out, '}')
-}
-
-// appendStringOrNull writes s as a JSON string, or null when the engine
-// sent none: every sink then writes the same body.
-func appendStringOrNull(out []byte, s string) []byte {
-	if s == "" {
-		return append(out, "null"...)
-	}
-	return appendString(out, s)
+	return events.Envelope{
+		Event: e.Event, Instance: e.Instance, Data: e.Data, DateTime: dateTime,
+		Sender: e.Sender, ServerURL: serverURL, APIKey: e.APIKey,
+	}.Append(nil)
 }
 
 // appendString appends s as a JSON string.

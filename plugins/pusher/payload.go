@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/evorelay/evorelay/sdk"
-	"github.com/evorelay/evorelay/sdk/events"
 )
 
 // maxDataBytes is the most event data Pusher takes: 10 KB (it answers 413
@@ -21,81 +20,48 @@ const maxDataBytes = 10 << 10
 // video, document, link preview, location; png for stickers).
 var mediaKeys = map[string]bool{"base64": true, "jpegThumbnail": true, "pngThumbnail": true, "thumbnail": true}
 
-// payload is what a Pusher event carries as data: the envelope, with the
-// event written per EVORELAY_NAMING and sender, server_url and apikey null
-// when the engine sent none. Truncated lists the media members set to
-// null to fit Pusher's limit.
-type payload struct {
-	Event     string          `json:"event"`
-	Instance  string          `json:"instance"`
-	Data      json.RawMessage `json:"data"`
-	DateTime  string          `json:"date_time"`
-	Sender    *string         `json:"sender"`
-	ServerURL *string         `json:"server_url"`
-	APIKey    *string         `json:"apikey"`
-	Truncated []string        `json:"evorelay_truncated,omitempty"`
-}
-
-func orNull(s string) *string {
-	if s == "" {
-		return nil
+// buildPayload writes a delivery's event data: the envelope as the SDK
+// hands it over (the event written per EVORELAY_NAMING). Over Pusher's
+// 10 KB it sets media members to null, data.message.base64 first and then
+// the largest, until the payload fits, and lists them in
+// evorelay_truncated. If it still does not fit, the delivery is refused
+// for good.
+func buildPayload(d sdk.Delivery) ([]byte, error) {
+	if len(d.Envelope) <= maxDataBytes {
+		return d.Envelope, nil
 	}
-	return &s
-}
-
-// buildPayload writes a delivery's event data. Over Pusher's 10 KB it
-// sets media members to null, data.message.base64 first and then the
-// largest, until the payload fits, and lists them in evorelay_truncated.
-// If it still does not fit, the delivery is refused for good.
-func buildPayload(d sdk.Delivery, naming events.Naming) ([]byte, error) {
 	env, err := d.Decode()
 	if err != nil {
 		return nil, sdk.Permanent(fmt.Errorf("pusher: malformed envelope: %w", err))
 	}
-	p := payload{
-		Event:     naming.Name(d.Event),
-		Instance:  d.Instance,
-		Data:      env.Data,
-		DateTime:  env.DateTime,
-		Sender:    orNull(env.Sender),
-		ServerURL: orNull(env.ServerURL),
-		APIKey:    orNull(env.APIKey),
-	}
-	b, err := encode(p)
-	if err != nil {
-		return nil, sdk.Permanent(fmt.Errorf("pusher: malformed envelope data: %w", err))
-	}
-	if len(b) <= maxDataBytes {
-		return b, nil
-	}
-	fields := mediaOrder(mediaFields(p.Data, "data"))
+	b := d.Envelope
+	fields := mediaOrder(mediaFields(env.Data, "data"))
+	var truncated []string
 	for i, f := range fields {
-		p.Data = nullify(p.Data, f, fields[i+1:])
-		p.Truncated = append(p.Truncated, f.path)
-		if b, err = encode(p); err != nil {
-			return nil, sdk.Permanent(fmt.Errorf("pusher: encode payload: %w", err))
-		}
+		env.Data = nullify(env.Data, f, fields[i+1:])
+		truncated = append(truncated, f.path)
+		b = withTruncated(env.Append(nil), truncated)
 		if len(b) <= maxDataBytes {
 			return b, nil
 		}
 	}
 	what := "it has no inline media to remove"
-	if len(p.Truncated) > 0 {
-		what = "even without " + strings.Join(p.Truncated, ", ")
+	if len(truncated) > 0 {
+		what = "even without " + strings.Join(truncated, ", ")
 	}
 	return nil, sdk.Permanent(fmt.Errorf(
 		"pusher: event data is %d bytes %s; Pusher accepts at most %d bytes an event; not sent",
 		len(b), what, maxDataBytes))
 }
 
-func encode(p payload) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(p); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+// withTruncated adds "evorelay_truncated": paths as the last member of env.
+func withTruncated(env []byte, paths []string) []byte {
+	list, _ := json.Marshal(paths) // strings always encode
+	out := make([]byte, 0, len(env)+len(list)+24)
+	out = append(out, env[:len(env)-1]...)
+	out = append(out, `,"evorelay_truncated":`...)
+	out = append(out, list...)
+	return append(out, '}')
 }
 
 // field is a media member: its path (data.message.base64) and the byte

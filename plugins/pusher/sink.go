@@ -320,7 +320,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 			acks.Done(d.ID, sdk.Permanent(fmt.Errorf("pusher: %w", err)))
 			continue
 		}
-		data, err := buildPayload(d, s.naming)
+		data, err := buildPayload(d)
 		if err != nil {
 			acks.Done(d.ID, err)
 			continue

@@ -50,20 +50,15 @@ func appSettings(appID, key, secret string) string {
 	return fmt.Sprintf(`{"enabled":true,"events":[],"appId":%q,"key":%q,"secret":%q,"cluster":"mt1","useTLS":false}`, appID, key, secret)
 }
 
-// delivery is one event for instance with the given data. The envelope is
-// written without HTML escaping, as an engine may send it.
+// delivery is one event for instance with the given data, in the envelope
+// the host writes.
 func delivery(id, instance, event, data, settings string) sdk.Delivery {
-	var env bytes.Buffer
-	enc := json.NewEncoder(&env)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(events.Envelope{
+	env := events.Envelope{
 		Event: event, Instance: instance, Data: json.RawMessage(data),
 		DateTime: "2024-01-01T12:00:00.000Z", Sender: "5511988880000@s.whatsapp.net",
 		ServerURL: "https://engine.example.com",
-	}); err != nil {
-		panic(err)
 	}
-	return sdk.Delivery{ID: id, Instance: instance, Event: event, Attempt: 1, Envelope: env.Bytes(), Settings: json.RawMessage(settings)}
+	return sdk.Delivery{ID: id, Instance: instance, Event: event, Attempt: 1, Envelope: env.Append(nil), Settings: json.RawMessage(settings)}
 }
 
 // outcomes are each delivery's ack.

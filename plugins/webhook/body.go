@@ -5,55 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"strings"
-
-	"github.com/evorelay/evorelay/sdk/events"
 )
-
-// body writes what the receiver gets, in the seed's field order. data is
-// copied as it is; strings are written without HTML escaping, so a URL's &
-// stays an &. Empty sender, server_url and apikey are null, as Evolution
-// API writes an apikey it does not expose.
-func body(event, instance string, data []byte, destination string, env events.Envelope) []byte {
-	if len(bytes.TrimSpace(data)) == 0 {
-		data = []byte("null")
-	}
-	var b bytes.Buffer
-	b.Grow(len(data) + 256)
-	b.WriteString(`{"event":`)
-	writeString(&b, event)
-	b.WriteString(`,"instance":`)
-	writeString(&b, instance)
-	b.WriteString(`,"data":`)
-	b.Write(data)
-	b.WriteString(`,"destination":`)
-	writeString(&b, destination)
-	b.WriteString(`,"date_time":`)
-	writeStringOrNull(&b, env.DateTime)
-	b.WriteString(`,"sender":`)
-	writeStringOrNull(&b, env.Sender)
-	b.WriteString(`,"server_url":`)
-	writeStringOrNull(&b, env.ServerURL)
-	b.WriteString(`,"apikey":`)
-	writeStringOrNull(&b, env.APIKey)
-	b.WriteByte('}')
-	return b.Bytes()
-}
-
-func writeString(b *bytes.Buffer, s string) {
-	var e bytes.Buffer
-	enc := json.NewEncoder(&e)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	b.Write(bytes.TrimSuffix(e.Bytes(), []byte("\n")))
-}
-
-func writeStringOrNull(b *bytes.Buffer, s string) {
-	if s == "" {
-		b.WriteString("null")
-		return
-	}
-	writeString(b, s)
-}
 
 // member is one "key": value of a JSON object; value is obj[start:end].
 type member struct {
@@ -146,7 +98,8 @@ func with(obj []byte, ms []member, key string, value []byte) []byte {
 	if len(ms) > 0 {
 		b.WriteByte(',')
 	}
-	writeString(&b, key)
+	k, _ := json.Marshal(key) // a string always encodes
+	b.Write(k)
 	b.WriteByte(':')
 	b.Write(value)
 	b.Write(obj[at:])

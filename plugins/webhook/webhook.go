@@ -406,8 +406,8 @@ func (s *Sink) deliver(ctx context.Context, d sdk.Delivery) error {
 	if env.ServerURL == "" {
 		env.ServerURL = s.serverURL
 	}
-	b := body(s.naming.Name(event), instance, data, dest.String(), env)
-	return s.post(ctx, dest, set.Headers, key, d.ID, b)
+	env.Event, env.Instance, env.Data, env.Destination = s.naming.Name(event), instance, data, dest.String()
+	return s.post(ctx, dest, set.Headers, key, d.ID, env.Append(nil))
 }
 
 // destination is the URL one event is posted to: url, plus the event's

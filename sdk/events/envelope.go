@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -15,18 +16,79 @@ const TimeLayout = "2006-01-02T15:04:05.000Z"
 // FormatTime writes t in TimeLayout, in UTC.
 func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
 
-// Envelope is an accepted event as the host hands it to every sink. Event
-// is always the constant; a sink writes it per the naming mode. DateTime is
-// the moment the sidecar accepted the event. ServerURL, Sender and APIKey
-// are what the engine sent (ServerURL falls back to EVORELAY_SERVER_URL).
+// Envelope is an accepted event as the host hands it to every sink. The
+// host writes Event as the constant; the SDK rewrites it per the naming
+// mode before a sink sees it. DateTime is the moment the sidecar accepted
+// the event. ServerURL, Sender and APIKey are what the engine sent
+// (ServerURL falls back to EVORELAY_SERVER_URL); empty means not sent.
+//
+// Append (and MarshalJSON) is the one writer of an envelope's bytes: the
+// host's ingest, its APPLICATION_STARTUP and any sink that rewrites an
+// envelope use it, so the same event has the same bytes on every path.
 type Envelope struct {
-	Event     string          `json:"event"`
-	Instance  string          `json:"instance"`
-	Data      json.RawMessage `json:"data"`
-	DateTime  string          `json:"date_time"`
-	Sender    string          `json:"sender"`
-	ServerURL string          `json:"server_url"`
-	APIKey    string          `json:"apikey"`
+	Event    string          `json:"event"`
+	Instance string          `json:"instance"`
+	Data     json.RawMessage `json:"data"`
+	// Destination is where a webhook posts the event; written after data,
+	// and only when set.
+	Destination string `json:"destination,omitempty"`
+	DateTime    string `json:"date_time"`
+	Sender      string `json:"sender"`
+	ServerURL   string `json:"server_url"`
+	APIKey      string `json:"apikey"`
+}
+
+// Append appends the envelope's JSON to b: {event, instance, data,
+// [destination,] date_time, sender, server_url, apikey} in this order, the
+// event first (WithEvent relies on it), data copied as it is (null when
+// empty: a multi-MB base64 payload is neither decoded nor re-encoded),
+// strings without HTML escaping, and null for an empty date_time, sender,
+// server_url or apikey, as Evolution API writes what it does not have.
+func (e Envelope) Append(b []byte) []byte {
+	b = slices.Grow(b, len(e.Data)+len(e.Event)+len(e.Instance)+len(e.Destination)+len(e.Sender)+len(e.ServerURL)+len(e.APIKey)+128)
+	b = append(b, `{"event":`...)
+	b = appendString(b, e.Event)
+	b = append(b, `,"instance":`...)
+	b = appendString(b, e.Instance)
+	b = append(b, `,"data":`...)
+	if len(bytes.TrimSpace(e.Data)) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, e.Data...)
+	}
+	if e.Destination != "" {
+		b = append(b, `,"destination":`...)
+		b = appendString(b, e.Destination)
+	}
+	for _, m := range []struct{ name, value string }{
+		{`,"date_time":`, e.DateTime}, {`,"sender":`, e.Sender}, {`,"server_url":`, e.ServerURL}, {`,"apikey":`, e.APIKey},
+	} {
+		b = append(b, m.name...)
+		if m.value == "" {
+			b = append(b, "null"...)
+		} else {
+			b = appendString(b, m.value)
+		}
+	}
+	return append(b, '}')
+}
+
+// MarshalJSON is Append, for encoding/json (which HTML-escapes what it
+// returns; write with Append to send the exact bytes).
+func (e Envelope) MarshalJSON() ([]byte, error) {
+	if len(bytes.TrimSpace(e.Data)) > 0 && !json.Valid(e.Data) {
+		return nil, errors.New("events: envelope data is not valid JSON")
+	}
+	return e.Append(nil), nil
+}
+
+// appendString appends s as a JSON string, without HTML escaping.
+func appendString(b []byte, s string) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
 }
 
 // WithEvent returns the envelope with its top-level "event" member set to

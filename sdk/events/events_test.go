@@ -1,6 +1,9 @@
 package events
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 func TestLookupBothSpellings(t *testing.T) {
 	cases := []struct{ in, want string }{
@@ -85,5 +88,42 @@ func TestUnknownNamesThem(t *testing.T) {
 	got := Unknown([]string{"MESSAGES_UPSERT", "zeta", "alpha", "messages.upsert"})
 	if len(got) != 2 || got[0] != "alpha" || got[1] != "zeta" {
 		t.Fatalf("Unknown = %v", got)
+	}
+}
+
+func TestEnvelopeAppend(t *testing.T) {
+	for _, tc := range []struct {
+		env  Envelope
+		want string
+	}{
+		{Envelope{Event: "APPLICATION_STARTUP", Instance: "shop", Data: json.RawMessage(`{"status":"started"}`), DateTime: "2024-01-01T12:00:00.000Z", ServerURL: "https://e.example.com"},
+			`{"event":"APPLICATION_STARTUP","instance":"shop","data":{"status":"started"},"date_time":"2024-01-01T12:00:00.000Z","sender":null,"server_url":"https://e.example.com","apikey":null}`},
+		{Envelope{Event: "MESSAGES_UPSERT", Instance: "a&b", Data: json.RawMessage(`{"t":"<b>"}`), Destination: "https://h.example.com/x?a=1&b=2", DateTime: "d", Sender: "s", ServerURL: "u", APIKey: "k"},
+			`{"event":"MESSAGES_UPSERT","instance":"a&b","data":{"t":"<b>"},"destination":"https://h.example.com/x?a=1&b=2","date_time":"d","sender":"s","server_url":"u","apikey":"k"}`},
+		{Envelope{Event: "CALL", Instance: "i"},
+			`{"event":"CALL","instance":"i","data":null,"date_time":null,"sender":null,"server_url":null,"apikey":null}`},
+	} {
+		if got := string(tc.env.Append(nil)); got != tc.want {
+			t.Errorf("Append:\n got %s\nwant %s", got, tc.want)
+		}
+	}
+}
+
+// Decoding an envelope and encoding it again gives the same bytes: null
+// stays null, never "".
+func TestEnvelopeRoundTrip(t *testing.T) {
+	in := `{"event":"CALL","instance":"i","data":{"x":[1,2]},"date_time":"2024-01-01T12:00:00.000Z","sender":null,"server_url":"https://e.example.com","apikey":null}`
+	var e Envelope
+	if err := json.Unmarshal([]byte(in), &e); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(e.Append(nil)); got != in {
+		t.Errorf("round trip:\n got %s\nwant %s", got, in)
+	}
+	if got, err := json.Marshal(e); err != nil || string(got) != in {
+		t.Errorf("json.Marshal: %s, %v", got, err)
+	}
+	if _, err := json.Marshal(Envelope{Data: json.RawMessage(`{"x":`)}); err == nil {
+		t.Error("json.Marshal of invalid data: no error")
 	}
 }
