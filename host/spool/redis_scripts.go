@@ -113,12 +113,11 @@ redis.call('HDEL', KEYS[2], 'backlog:' .. g, 'dead:' .. g)
 return 1
 `)
 
-// Resolve operations, ARGV of scriptResolve after group and channel, 9
-// each: what, source key index, source (stream id or retry member),
-// retry key index, due (ms), record, dead set index, dead record hash
-// index, dead index hash index, dead member, id. what: done, retry, dead.
-const resolveArity = 11
-
+// scriptResolve's operations follow ARGV group and channel, 11 ARGV
+// each: what (done, retry or dead), source key index, source (stream id,
+// or retry member: a delivery record, which starts with byte 2), retry
+// key index, due (ms), record, dead set index, dead record hash index,
+// dead index hash index, dead member, id. Unused ones are 0 or "".
 // scriptResolve: KEYS counts, then the keys the operations name. A
 // source that is gone (acked or removed by another host) is skipped. It
 // returns 1 when something was scheduled (Leases should look again).

@@ -12,9 +12,10 @@
 // backend always agree on which of two concurrent writes came last.
 //
 // Backends: Embedded, one bbolt file (settings.db) in the data directory,
-// for a single process; a Redis backend, for replicas sharing settings,
-// plugs in behind the same interface and reports other replicas' changes
-// through Backend.Watch.
+// for a single process; Redis (NewRedis), for replicas sharing settings:
+// a hash, and a pub/sub channel through which Backend.Watch hears the
+// other replicas' changes (with a full resync after a reconnect). Both
+// pass the Backend suite in backend_test.go.
 //
 // The store is not for validating a sink's settings (the plugin's Validate
 // does that, before Set), nor for the process settings (package config),
