@@ -23,6 +23,8 @@ type host struct {
 	settings *store.Store
 	spool    spool.Spool
 	circuits *dispatch.Circuits
+	absent   *absentSinks
+	full     *fullWatch
 }
 
 func (h *host) Names() []string { return h.plugins.Names() }
@@ -56,7 +58,10 @@ func (h *host) Unavailable(sink string) error {
 	return nil
 }
 
-func (h *host) Plugins() any { return h.plugins.Status() }
+// Plugins is GET /plugins: the loaded plugins, then the absent sinks.
+func (h *host) Plugins() any {
+	return append(h.plugins.Status(), h.absent.status(h.spool.Stats())...)
+}
 
 // ready is GET /readyz: every plugin process running, and the spool's and
 // the dead letters' state.
@@ -81,12 +86,21 @@ func (h *host) ready(ctx context.Context) (bool, map[string]any) {
 		plugins = append(plugins, s)
 	}
 	st := h.spool.Stats()
-	full := (st.Limit.Events > 0 && st.Events+st.Scheduled >= st.Limit.Events) || (st.Limit.Bytes > 0 && st.Bytes >= st.Limit.Bytes)
-	details["plugins"] = plugins
-	details["spool"] = map[string]any{
+	// Full is what ingest answers: the last append did not fit, or the
+	// bound is reached.
+	full := h.full.isFull(st) || (st.Limit.Events > 0 && st.Events+st.Scheduled >= st.Limit.Events) || (st.Limit.Bytes > 0 && st.Bytes >= st.Limit.Bytes)
+	if full {
+		ok = false
+	}
+	details["plugins"] = append(plugins, h.absent.status(st)...)
+	spoolDetails := map[string]any{
 		"events": st.Events, "scheduled_retries": st.Scheduled, "bytes": st.Bytes, "max_events": st.Limit.Events, "max_bytes": st.Limit.Bytes,
 		"full": full, "backlog": st.Backlog, "dead_letters": st.Dead,
 	}
+	if full {
+		spoolDetails["held_by"] = heldBy(st, h.absent)
+	}
+	details["spool"] = spoolDetails
 	// Open circuits do not make the sidecar unready: the destination
 	// is down, not the sidecar.
 	details["circuits_open"] = h.circuits.Open()

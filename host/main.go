@@ -108,11 +108,15 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStateMetrics(sp, plugins))
 	circuits := dispatch.NewCircuits()
-	h := &host{plugins: plugins, settings: settings, spool: sp, circuits: circuits}
+	absent := findAbsent(sp, plugins.Names(), cfg.AbsentSinkKeep, logger.Named("spool"))
+	defer absent.close()
+	full := &fullWatch{Spool: sp}
+	h := &host{plugins: plugins, settings: settings, spool: sp, circuits: circuits, absent: absent, full: full}
 	handler := api.New(api.Options{
 		APIKey: cfg.APIKey, ServerURL: cfg.ServerURL, MaxBodyBytes: cfg.MaxBodyBytes,
 		BodyMemory: cfg.BodyMemory, BodyTimeout: cfg.BodyTimeout,
-		Sinks: h, Settings: settings, Spool: sp, DeadLetters: sp,
+		Sinks: h, Settings: settings, Spool: full, DeadLetters: sp,
+		FullDetail: h.fullDetail, DropSink: absent.drop,
 		Ready:      h.ready,
 		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Registerer: reg,

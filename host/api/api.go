@@ -110,6 +110,14 @@ type Options struct {
 	// DeadLetters serves /{sink}/deadletters/{instance}; nil routes none.
 	DeadLetters DeadLetters
 
+	// FullDetail, when set, says which sinks hold the spool when it is
+	// full; the 503 of ingest includes it.
+	FullDetail func() string
+	// DropSink, when set, serves DELETE /plugins/{name}: it drops what the
+	// spool keeps for a sink whose plugin is absent. An error wrapping
+	// ErrNotAbsent is a 404.
+	DropSink func(name string) error
+
 	// Ready reports readiness and its details for GET /readyz; nil is
 	// always ready.
 	Ready func(ctx context.Context) (bool, map[string]any)
@@ -215,6 +223,9 @@ func New(o Options) http.Handler {
 	s.route(http.MethodGet, "/readyz", "/readyz", authNone, s.readyz)
 	s.route(http.MethodGet, "/metrics", "/metrics", authNone, s.metricsRoute)
 	s.route(http.MethodGet, "/plugins", "/plugins", authHeader, s.plugins)
+	if o.DropSink != nil {
+		s.route(http.MethodDelete, "/plugins/:name", "/plugins/:name", authHeader, s.dropSink)
+	}
 	s.route(http.MethodPost, "/events", "/events", authQuery, s.ingest)
 	s.route(http.MethodPost, "/events/*suffix", "/events", authQuery, s.ingest)
 	s.route(http.MethodPost, "/webhook/evolution/:instance", "/webhook/evolution/:instance", authQuery, s.ingest)

@@ -169,6 +169,11 @@ func (s *server) ingest(w http.ResponseWriter, r *http.Request, ps httprouter.Pa
 		msg := fmt.Sprintf("the events could not be spooled: %v; nothing of this request was accepted, retry later", err)
 		if errors.Is(err, spool.ErrFull) {
 			msg = "the spool is full because sinks are behind; nothing of this request was accepted, retry later"
+			if s.opts.FullDetail != nil {
+				if d := s.opts.FullDetail(); d != "" {
+					msg = "the spool is full because sinks are behind (" + d + "); nothing of this request was accepted, retry later"
+				}
+			}
 		}
 		s.log.Warn("ingest refused", "events", len(batch), "error", err)
 		writeUnavailable(w, msg)
@@ -229,6 +234,26 @@ func (s *server) metricsRoute(w http.ResponseWriter, r *http.Request, _ httprout
 // plugins answers GET /plugins.
 func (s *server) plugins(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 	writeJSON(w, http.StatusOK, s.opts.Sinks.Plugins())
+}
+
+// ErrNotAbsent is wrapped by Options.DropSink's error for a name that is
+// not an absent sink.
+var ErrNotAbsent = errors.New("not an absent sink")
+
+// dropSink answers DELETE /plugins/{name}: what the spool keeps for an
+// absent sink (its backlog, retries and dead letters) is dropped.
+func (s *server) dropSink(w http.ResponseWriter, _ *http.Request, ps httprouter.Params) {
+	name := ps.ByName("name")
+	err := s.opts.DropSink(name)
+	switch {
+	case errors.Is(err, ErrNotAbsent):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("name: %q is not an absent sink; only a sink whose plugin is not loaded can be dropped (see GET /plugins)", name))
+	case err != nil:
+		s.log.Error("dropping an absent sink failed", "sink", name, "error", err)
+		writeUnavailable(w, fmt.Sprintf("the sink %s could not be dropped: %v; retry", name, err))
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"dropped": name})
+	}
 }
 
 // websocket hands an authenticated GET /ws or /ws/{instance} to

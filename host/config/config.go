@@ -75,6 +75,10 @@ type Config struct {
 	// MaxBodyBytes is the size limit of a request body
 	// (EVORELAY_MAX_BODY_BYTES).
 	MaxBodyBytes int64
+	// AbsentSinkKeep is how long the spool keeps the backlog of a sink
+	// whose plugin is no longer loaded; 0 keeps it until dropped through
+	// the API (EVORELAY_SPOOL_ABSENT_KEEP).
+	AbsentSinkKeep time.Duration
 	// BodyMemory bounds the bytes of request bodies being read at once;
 	// a request that would pass it is answered 503 before its body is
 	// read. At least MaxBodyBytes (EVORELAY_BODY_MEMORY).

@@ -31,6 +31,7 @@
 //	EVORELAY_NAMING             naming            seed (seed | evolution)
 //	EVORELAY_PLUGIN_DIR         plugin_dir        plugins/ beside the evorelay binary
 //	EVORELAY_MAX_BODY_BYTES     max_body_bytes    64MiB
+//	EVORELAY_SPOOL_ABSENT_KEEP  spool_absent_keep 72h (0 = until dropped through the API)
 //	EVORELAY_BODY_MEMORY        body_memory       256MiB (at least max_body_bytes)
 //	EVORELAY_BODY_TIMEOUT       body_timeout      60s
 //	EVORELAY_IDLE_TIMEOUT       idle_timeout      120s

@@ -112,6 +112,11 @@ var settings = []setting{
 		show: func(c *Config) string { return strconv.FormatInt(c.MaxBodyBytes, 10) },
 	},
 	{
+		key: "SPOOL_ABSENT_KEEP", def: "72h",
+		parse: func(c *Config, v string) (err error) { c.AbsentSinkKeep, err = parseDuration(v, 0); return },
+		show:  func(c *Config) string { return c.AbsentSinkKeep.String() },
+	},
+	{
 		key: "BODY_MEMORY", def: "256MiB",
 		parse: func(c *Config, v string) (err error) {
 			c.BodyMemory, err = parseSize(v, 1)

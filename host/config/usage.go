@@ -22,6 +22,7 @@ var usage = map[string]struct{ def, help string }{
 	"NAMING":               {help: "event names sent to sinks: seed (MESSAGES_UPSERT) | evolution (messages.upsert)"},
 	"PLUGIN_DIR":           {def: "plugins/ beside the binary", help: "where evorelay-sink-<name> binaries are found"},
 	"MAX_BODY_BYTES":       {help: "size limit of a request body (media arrive base64-encoded)"},
+	"SPOOL_ABSENT_KEEP":    {help: "how long the backlog of a sink whose plugin is gone is kept (it holds back the spool); 0: until DELETE /plugins/<name>"},
 	"BODY_MEMORY":          {help: "bytes of request bodies read at once; past it a request is answered 503 before its body is read"},
 	"BODY_TIMEOUT":         {help: "a request body that makes no progress this long has its connection closed"},
 	"IDLE_TIMEOUT":         {help: "idle keep-alive connections are closed after this long"},

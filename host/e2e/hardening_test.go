@@ -277,3 +277,67 @@ func TestNonReadingWebsocketClientsFreeTheHost(t *testing.T) {
 		return openFDs(t, pid) < base+clients/2
 	})
 }
+
+// A sink whose plugin was removed keeps its backlog, which holds back the
+// spool: it is shown absent, the 503 of a full spool and /readyz name it,
+// and once an operator drops it ingest is accepted again.
+func TestRemovedPluginHoldsTheSpoolUntilDropped(t *testing.T) {
+	recv := newReceiver(t)
+	s := StartSidecar(t, []string{"webhook", "websocket"}, "EVORELAY_SPOOL_MAX_EVENTS=500")
+	s.Stop()
+	if err := os.Remove(filepath.Join(s.PluginDir, "evorelay-sink-websocket")); err != nil {
+		t.Fatal(err)
+	}
+	s.Restart()
+	setWebhook(t, s, "gone", map[string]any{"url": recv.URL, "enabled": true})
+
+	batch := make([]any, 100)
+	for i := range batch {
+		batch[i] = event("gone", "MESSAGES_UPSERT", fmt.Sprintf(`{"seq":%d}`, i))
+	}
+	var code int
+	var body []byte
+	accepted := 0
+	for i := 0; i < 20; i++ {
+		if code, body = s.Do("POST", "/events", batch); code != http.StatusAccepted {
+			break
+		}
+		accepted += len(batch)
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "websocket") || !strings.Contains(string(body), "absent") {
+		t.Fatalf("after %d accepted: %d %s; want 503 naming the absent websocket sink", accepted, code, body)
+	}
+	eventually(t, time.Minute, "webhook to deliver what was accepted", func() bool { return len(recv.IDs()) >= accepted })
+
+	code, body = s.Do("GET", "/readyz", nil)
+	var ready struct {
+		Details struct {
+			Plugins []struct{ Name, State string }
+			Spool   struct {
+				Full   bool     `json:"full"`
+				HeldBy []string `json:"held_by"`
+			}
+		}
+	}
+	_ = json.Unmarshal(body, &ready)
+	if code != http.StatusServiceUnavailable || !ready.Details.Spool.Full || !strings.Contains(strings.Join(ready.Details.Spool.HeldBy, " "), "websocket") {
+		t.Fatalf("/readyz while ingest answers 503: %d %s; want 503, full, held_by naming websocket", code, body)
+	}
+	var plugins []struct{ Name, State string }
+	_ = json.Unmarshal(s.MustDo(200, "GET", "/plugins", nil), &plugins)
+	if fmt.Sprint(plugins) != "[{webhook running} {websocket absent}]" {
+		t.Fatalf("/plugins: %v; want webhook running and websocket absent", plugins)
+	}
+
+	s.MustDo(404, "DELETE", "/plugins/webhook", nil)
+	s.MustDo(200, "DELETE", "/plugins/websocket", nil)
+	if code, body := s.Do("POST", "/events", batch); code != http.StatusAccepted {
+		t.Fatalf("ingest after the absent sink was dropped: %d %s; want 202", code, body)
+	}
+	eventually(t, time.Minute, "/readyz ready once delivered", func() bool { code, _ := s.Do("GET", "/readyz", nil); return code == http.StatusOK })
+	plugins = nil
+	_ = json.Unmarshal(s.MustDo(200, "GET", "/plugins", nil), &plugins)
+	if fmt.Sprint(plugins) != "[{webhook running}]" {
+		t.Fatalf("/plugins after the drop: %v", plugins)
+	}
+}

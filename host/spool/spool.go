@@ -138,6 +138,10 @@ type Spool interface {
 	// Discard deletes dead letters; no ids means all of instance's. It
 	// returns how many were deleted.
 	Discard(sink, instance string, ids []string) (int, error)
+	// Forget deletes everything kept for a sink this process has not
+	// registered (its position, retries and dead letters), so that it no
+	// longer holds back the log.
+	Forget(sink string) error
 	Stats() Stats
 	Close() error
 }
