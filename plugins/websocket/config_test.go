@@ -34,6 +34,11 @@ func TestParseProcessConfig(t *testing.T) {
 				return !c.anyOrigin && len(c.origins) == 2 && c.origins["https://app.example.com"] && c.origins["http://localhost:3000"]
 			}},
 		{"any origin", map[string]string{"allowed_origins": "*"}, func(c processConfig) bool { return c.anyOrigin }},
+		{"Socket.IO CORS origins, apart from /ws's", map[string]string{"cors_origins": "https://Dash.example.com"},
+			func(c processConfig) bool {
+				return c.corsOrigins["https://dash.example.com"] && !c.corsAny && len(c.origins) == 0 && !c.anyOrigin
+			}},
+		{"Socket.IO CORS, any origin", map[string]string{"cors_origins": "*"}, func(c processConfig) bool { return c.corsAny && !c.anyOrigin }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,6 +69,7 @@ func TestParseProcessConfigErrors(t *testing.T) {
 		{"allowed_origins", "app.example.com", "EVORELAY_WEBSOCKET_ALLOWED_ORIGINS"},
 		{"allowed_origins", "https://app.example.com/path", "EVORELAY_WEBSOCKET_ALLOWED_ORIGINS"},
 		{"allowed_origins", "ftp://files.example.com", "EVORELAY_WEBSOCKET_ALLOWED_ORIGINS"},
+		{"cors_origins", "dash.example.com", "EVORELAY_WEBSOCKET_CORS_ORIGINS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
