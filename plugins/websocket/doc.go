@@ -154,9 +154,15 @@
 // Evolution API's own websocket is Socket.IO, and its clients
 // (socket.io-client 4.x, protocol v5) connect here unchanged, through the
 // host's port and proxy, from the same settings, hub and windows as /ws.
-// github.com/zishang520/socket.io (a Go port of the reference server)
-// speaks Engine.IO and Socket.IO: HTTP long-polling then the upgrade to
-// websocket, or websocket only.
+// github.com/zishang520/socket.io v3 speaks Engine.IO and Socket.IO: HTTP
+// long-polling then the upgrade to websocket, or websocket only. It was
+// chosen as the maintained Go port of the reference Node server (protocol
+// v5, Engine.IO v4, connection-state recovery, dynamic namespaces, a
+// replaceable adapter, actively released); googollee/go-socket.io speaks
+// only the old protocol v4 (socket.io-client 2.x). Its cost: about 9 MB
+// more in this binary (it imports quic-go for WebTransport, which is not
+// served here) and an unbounded write buffer per connection, bounded by
+// this sink (below).
 //
 //   - Namespaces: /<instance> carries that instance's events, / every
 //     instance's. Any valid instance name is a namespace from the start (a
