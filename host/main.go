@@ -108,7 +108,13 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStateMetrics(sp, plugins))
 	circuits := dispatch.NewCircuits()
-	absent := findAbsent(sp, plugins.Names(), cfg.AbsentSinkKeep, logger.Named("spool"))
+	keepAbsent := cfg.AbsentSinkKeep
+	if cfg.Backend == config.BackendRedis {
+		// On a shared Redis another host may still serve a sink this one
+		// lacks: never forget one on a timer, only when an operator asks.
+		keepAbsent = 0
+	}
+	absent := findAbsent(sp, plugins.Names(), keepAbsent, logger.Named("spool"))
 	defer absent.close()
 	full := &fullWatch{Spool: sp}
 	h := &host{plugins: plugins, settings: settings, spool: sp, circuits: circuits, absent: absent, full: full}
