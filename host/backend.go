@@ -45,6 +45,18 @@ func openBackends(ctx context.Context, cfg *config.Config, logger hclog.Logger, 
 	if err != nil {
 		return nil, fmt.Errorf("EVORELAY_REDIS_URL: %w", err)
 	}
+	if cfg.RedisTLSCA != "" {
+		pool, err := loadCA(cfg.RedisTLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("EVORELAY_REDIS_TLS_CA: %w", err)
+		}
+		if one != nil && one.TLSConfig != nil { // rediss://, checked by config
+			one.TLSConfig.RootCAs = pool
+		}
+		if sentinel != nil && sentinel.TLSConfig != nil {
+			sentinel.TLSConfig.RootCAs = pool
+		}
+	}
 	var rdb *redis.Client
 	if sentinel != nil {
 		rdb = redis.NewFailoverClient(sentinel)

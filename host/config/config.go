@@ -65,6 +65,9 @@ type Config struct {
 	// renewing their leases wait before the other hosts take them over
 	// (EVORELAY_REDIS_TAKEOVER_AFTER).
 	RedisTakeoverAfter time.Duration
+	// RedisTLSCA is the PEM file of the CA that signed a rediss:// server's
+	// certificate, or "" for the system's CAs (EVORELAY_REDIS_TLS_CA).
+	RedisTLSCA string
 	// ServerURL is the server_url sinks receive when the engine sent none,
 	// an absolute http(s) URL or "" (EVORELAY_SERVER_URL).
 	ServerURL string
@@ -232,6 +235,8 @@ func (c *Config) check() []error {
 			errs = append(errs, errors.New("EVORELAY_REDIS_URL: not set; it is required when EVORELAY_BACKEND is redis, e.g. redis://localhost:6379/0"))
 		} else if err := checkRedisURL(c.RedisURL); err != nil {
 			errs = append(errs, fmt.Errorf("EVORELAY_REDIS_URL: %w", err))
+		} else if c.RedisTLSCA != "" && !strings.HasPrefix(c.RedisURL, "rediss://") {
+			errs = append(errs, errors.New("EVORELAY_REDIS_TLS_CA: set, but EVORELAY_REDIS_URL is not a rediss:// URL; the CA verifies a Redis reached over TLS"))
 		}
 		if c.APIKey == "" {
 			errs = append(errs, errors.New("EVORELAY_API_KEY: not set; it is required when EVORELAY_BACKEND is redis: every replica must accept the same key, and a generated one would live in one replica's data directory"))

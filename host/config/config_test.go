@@ -125,6 +125,7 @@ var validCases = []struct {
 	{"EVORELAY_REDIS_URL", "unix:///run/redis.sock?db=1", func(c *Config) bool { return c.RedisURL == "unix:///run/redis.sock?db=1" }},
 	{"EVORELAY_REDIS_PREFIX", "staging:", func(c *Config) bool { return c.RedisPrefix == "staging:" }},
 	{"EVORELAY_REDIS_TAKEOVER_AFTER", "5s", func(c *Config) bool { return c.RedisTakeoverAfter == 5*time.Second }},
+	{"EVORELAY_REDIS_TLS_CA", "/tls/ca.pem", func(c *Config) bool { return c.RedisTLSCA == "/tls/ca.pem" }}, // with a rediss:// URL
 	{"EVORELAY_SERVER_URL", "https://engine.example.com/base", func(c *Config) bool { return c.ServerURL == "https://engine.example.com/base" }},
 	{"EVORELAY_SERVER_URL", "http://10.0.0.5:8080", func(c *Config) bool { return c.ServerURL == "http://10.0.0.5:8080" }},
 	{"EVORELAY_NAMING", "evolution", func(c *Config) bool { return c.Naming == events.NamingEvolution }},
@@ -210,6 +211,7 @@ var invalidCases = []struct {
 	{"EVORELAY_BACKEND", "postgres", `"postgres" is not one of embedded, redis`},
 	{"EVORELAY_REDIS_URL", "http://localhost:6379", "expected redis://"}, // with BACKEND=redis
 	{"EVORELAY_REDIS_TAKEOVER_AFTER", "10ms", `"10ms" is not a duration of 100ms or more`},
+	{"EVORELAY_REDIS_TLS_CA", "/tls/ca.pem", "is not a rediss:// URL"}, // with BACKEND=redis and a redis:// URL
 	{"EVORELAY_SERVER_URL", "engine.example.com", `"engine.example.com" is not an absolute http(s) URL`},
 	{"EVORELAY_SERVER_URL", "ftp://engine.example.com", "is not an absolute http(s) URL"},
 	{"EVORELAY_SERVER_URL", "https://", "is not an absolute http(s) URL"},
@@ -256,6 +258,9 @@ func TestInvalidValues(t *testing.T) {
 			env := base(t, tc.env+"="+tc.value)
 			if tc.env == "EVORELAY_REDIS_URL" {
 				env = append(env, "EVORELAY_BACKEND=redis")
+			}
+			if tc.env == "EVORELAY_REDIS_TLS_CA" {
+				env = append(env, "EVORELAY_BACKEND=redis", "EVORELAY_REDIS_URL=redis://localhost:6379/0")
 			}
 			_, err := Load(nil, env)
 			if err == nil {

@@ -81,6 +81,11 @@ var settings = []setting{
 		show: func(c *Config) string { return c.RedisTakeoverAfter.String() },
 	},
 	{
+		key:   "REDIS_TLS_CA",
+		parse: func(c *Config, v string) error { c.RedisTLSCA = v; return nil },
+		show:  func(c *Config) string { return c.RedisTLSCA },
+	},
+	{
 		key:   "SERVER_URL",
 		parse: func(c *Config, v string) (err error) { c.ServerURL, err = parseServerURL(v); return },
 		show:  func(c *Config) string { return redactURL(c.ServerURL) },

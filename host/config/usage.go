@@ -17,6 +17,7 @@ var usage = map[string]struct{ def, help string }{
 	"BACKEND":              {help: "where the spool and the settings live: embedded | redis"},
 	"REDIS_URL":            {def: "none", help: "redis://[user:password@]host:6379/db, rediss://, unix://, or Sentinels with ?master_name=; required when the backend is redis"},
 	"REDIS_PREFIX":         {help: "start of every key of the redis backend, so deployments can share one Redis"},
+	"REDIS_TLS_CA":         {def: "none", help: "redis backend: PEM file of the CA that signed a rediss:// server's certificate (default: the system's CAs)"},
 	"REDIS_TAKEOVER_AFTER": {help: "redis backend: how long a stopped host's partitions wait before others take them over"},
 	"SERVER_URL":           {def: "none", help: "server_url sinks receive for events that carry none"},
 	"NAMING":               {help: "event names sent to sinks: seed (MESSAGES_UPSERT) | evolution (messages.upsert)"},

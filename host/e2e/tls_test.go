@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/evorelay/evorelay/host/internal/redistest"
 	"github.com/evorelay/evorelay/sdk/sinktest/testtls"
 )
 
@@ -99,4 +103,24 @@ func TestHTTPSAndCertificateReload(t *testing.T) {
 		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(second.Serial) == 0
 	})
 	s.MustDo(200, "GET", "/webhook/find/tls", nil)
+}
+
+// The redis backend reaches Redis over TLS with a rediss:// URL and
+// EVORELAY_REDIS_TLS_CA naming a private CA: here a TLS-terminating proxy
+// the test runs in front of a redis-server it started.
+func TestRedisOverTLS(t *testing.T) {
+	srv := redistest.Start(t)
+	ca := testtls.NewCA(t)
+	url := "rediss://" + testtls.Proxy(t, ca, srv.Addr()) + "/0"
+	prefix := fmt.Sprintf("e2etls%d:", rand.Int64())
+	s := StartSidecar(t, []string{"webhook"}, "EVORELAY_BACKEND=redis", "EVORELAY_REDIS_URL="+url,
+		"EVORELAY_REDIS_TLS_CA="+ca.File, "EVORELAY_REDIS_PREFIX="+prefix)
+	recv := newReceiver(t)
+	setWebhook(t, s, "tls", map[string]any{"url": recv.URL, "enabled": true})
+	s.MustDo(202, "POST", "/events", event("tls", "messages.upsert", `{"n":1}`))
+	eventually(t, 20*time.Second, "the delivery through the Redis spool", func() bool { return len(recv.Hits()) == 1 })
+	keys, err := srv.Client().Keys(context.Background(), prefix+"*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("no %s* keys in Redis (%v): the sidecar did not use it", prefix, err)
+	}
 }
