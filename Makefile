@@ -23,9 +23,14 @@ run: build
 
 ## test: the whole suite, with the race detector, against the real services
 ## (used, never stopped: outages are simulated by sdk/sinktest/faultproxy)
-test: services
+test: services host/e2e/socketio/node_modules
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd configs && $(GO) test -count=1 ./...
+
+# The real socket.io-client that host/e2e's Socket.IO tests drive with Node.
+host/e2e/socketio/node_modules: host/e2e/socketio/package-lock.json
+	cd host/e2e/socketio && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 ## services: start RabbitMQ, NATS and Redis if they are not running
 services:

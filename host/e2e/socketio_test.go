@@ -11,14 +11,14 @@ import (
 // socket.io-client 4.x, driven by Node, connects to the sidecar's one port
 // as Evolution API's websocket clients do, through the host's proxy to the
 // websocket plugin. They need Node and `npm ci` in host/e2e/socketio
-// (.ci/run does it); without them this test fails, it does not skip.
+// (make test does it); without them this test fails, it does not skip.
 func TestSocketIOClients(t *testing.T) {
 	dir, err := filepath.Abs("socketio")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "socket.io-client")); err != nil {
-		t.Fatalf("socket.io-client is not installed (%v): run `npm ci` in host/e2e/socketio", err)
+		t.Fatalf("socket.io-client is not installed (%v): run `make test`, or `npm ci` in host/e2e/socketio", err)
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
