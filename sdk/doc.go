@@ -7,6 +7,16 @@
 // gRPC through hashicorp/go-plugin. The author never sees gRPC: they
 // implement Sink.
 //
+// # Depending on the SDK
+//
+// The SDK is a module of its own, github.com/evorelay/evorelay/sdk, tagged
+// sdk/vX.Y.Z: go get github.com/evorelay/evorelay/sdk@latest. It brings
+// go-plugin, gRPC, protobuf and hclog, and none of the host's dependencies.
+// Release v0.N speaks plugin protocol N (sinkv1.ProtocolVersion); a host
+// runs its own protocol version and the one before, and refuses any other
+// naming the SDK release to build with (see sinkv1.ProtocolVersion for the
+// policy). examples/jsonl in the repository is a whole plugin in 57 lines.
+//
 // # The life of a plugin
 //
 //  1. Describe: the sink's name (its route: POST /{name}/set/{instance}),

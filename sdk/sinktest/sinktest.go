@@ -42,6 +42,9 @@
 //   - Health answers, and says ready after a successful Deliver.
 //   - Retry: every delivery under Retry's settings is acked RETRY with a
 //     reason. Reject: REJECT with a reason (and disable when asked).
+//   - Outage: while Outage.Down has taken the destination away, deliveries
+//     are acked RETRY; after Outage.Up, the same deliveries sent again are
+//     acked OK and reach the destination.
 //   - Close answers, and no goroutine the sink started outlives it.
 //
 // # What a plugin must fill
@@ -114,6 +117,9 @@ type Config struct {
 	// Reject makes the destination refuse for good: every delivery must be
 	// acked REJECT.
 	Reject *Failure
+	// Outage takes the destination away and brings it back: deliveries
+	// must be acked RETRY meanwhile, and delivered once it is back.
+	Outage *Outage
 
 	// IgnoreGoroutines are goroutines the leak check tolerates, such as a
 	// library's process-wide worker:
@@ -184,6 +190,7 @@ func Run(t *testing.T, c Config) {
 		t.Run("Health", r.health)
 		t.Run("Retry", r.failure("Retry", c.Retry, sinkv1.Outcome_OUTCOME_RETRY))
 		t.Run("Reject", r.failure("Reject", c.Reject, sinkv1.Outcome_OUTCOME_REJECT))
+		t.Run("Outage", r.outage)
 		t.Run("Close", func(t *testing.T) { r.close(t, r.p) })
 	}
 	r.p.stop()
@@ -640,4 +647,46 @@ func orMissing(b []byte) []byte {
 		return []byte("missing")
 	}
 	return b
+}
+
+// Outage takes the destination away and brings it back: a broker stopped
+// and started, a directory removed and made again, a proxy cut.
+type Outage struct {
+	// Settings are the instance's settings, in the form Good takes.
+	Settings json.RawMessage
+	// Down takes the destination away; Up brings it back.
+	Down, Up func(t testing.TB)
+}
+
+// outage checks that deliveries to a destination that is gone are acked
+// RETRY, and that once it is back the same deliveries, sent again as the
+// host would, are delivered.
+func (r *runner) outage(t *testing.T) {
+	o := r.c.Outage
+	if o == nil {
+		t.Skip("Config.Outage is nil")
+	}
+	if r.c.Deliver == nil || r.c.Deliver.Received == nil {
+		t.Fatal("Config.Outage needs Config.Deliver.Received to see what arrives after the outage")
+	}
+	settings, ok := r.validOK(t, r.p, o.Settings)
+	if !ok {
+		t.FailNow()
+	}
+	ds := deliveries("st-"+r.tag+"-outage", r.instance, r.c.Deliver.Events, failureSize)
+	o.Down(t)
+	acks := r.send(t, r.p, settings, ds)
+	for _, id := range ids(ds) {
+		if a := acks[id]; a != nil && a.GetOutcome() != sinkv1.Outcome_OUTCOME_RETRY {
+			t.Errorf("delivery %s while the destination is down: outcome %v (%s), want RETRY", id, a.GetOutcome(), a.GetReason())
+		}
+	}
+	o.Up(t)
+	for _, d := range ds {
+		d.Attempt = 2
+	}
+	wantOK(t, r.send(t, r.p, settings, ds), ids(ds))
+	if !t.Failed() {
+		r.received(t, ids(ds))
+	}
 }
