@@ -25,6 +25,9 @@
 //  2. Open: once, with the process settings. Every EVORELAY_<NAME>_* variable
 //     arrives in Config.Settings with the prefix cut and the rest lowercased:
 //     a kafka plugin's EVORELAY_KAFKA_BROKERS is Settings["brokers"].
+//     Config.Egress is the egress policy (package sdk/egress): dial every
+//     address that comes from a user (a URL in settings or in an event)
+//     through Egress.Client or Egress.Dialer.
 //  3. Validate: whenever a client sets an instance's settings. The host has
 //     already checked "enabled" and "events"; the sink checks its own fields,
 //     returns the settings normalized, or FieldErrors the API returns as 400.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 	"github.com/evorelay/evorelay/sdk/internal/bridge"
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
@@ -80,6 +82,10 @@ func (s *server) Open(ctx context.Context, req *sinkv1.OpenRequest) (*sinkv1.Ope
 	if settings == nil {
 		settings = map[string]string{}
 	}
+	policy, err := egressPolicy(req.GetEgress())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	cfg := Config{
 		Settings:     settings,
 		Naming:       naming,
@@ -87,6 +93,7 @@ func (s *server) Open(ctx context.Context, req *sinkv1.OpenRequest) (*sinkv1.Ope
 		HostSocket:   req.GetHostSocket(),
 		ServerURL:    req.GetServerUrl(),
 		Logger:       s.logger,
+		Egress:       policy,
 	}
 	if err := s.sink.Open(ctx, cfg); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -95,7 +102,23 @@ func (s *server) Open(ctx context.Context, req *sinkv1.OpenRequest) (*sinkv1.Ope
 	return &sinkv1.OpenResponse{}, nil
 }
 
+// egressPolicy reads the policy the host sent.
+func egressPolicy(e *sinkv1.Egress) (egress.Policy, error) {
+	allow, err := egress.ParseCIDRs(strings.Join(e.GetAllow(), ","))
+	if err != nil {
+		return egress.Policy{}, fmt.Errorf("sdk: egress allow list: %w", err)
+	}
+	deny, err := egress.ParseCIDRs(strings.Join(e.GetDeny(), ","))
+	if err != nil {
+		return egress.Policy{}, fmt.Errorf("sdk: egress deny list: %w", err)
+	}
+	return egress.New(allow, deny), nil
+}
+
 func (s *server) Validate(ctx context.Context, req *sinkv1.ValidateRequest) (*sinkv1.ValidateResponse, error) {
+	if req.GetScoped() {
+		ctx = WithScopedKey(ctx)
+	}
 	out, err := s.sink.Validate(ctx, req.GetInstance(), req.GetSettings())
 	var fe FieldErrors
 	switch {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
@@ -497,5 +499,50 @@ func TestDeliverWritesTheEventPerTheNamingMode(t *testing.T) {
 	d := <-got
 	if string(d.Envelope) != `{"event":"group-participants.update","instance":"shop","data":{}}` || d.Event != "GROUP_PARTICIPANTS_UPDATE" {
 		t.Errorf("envelope %s, event %s; want the wire name in the envelope and the constant in Event", d.Envelope, d.Event)
+	}
+}
+
+// scopeSink records the egress policy Open got and whether Validate was
+// told a scoped key is setting.
+type scopeSink struct {
+	UnimplementedSink
+	egress egress.Policy
+	scoped []bool
+}
+
+func (s *scopeSink) Describe() Description { return Description{Name: "scope"} }
+
+func (s *scopeSink) Open(_ context.Context, c Config) error { s.egress = c.Egress; return nil }
+
+func (s *scopeSink) Validate(ctx context.Context, _ string, b json.RawMessage) (json.RawMessage, error) {
+	s.scoped = append(s.scoped, ScopedKey(ctx))
+	return b, nil
+}
+
+func (s *scopeSink) Deliver(context.Context, []Delivery, Acks) error { return nil }
+
+// TestEgressAndScopeReachTheSink: the host's egress lists arrive as
+// Config.Egress, a bad one fails Open naming it, and the scoped flag of a
+// Validate call arrives as ScopedKey.
+func TestEgressAndScopeReachTheSink(t *testing.T) {
+	s := &scopeSink{}
+	c := dial(t, s)
+	ctx := context.Background()
+	if _, err := c.Open(ctx, &sinkv1.OpenRequest{Egress: &sinkv1.Egress{Allow: []string{"127.0.0.0/8"}, Deny: []string{"10.9.0.0/16"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if s.egress.Check(netip.MustParseAddr("127.0.0.1")) != nil || s.egress.Check(netip.MustParseAddr("10.9.1.1")) == nil || s.egress.Check(netip.MustParseAddr("::1")) == nil {
+		t.Errorf("Config.Egress is not the host's: allow %v, deny %v", s.egress.Allow(), s.egress.Deny())
+	}
+	if _, err := c.Open(ctx, &sinkv1.OpenRequest{Egress: &sinkv1.Egress{Allow: []string{"nonsense"}}}); err == nil || !strings.Contains(err.Error(), "egress allow list") {
+		t.Errorf("Open with a bad CIDR: %v, want an error naming the egress allow list", err)
+	}
+	for _, scoped := range []bool{false, true} {
+		if _, err := c.Validate(ctx, &sinkv1.ValidateRequest{Instance: "i", Settings: []byte(`{}`), Scoped: scoped}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(s.scoped) != "[false true]" {
+		t.Errorf("ScopedKey in Validate: %v, want [false true]", s.scoped)
 	}
 }

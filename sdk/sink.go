@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 )
 
@@ -87,6 +88,33 @@ type Config struct {
 	ServerURL string
 	// Logger writes to the host's log.
 	Logger hclog.Logger
+	// Egress is the policy for addresses that come from users: a URL in an
+	// instance's settings, a URL in an event, a redirect hop. Dial them
+	// through Egress.Client or Egress.Dialer, check them in Validate with
+	// Egress.CheckURL, and use Egress.PublicOnly() for settings set with a
+	// scoped key (ScopedKey). The host sets it from EVORELAY_EGRESS_ALLOW
+	// and EVORELAY_EGRESS_DENY; the zero value is the default policy.
+	Egress egress.Policy
+}
+
+// scopedKey marks a Validate context; see ScopedKey.
+type scopedKey struct{}
+
+// ScopedKey reports whether the settings Validate is checking were sent
+// with an instance-scoped API key rather than the admin key. URLs in them
+// then follow Config.Egress.PublicOnly(): check them with it, and keep the
+// fact in the settings Validate returns, so that deliveries dial with it
+// too.
+func ScopedKey(ctx context.Context) bool {
+	v, _ := ctx.Value(scopedKey{}).(bool)
+	return v
+}
+
+// WithScopedKey returns a context for which ScopedKey is true: what the
+// SDK hands Validate when the host says a scoped key is setting. For
+// tests.
+func WithScopedKey(ctx context.Context) context.Context {
+	return context.WithValue(ctx, scopedKey{}, true)
 }
 
 // Health is what Health returns.

@@ -99,6 +99,10 @@ type Config struct {
 	// ListenSocket is the Unix socket path Open receives. Required when the
 	// sink describes itself as a Listener.
 	ListenSocket string
+	// EgressAllow are the CIDRs the egress policy Open receives allows
+	// besides its defaults, as EVORELAY_EGRESS_ALLOW does: a destination on
+	// 127.0.0.1 needs "127.0.0.0/8".
+	EgressAllow []string
 	// Instance is the instance of every delivery; "" is DefaultInstance.
 	Instance string
 
@@ -258,7 +262,8 @@ func (r *runner) openRequest(settings map[string]string) *sinkv1.OpenRequest {
 	if r.c.Naming == events.NamingEvolution {
 		naming = sinkv1.Naming_NAMING_EVOLUTION
 	}
-	req := &sinkv1.OpenRequest{Settings: settings, Naming: naming, ServerUrl: ServerURL}
+	req := &sinkv1.OpenRequest{Settings: settings, Naming: naming, ServerUrl: ServerURL,
+		Egress: &sinkv1.Egress{Allow: r.c.EgressAllow}}
 	if r.listener {
 		req.ListenSocket = r.c.ListenSocket
 	}

@@ -315,7 +315,10 @@ type OpenRequest struct {
 	// CAPABILITY_LISTENER: POST /v1/identify with header apikey answers whose
 	// key it is (sdk.Identify), for a key a client sent inside a stream the
 	// host's proxy cannot read (a Socket.IO auth payload).
-	HostSocket    string `protobuf:"bytes,5,opt,name=host_socket,json=hostSocket,proto3" json:"host_socket,omitempty"`
+	HostSocket string `protobuf:"bytes,5,opt,name=host_socket,json=hostSocket,proto3" json:"host_socket,omitempty"`
+	// egress is the policy for addresses that come from users (webhook URLs,
+	// media URLs, redirect hops). Unset is the default policy.
+	Egress        *Egress `protobuf:"bytes,6,opt,name=egress,proto3" json:"egress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +388,69 @@ func (x *OpenRequest) GetHostSocket() string {
 	return ""
 }
 
+func (x *OpenRequest) GetEgress() *Egress {
+	if x != nil {
+		return x.Egress
+	}
+	return nil
+}
+
+// Egress is the operator's change to the default egress policy:
+// EVORELAY_EGRESS_ALLOW and EVORELAY_EGRESS_DENY, as CIDRs. Allow wins
+// over the default denials (loopback, link-local, unspecified, cloud
+// metadata); deny wins over everything.
+type Egress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Allow         []string               `protobuf:"bytes,1,rep,name=allow,proto3" json:"allow,omitempty"`
+	Deny          []string               `protobuf:"bytes,2,rep,name=deny,proto3" json:"deny,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Egress) Reset() {
+	*x = Egress{}
+	mi := &file_sink_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Egress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Egress) ProtoMessage() {}
+
+func (x *Egress) ProtoReflect() protoreflect.Message {
+	mi := &file_sink_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Egress.ProtoReflect.Descriptor instead.
+func (*Egress) Descriptor() ([]byte, []int) {
+	return file_sink_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Egress) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *Egress) GetDeny() []string {
+	if x != nil {
+		return x.Deny
+	}
+	return nil
+}
+
 type OpenResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -393,7 +459,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_sink_proto_msgTypes[3]
+	mi := &file_sink_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +471,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[3]
+	mi := &file_sink_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +484,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{3}
+	return file_sink_proto_rawDescGZIP(), []int{4}
 }
 
 type ValidateRequest struct {
@@ -426,14 +492,18 @@ type ValidateRequest struct {
 	Instance string                 `protobuf:"bytes,1,opt,name=instance,proto3" json:"instance,omitempty"`
 	// settings is a JSON object. The host has already normalized "enabled"
 	// and "events" (event names as constants); the rest is the plugin's.
-	Settings      []byte `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	Settings []byte `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	// scoped is true when the settings were sent with an instance-scoped API
+	// key, not the admin key: URLs in them follow the stricter egress policy
+	// (no private networks), at Validate and on every delivery.
+	Scoped        bool `protobuf:"varint,3,opt,name=scoped,proto3" json:"scoped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ValidateRequest) Reset() {
 	*x = ValidateRequest{}
-	mi := &file_sink_proto_msgTypes[4]
+	mi := &file_sink_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +515,7 @@ func (x *ValidateRequest) String() string {
 func (*ValidateRequest) ProtoMessage() {}
 
 func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[4]
+	mi := &file_sink_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +528,7 @@ func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateRequest.ProtoReflect.Descriptor instead.
 func (*ValidateRequest) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{4}
+	return file_sink_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ValidateRequest) GetInstance() string {
@@ -475,6 +545,13 @@ func (x *ValidateRequest) GetSettings() []byte {
 	return nil
 }
 
+func (x *ValidateRequest) GetScoped() bool {
+	if x != nil {
+		return x.Scoped
+	}
+	return false
+}
+
 type ValidateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// settings is the normalized JSON object to store, when field_errors is
@@ -487,7 +564,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_sink_proto_msgTypes[5]
+	mi := &file_sink_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +576,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[5]
+	mi := &file_sink_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +589,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{5}
+	return file_sink_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ValidateResponse) GetSettings() []byte {
@@ -540,7 +617,7 @@ type FieldError struct {
 
 func (x *FieldError) Reset() {
 	*x = FieldError{}
-	mi := &file_sink_proto_msgTypes[6]
+	mi := &file_sink_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +629,7 @@ func (x *FieldError) String() string {
 func (*FieldError) ProtoMessage() {}
 
 func (x *FieldError) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[6]
+	mi := &file_sink_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +642,7 @@ func (x *FieldError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldError.ProtoReflect.Descriptor instead.
 func (*FieldError) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{6}
+	return file_sink_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FieldError) GetField() string {
@@ -590,7 +667,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_sink_proto_msgTypes[7]
+	mi := &file_sink_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +679,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[7]
+	mi := &file_sink_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +692,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{7}
+	return file_sink_proto_rawDescGZIP(), []int{8}
 }
 
 type HealthResponse struct {
@@ -637,7 +714,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_sink_proto_msgTypes[8]
+	mi := &file_sink_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +726,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[8]
+	mi := &file_sink_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +739,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{8}
+	return file_sink_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HealthResponse) GetReady() bool {
@@ -710,7 +787,7 @@ type DeliverRequest struct {
 
 func (x *DeliverRequest) Reset() {
 	*x = DeliverRequest{}
-	mi := &file_sink_proto_msgTypes[9]
+	mi := &file_sink_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +799,7 @@ func (x *DeliverRequest) String() string {
 func (*DeliverRequest) ProtoMessage() {}
 
 func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[9]
+	mi := &file_sink_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +812,7 @@ func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverRequest.ProtoReflect.Descriptor instead.
 func (*DeliverRequest) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{9}
+	return file_sink_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeliverRequest) GetDeliveries() []*Delivery {
@@ -780,7 +857,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_sink_proto_msgTypes[10]
+	mi := &file_sink_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +869,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[10]
+	mi := &file_sink_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +882,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{10}
+	return file_sink_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Delivery) GetId() string {
@@ -859,7 +936,7 @@ type DeliverResponse struct {
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_sink_proto_msgTypes[11]
+	mi := &file_sink_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +948,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[11]
+	mi := &file_sink_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +961,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{11}
+	return file_sink_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeliverResponse) GetAcks() []*Ack {
@@ -911,7 +988,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_sink_proto_msgTypes[12]
+	mi := &file_sink_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1000,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[12]
+	mi := &file_sink_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1013,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{12}
+	return file_sink_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Ack) GetId() string {
@@ -982,7 +1059,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_sink_proto_msgTypes[13]
+	mi := &file_sink_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1071,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[13]
+	mi := &file_sink_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1084,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{13}
+	return file_sink_proto_rawDescGZIP(), []int{14}
 }
 
 type CloseResponse struct {
@@ -1018,7 +1095,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_sink_proto_msgTypes[14]
+	mi := &file_sink_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1107,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sink_proto_msgTypes[14]
+	mi := &file_sink_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1120,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_sink_proto_rawDescGZIP(), []int{14}
+	return file_sink_proto_rawDescGZIP(), []int{15}
 }
 
 var File_sink_proto protoreflect.FileDescriptor
@@ -1058,7 +1135,7 @@ const file_sink_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\x12@\n" +
 	"\fcapabilities\x18\x05 \x03(\x0e2\x1c.evorelay.sink.v1.CapabilityR\fcapabilities\x12#\n" +
-	"\rsecret_fields\x18\x06 \x03(\tR\fsecretFieldsJ\x04\b\x04\x10\x05R\x0fsettings_schema\"\xaa\x02\n" +
+	"\rsecret_fields\x18\x06 \x03(\tR\fsecretFieldsJ\x04\b\x04\x10\x05R\x0fsettings_schema\"\xdc\x02\n" +
 	"\vOpenRequest\x12G\n" +
 	"\bsettings\x18\x01 \x03(\v2+.evorelay.sink.v1.OpenRequest.SettingsEntryR\bsettings\x120\n" +
 	"\x06naming\x18\x02 \x01(\x0e2\x18.evorelay.sink.v1.NamingR\x06naming\x12#\n" +
@@ -1066,14 +1143,19 @@ const file_sink_proto_rawDesc = "" +
 	"\n" +
 	"server_url\x18\x04 \x01(\tR\tserverUrl\x12\x1f\n" +
 	"\vhost_socket\x18\x05 \x01(\tR\n" +
-	"hostSocket\x1a;\n" +
+	"hostSocket\x120\n" +
+	"\x06egress\x18\x06 \x01(\v2\x18.evorelay.sink.v1.EgressR\x06egress\x1a;\n" +
 	"\rSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x0e\n" +
-	"\fOpenResponse\"I\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
+	"\x06Egress\x12\x14\n" +
+	"\x05allow\x18\x01 \x03(\tR\x05allow\x12\x12\n" +
+	"\x04deny\x18\x02 \x03(\tR\x04deny\"\x0e\n" +
+	"\fOpenResponse\"a\n" +
 	"\x0fValidateRequest\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\tR\binstance\x12\x1a\n" +
-	"\bsettings\x18\x02 \x01(\fR\bsettings\"o\n" +
+	"\bsettings\x18\x02 \x01(\fR\bsettings\x12\x16\n" +
+	"\x06scoped\x18\x03 \x01(\bR\x06scoped\"o\n" +
 	"\x10ValidateResponse\x12\x1a\n" +
 	"\bsettings\x18\x01 \x01(\fR\bsettings\x12?\n" +
 	"\ffield_errors\x18\x02 \x03(\v2\x1c.evorelay.sink.v1.FieldErrorR\vfieldErrors\"<\n" +
@@ -1151,7 +1233,7 @@ func file_sink_proto_rawDescGZIP() []byte {
 }
 
 var file_sink_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_sink_proto_goTypes = []any{
 	(Capability)(0),          // 0: evorelay.sink.v1.Capability
 	(Naming)(0),              // 1: evorelay.sink.v1.Naming
@@ -1159,49 +1241,51 @@ var file_sink_proto_goTypes = []any{
 	(*DescribeRequest)(nil),  // 3: evorelay.sink.v1.DescribeRequest
 	(*DescribeResponse)(nil), // 4: evorelay.sink.v1.DescribeResponse
 	(*OpenRequest)(nil),      // 5: evorelay.sink.v1.OpenRequest
-	(*OpenResponse)(nil),     // 6: evorelay.sink.v1.OpenResponse
-	(*ValidateRequest)(nil),  // 7: evorelay.sink.v1.ValidateRequest
-	(*ValidateResponse)(nil), // 8: evorelay.sink.v1.ValidateResponse
-	(*FieldError)(nil),       // 9: evorelay.sink.v1.FieldError
-	(*HealthRequest)(nil),    // 10: evorelay.sink.v1.HealthRequest
-	(*HealthResponse)(nil),   // 11: evorelay.sink.v1.HealthResponse
-	(*DeliverRequest)(nil),   // 12: evorelay.sink.v1.DeliverRequest
-	(*Delivery)(nil),         // 13: evorelay.sink.v1.Delivery
-	(*DeliverResponse)(nil),  // 14: evorelay.sink.v1.DeliverResponse
-	(*Ack)(nil),              // 15: evorelay.sink.v1.Ack
-	(*CloseRequest)(nil),     // 16: evorelay.sink.v1.CloseRequest
-	(*CloseResponse)(nil),    // 17: evorelay.sink.v1.CloseResponse
-	nil,                      // 18: evorelay.sink.v1.OpenRequest.SettingsEntry
-	nil,                      // 19: evorelay.sink.v1.HealthResponse.GaugesEntry
-	nil,                      // 20: evorelay.sink.v1.HealthResponse.CountersEntry
+	(*Egress)(nil),           // 6: evorelay.sink.v1.Egress
+	(*OpenResponse)(nil),     // 7: evorelay.sink.v1.OpenResponse
+	(*ValidateRequest)(nil),  // 8: evorelay.sink.v1.ValidateRequest
+	(*ValidateResponse)(nil), // 9: evorelay.sink.v1.ValidateResponse
+	(*FieldError)(nil),       // 10: evorelay.sink.v1.FieldError
+	(*HealthRequest)(nil),    // 11: evorelay.sink.v1.HealthRequest
+	(*HealthResponse)(nil),   // 12: evorelay.sink.v1.HealthResponse
+	(*DeliverRequest)(nil),   // 13: evorelay.sink.v1.DeliverRequest
+	(*Delivery)(nil),         // 14: evorelay.sink.v1.Delivery
+	(*DeliverResponse)(nil),  // 15: evorelay.sink.v1.DeliverResponse
+	(*Ack)(nil),              // 16: evorelay.sink.v1.Ack
+	(*CloseRequest)(nil),     // 17: evorelay.sink.v1.CloseRequest
+	(*CloseResponse)(nil),    // 18: evorelay.sink.v1.CloseResponse
+	nil,                      // 19: evorelay.sink.v1.OpenRequest.SettingsEntry
+	nil,                      // 20: evorelay.sink.v1.HealthResponse.GaugesEntry
+	nil,                      // 21: evorelay.sink.v1.HealthResponse.CountersEntry
 }
 var file_sink_proto_depIdxs = []int32{
 	0,  // 0: evorelay.sink.v1.DescribeResponse.capabilities:type_name -> evorelay.sink.v1.Capability
-	18, // 1: evorelay.sink.v1.OpenRequest.settings:type_name -> evorelay.sink.v1.OpenRequest.SettingsEntry
+	19, // 1: evorelay.sink.v1.OpenRequest.settings:type_name -> evorelay.sink.v1.OpenRequest.SettingsEntry
 	1,  // 2: evorelay.sink.v1.OpenRequest.naming:type_name -> evorelay.sink.v1.Naming
-	9,  // 3: evorelay.sink.v1.ValidateResponse.field_errors:type_name -> evorelay.sink.v1.FieldError
-	19, // 4: evorelay.sink.v1.HealthResponse.gauges:type_name -> evorelay.sink.v1.HealthResponse.GaugesEntry
-	20, // 5: evorelay.sink.v1.HealthResponse.counters:type_name -> evorelay.sink.v1.HealthResponse.CountersEntry
-	13, // 6: evorelay.sink.v1.DeliverRequest.deliveries:type_name -> evorelay.sink.v1.Delivery
-	15, // 7: evorelay.sink.v1.DeliverResponse.acks:type_name -> evorelay.sink.v1.Ack
-	2,  // 8: evorelay.sink.v1.Ack.outcome:type_name -> evorelay.sink.v1.Outcome
-	3,  // 9: evorelay.sink.v1.Sink.Describe:input_type -> evorelay.sink.v1.DescribeRequest
-	5,  // 10: evorelay.sink.v1.Sink.Open:input_type -> evorelay.sink.v1.OpenRequest
-	7,  // 11: evorelay.sink.v1.Sink.Validate:input_type -> evorelay.sink.v1.ValidateRequest
-	10, // 12: evorelay.sink.v1.Sink.Health:input_type -> evorelay.sink.v1.HealthRequest
-	12, // 13: evorelay.sink.v1.Sink.Deliver:input_type -> evorelay.sink.v1.DeliverRequest
-	16, // 14: evorelay.sink.v1.Sink.Close:input_type -> evorelay.sink.v1.CloseRequest
-	4,  // 15: evorelay.sink.v1.Sink.Describe:output_type -> evorelay.sink.v1.DescribeResponse
-	6,  // 16: evorelay.sink.v1.Sink.Open:output_type -> evorelay.sink.v1.OpenResponse
-	8,  // 17: evorelay.sink.v1.Sink.Validate:output_type -> evorelay.sink.v1.ValidateResponse
-	11, // 18: evorelay.sink.v1.Sink.Health:output_type -> evorelay.sink.v1.HealthResponse
-	14, // 19: evorelay.sink.v1.Sink.Deliver:output_type -> evorelay.sink.v1.DeliverResponse
-	17, // 20: evorelay.sink.v1.Sink.Close:output_type -> evorelay.sink.v1.CloseResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	6,  // 3: evorelay.sink.v1.OpenRequest.egress:type_name -> evorelay.sink.v1.Egress
+	10, // 4: evorelay.sink.v1.ValidateResponse.field_errors:type_name -> evorelay.sink.v1.FieldError
+	20, // 5: evorelay.sink.v1.HealthResponse.gauges:type_name -> evorelay.sink.v1.HealthResponse.GaugesEntry
+	21, // 6: evorelay.sink.v1.HealthResponse.counters:type_name -> evorelay.sink.v1.HealthResponse.CountersEntry
+	14, // 7: evorelay.sink.v1.DeliverRequest.deliveries:type_name -> evorelay.sink.v1.Delivery
+	16, // 8: evorelay.sink.v1.DeliverResponse.acks:type_name -> evorelay.sink.v1.Ack
+	2,  // 9: evorelay.sink.v1.Ack.outcome:type_name -> evorelay.sink.v1.Outcome
+	3,  // 10: evorelay.sink.v1.Sink.Describe:input_type -> evorelay.sink.v1.DescribeRequest
+	5,  // 11: evorelay.sink.v1.Sink.Open:input_type -> evorelay.sink.v1.OpenRequest
+	8,  // 12: evorelay.sink.v1.Sink.Validate:input_type -> evorelay.sink.v1.ValidateRequest
+	11, // 13: evorelay.sink.v1.Sink.Health:input_type -> evorelay.sink.v1.HealthRequest
+	13, // 14: evorelay.sink.v1.Sink.Deliver:input_type -> evorelay.sink.v1.DeliverRequest
+	17, // 15: evorelay.sink.v1.Sink.Close:input_type -> evorelay.sink.v1.CloseRequest
+	4,  // 16: evorelay.sink.v1.Sink.Describe:output_type -> evorelay.sink.v1.DescribeResponse
+	7,  // 17: evorelay.sink.v1.Sink.Open:output_type -> evorelay.sink.v1.OpenResponse
+	9,  // 18: evorelay.sink.v1.Sink.Validate:output_type -> evorelay.sink.v1.ValidateResponse
+	12, // 19: evorelay.sink.v1.Sink.Health:output_type -> evorelay.sink.v1.HealthResponse
+	15, // 20: evorelay.sink.v1.Sink.Deliver:output_type -> evorelay.sink.v1.DeliverResponse
+	18, // 21: evorelay.sink.v1.Sink.Close:output_type -> evorelay.sink.v1.CloseResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_sink_proto_init() }
@@ -1215,7 +1299,7 @@ func file_sink_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sink_proto_rawDesc), len(file_sink_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
