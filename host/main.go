@@ -91,7 +91,7 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	defer identify.Close()
 	plugins, err := pluginhost.Start(ctx, pluginhost.Options{
 		Dir: cfg.PluginDir, Settings: cfg.PluginSettings, Naming: cfg.Naming,
-		ServerURL: cfg.ServerURL, SocketDir: sockets, Logger: logger,
+		ServerURL: cfg.ServerURL, SocketDir: sockets, Egress: cfg.Egress(), Logger: logger,
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 )
 
@@ -139,6 +141,11 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile, both set or neither, make the sidecar
 	// serve HTTPS and WSS (EVORELAY_TLS_CERT_FILE, EVORELAY_TLS_KEY_FILE).
 	TLSCertFile, TLSKeyFile string
+	// EgressAllow and EgressDeny change the egress policy every plugin
+	// gets: addresses allowed despite the default denials
+	// (EVORELAY_EGRESS_ALLOW), and refused whatever else says
+	// (EVORELAY_EGRESS_DENY). See Config.Egress.
+	EgressAllow, EgressDeny []netip.Prefix
 
 	// env holds the EVORELAY_* variables, non-empty ones only.
 	env map[string]string
@@ -146,6 +153,9 @@ type Config struct {
 	// (RABBITMQ) → key → value.
 	plugins map[string]map[string]string
 }
+
+// Egress is the policy the host hands every plugin.
+func (c *Config) Egress() egress.Policy { return egress.New(c.EgressAllow, c.EgressDeny) }
 
 // executable finds the running binary; a variable so tests can replace it.
 var executable = os.Executable

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -170,6 +171,13 @@ var validCases = []struct {
 	{"EVORELAY_CIRCUIT_COOL_DOWN", "2m", func(c *Config) bool { return c.CircuitCoolDown == 2*time.Minute }},
 	{"EVORELAY_TLS_CERT_FILE", "/tls/tls.crt", func(c *Config) bool { return c.TLSCertFile == "/tls/tls.crt" }}, // with its key
 	{"EVORELAY_TLS_KEY_FILE", "/tls/tls.key", func(c *Config) bool { return c.TLSKeyFile == "/tls/tls.key" }},   // with its cert
+	{"EVORELAY_EGRESS_ALLOW", "127.0.0.0/8, ::1,169.254.169.254", func(c *Config) bool {
+		return showPrefixes(c.EgressAllow) == "127.0.0.0/8,::1/128,169.254.169.254/32" &&
+			c.Egress().Check(netip.MustParseAddr("127.0.0.1")) == nil
+	}},
+	{"EVORELAY_EGRESS_DENY", "10.0.0.0/8", func(c *Config) bool {
+		return showPrefixes(c.EgressDeny) == "10.0.0.0/8" && c.Egress().Check(netip.MustParseAddr("10.1.2.3")) != nil
+	}},
 }
 
 func TestValidValues(t *testing.T) {
@@ -250,6 +258,8 @@ var invalidCases = []struct {
 	{"EVORELAY_TLS_CERT_FILE", "/tls/tls.crt", "set without EVORELAY_TLS_KEY_FILE"},
 	{"EVORELAY_TLS_KEY_FILE", "/tls/tls.key", "set without EVORELAY_TLS_CERT_FILE"},
 	{"EVORELAY_MAX_IN_FLIGHT", "50", "50 is less than EVORELAY_BATCH_SIZE (100)"},
+	{"EVORELAY_EGRESS_ALLOW", "127.0.0.0/8,localhost", `"localhost" is not a CIDR; expected e.g. 10.0.0.0/8`},
+	{"EVORELAY_EGRESS_DENY", "10.0.0.0/33", `"10.0.0.0/33" is not a CIDR`},
 }
 
 func TestInvalidValues(t *testing.T) {

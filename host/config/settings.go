@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 )
 
@@ -236,6 +238,16 @@ var settings = []setting{
 		show: func(c *Config) string { return strconv.Itoa(c.BatchSize) },
 	},
 	{
+		key: "EGRESS_ALLOW", list: true,
+		parse: func(c *Config, v string) (err error) { c.EgressAllow, err = egress.ParseCIDRs(v); return },
+		show:  func(c *Config) string { return showPrefixes(c.EgressAllow) },
+	},
+	{
+		key: "EGRESS_DENY", list: true,
+		parse: func(c *Config, v string) (err error) { c.EgressDeny, err = egress.ParseCIDRs(v); return },
+		show:  func(c *Config) string { return showPrefixes(c.EgressDeny) },
+	},
+	{
 		key: "MAX_IN_FLIGHT", def: "1000",
 		parse: func(c *Config, v string) error {
 			n, err := parseCount(v, 1)
@@ -292,6 +304,14 @@ func (c *Config) Redacted() map[string]string {
 		m[envPrefix+s.key] = s.show(c)
 	}
 	return m
+}
+
+func showPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // parseEnum returns v lower-cased if it is one of allowed.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,6 +208,7 @@ func (p *Plugin) handshake(ctx context.Context, client *plugin.Client) (sinkv1.S
 		Settings:  p.opts.Settings(p.name),
 		Naming:    sinkv1.Naming_NAMING_SEED,
 		ServerUrl: p.opts.ServerURL,
+		Egress:    &sinkv1.Egress{Allow: prefixes(p.opts.Egress.Allow()), Deny: prefixes(p.opts.Egress.Deny())},
 	}
 	if p.opts.Naming == events.NamingEvolution {
 		req.Naming = sinkv1.Naming_NAMING_EVOLUTION
@@ -408,4 +410,12 @@ func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 		return p.adapt(sinkv1.NewSinkClient(c)), nil
 	}
 	return sinkv1.NewSinkClient(c), nil
+}
+
+func prefixes(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
 }

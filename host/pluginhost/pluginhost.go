@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
@@ -38,7 +39,9 @@ type Options struct {
 	ServerURL string
 	// SocketDir is where listener plugins get their Unix sockets.
 	SocketDir string
-	Logger    hclog.Logger
+	// Egress is the egress policy every plugin gets in Open.
+	Egress egress.Policy
+	Logger hclog.Logger
 }
 
 // Host holds every loaded plugin.
