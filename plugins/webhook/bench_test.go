@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 )
 
@@ -30,7 +32,7 @@ func benchReceiver(b *testing.B) *httptest.Server {
 func BenchmarkDeliver(b *testing.B) {
 	srv := benchReceiver(b)
 	s := New()
-	if err := s.Open(context.Background(), sdk.Config{Naming: events.NamingSeed}); err != nil {
+	if err := s.Open(context.Background(), sdk.Config{Naming: events.NamingSeed, Egress: egress.New(loopbackPrefixes, nil)}); err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close(context.Background())
@@ -83,3 +85,6 @@ func (a *countAcks) Done(_ string, err error) {
 		a.failed++
 	}
 }
+
+// loopbackPrefixes allow the receiver on 127.0.0.1 (EVORELAY_EGRESS_ALLOW).
+var loopbackPrefixes = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}

@@ -13,7 +13,6 @@ import (
 // processConfig is the plugin's process settings (EVORELAY_WEBHOOK_*).
 type processConfig struct {
 	timeout         time.Duration
-	allowLinkLocal  bool
 	mediaMaxBytes   int64
 	mediaTimeout    time.Duration
 	maxConnsPerHost int
@@ -30,6 +29,11 @@ func defaultProcessConfig() processConfig {
 
 // envName is the variable a process settings key came from.
 func envName(key string) string { return "EVORELAY_WEBHOOK_" + strings.ToUpper(key) }
+
+// retired are settings an older version read, and what replaced them.
+var retired = map[string]string{
+	"allow_link_local": "the egress policy replaces it: list the addresses to allow in EVORELAY_EGRESS_ALLOW, e.g. 169.254.0.0/16",
+}
 
 // parseProcessConfig reads Config.Settings. It returns the keys it does not
 // know, sorted, for the caller to warn about.
@@ -49,11 +53,6 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 			c.timeout, err = sdk.ParseDuration(v)
 		case "media_timeout":
 			c.mediaTimeout, err = sdk.ParseDuration(v)
-		case "allow_link_local":
-			c.allowLinkLocal, err = strconv.ParseBool(v)
-			if err != nil {
-				err = fmt.Errorf("%q is not a boolean; expected true or false", v)
-			}
 		case "media_max_bytes":
 			c.mediaMaxBytes, err = sdk.ParseSize(v, 1<<40)
 		case "max_conns_per_host":

@@ -9,18 +9,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 )
 
@@ -333,29 +337,13 @@ func TestNetworkFailures(t *testing.T) {
 		}
 	})
 	t.Run("refused address", func(t *testing.T) {
-		// Settings stored before the rule (or by hand) reach the dialer's
+		// Settings stored before the policy (or by hand) reach the dialer's
 		// check, which refuses before connecting: no packet leaves.
 		s := openSink(t, nil, events.NamingSeed)
 		set := json.RawMessage(`{"url":"http://169.254.169.254/latest/meta-data","enabled":true,"events":[]}`)
 		err := deliver(t, s, delivery("d", "MESSAGES_UPSERT", envelope(t, "envelope.json"), set))["d"]
 		if v := verdictOf(err); v.kind != "reject" || !strings.Contains(err.Error(), "metadata") {
 			t.Errorf("outcome %+v (%v), want a reject naming the metadata address", v, err)
-		}
-	})
-	t.Run("dial check", func(t *testing.T) {
-		check := dialControl(false)
-		for addr, refused := range map[string]bool{
-			"169.254.169.254:80": true, "169.254.1.1:443": true, "[fe80::1%eth0]:80": true,
-			"[fd00:ec2::254]:80": true, "[::ffff:169.254.169.254]:80": true, "garbage": true,
-			"127.0.0.1:80": false, "10.1.2.3:443": false, "[2001:db8::1]:443": false,
-		} {
-			err := check("tcp", addr, nil)
-			if (err != nil) != refused || (err != nil && !errors.Is(err, errRefusedAddress)) {
-				t.Errorf("dial %s: %v, want refused=%v", addr, err, refused)
-			}
-		}
-		if err := dialControl(true)("tcp", "169.254.169.254:80", nil); err != nil {
-			t.Errorf("allowed by the setting, still refused: %v", err)
 		}
 	})
 }
@@ -522,4 +510,87 @@ func TestHealth(t *testing.T) {
 	if h := New().Health(context.Background()); !h.Ready {
 		t.Errorf("Health %+v, want ready", h)
 	}
+}
+
+// internalServer is a server on 127.0.0.2, loopback that the tests' policy
+// (allow 127.0.0.1/32 only) refuses: what an attacker would like to read.
+func internalServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := new(atomic.Int32)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		_, _ = io.WriteString(w, "internal secret")
+	}))
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, hits
+}
+
+// TestEgressPolicyAtDialTime: deliveries and media fetches dial only where
+// the policy allows, checked on the address a connection is made to:
+// a receiver on refused loopback gets nothing, and a mediaUrl on it (or
+// redirecting to it from an allowed server) is not read back into the
+// webhook's body.
+func TestEgressPolicyAtDialTime(t *testing.T) {
+	internal, hits := internalServer(t)
+	rc := newReceiver(t, nil) // on 127.0.0.1, which the policy allows
+	s := openSinkWith(t, nil, events.NamingSeed, policy(t, "127.0.0.1/32", ""))
+
+	t.Run("delivery", func(t *testing.T) {
+		// stored as it would have been before the policy, or by hand
+		set := json.RawMessage(`{"url":"` + internal.URL + `/hook","enabled":true,"events":[]}`)
+		err := deliver(t, s, delivery("d", "MESSAGES_UPSERT", envelope(t, "envelope.json"), set))["d"]
+		if v := verdictOf(err); v.kind != "reject" || !strings.Contains(err.Error(), "EVORELAY_EGRESS_ALLOW") {
+			t.Errorf("outcome %+v (%v), want a reject naming EVORELAY_EGRESS_ALLOW", v, err)
+		}
+	})
+	redirector := newReceiver(t, func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+		http.Redirect(w, r, internal.URL+"/latest/meta-data", http.StatusFound)
+	})
+	for name, mediaURL := range map[string]string{
+		"media fetch":              internal.URL + "/secret.jpg",
+		"media fetch via redirect": redirector.URL + "/photo.jpg",
+	} {
+		t.Run(name, func(t *testing.T) {
+			set := settings(t, s, `{"url":"`+rc.URL+`/hook","enabled":true,"events":[],"webhook_base64":true}`)
+			err := deliver(t, s, delivery("d", "MESSAGES_UPSERT", mediaEnvelope(mediaURL), set))["d"]
+			if err != nil {
+				t.Fatalf("outcome %v, want delivered without the media", err)
+			}
+			body := rc.one(t).body
+			if strings.Contains(string(body), base64.StdEncoding.EncodeToString([]byte("internal secret"))) || strings.Contains(string(body), `"base64"`) {
+				t.Errorf("the webhook got the internal response: %s", body)
+			}
+		})
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the internal server got %d requests, want none", n)
+	}
+}
+
+// TestPublicOnlyAtDialTime: settings a scoped key set (public_only) are
+// refused a private address when dialed, whatever the name resolved to at
+// set time; the same URL set by the admin is dialed.
+func TestPublicOnlyAtDialTime(t *testing.T) {
+	s := openSinkWith(t, nil, events.NamingSeed, egress.Policy{})
+	// nothing is sent: the check runs before the connection is made
+	set := json.RawMessage(`{"url":"http://10.255.255.1:9/hook","enabled":true,"events":[],"public_only":true}`)
+	err := deliver(t, s, delivery("d", "MESSAGES_UPSERT", envelope(t, "envelope.json"), set))["d"]
+	if v := verdictOf(err); v.kind != "reject" || !strings.Contains(err.Error(), "private") {
+		t.Errorf("outcome %+v (%v), want a reject saying private", v, err)
+	}
+
+	rc := newReceiver(t, nil)
+	allowed := openSinkWith(t, nil, events.NamingSeed, policy(t, "127.0.0.1/32", ""))
+	set = json.RawMessage(`{"url":"` + rc.URL + `/hook","enabled":true,"events":[],"public_only":true}`)
+	if err := deliver(t, allowed, delivery("d", "MESSAGES_UPSERT", envelope(t, "envelope.json"), set))["d"]; err != nil {
+		t.Errorf("public_only to an address the operator allows: %v", err)
+	}
+	rc.one(t)
 }

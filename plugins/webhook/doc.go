@@ -23,12 +23,17 @@
 // is. Any other field is refused with an error naming it: a misspelt
 // webhook_base64 silently ignored would lose media without a word.
 //
-// url is required when enabled; it must be http or https with a host, and
-// may not be link-local (169.254.0.0/16, fe80::/10) or a cloud metadata
-// address (169.254.169.254, fd00:ec2::254, metadata.google.internal,
-// metadata) unless EVORELAY_WEBHOOK_ALLOW_LINK_LOCAL is true. The same rule
-// is checked again on every connection against the address the name
+// url is required when enabled; it must be http or https with a host that
+// the egress policy (package sdk/egress, EVORELAY_EGRESS_ALLOW and
+// EVORELAY_EGRESS_DENY) allows: loopback, unspecified, link-local and cloud
+// metadata addresses are refused with a message naming the CIDR to allow.
+// The policy is checked again on every connection, deliveries, mediaUrl
+// fetches and each of their redirect hops, against the address the name
 // resolved to, so DNS cannot point a delivery there later.
+//
+// public_only, true, also refuses private networks (unless the operator
+// allows them). Settings set with an instance-scoped API key are always
+// public_only; the admin key may set or clear it.
 //
 // headers are sent with every delivery. The webhook-* headers, Host,
 // Content-Length, Transfer-Encoding and Connection are the sink's own and
@@ -41,7 +46,6 @@
 // # Process settings
 //
 //	EVORELAY_WEBHOOK_TIMEOUT             request timeout (10s); a Go duration or seconds
-//	EVORELAY_WEBHOOK_ALLOW_LINK_LOCAL    allow link-local and metadata addresses (false)
 //	EVORELAY_WEBHOOK_MEDIA_MAX_BYTES     largest mediaUrl fetch (64MiB); bytes, or KiB/MiB/GiB
 //	EVORELAY_WEBHOOK_MEDIA_TIMEOUT       mediaUrl fetch timeout (30s)
 //	EVORELAY_WEBHOOK_MAX_CONNS_PER_HOST  concurrent requests to one host (32)

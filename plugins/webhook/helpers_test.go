@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 )
 
@@ -96,9 +97,21 @@ type testAcks struct{ ch chan ack }
 func newAcks(n int) *testAcks                 { return &testAcks{ch: make(chan ack, n)} }
 func (a *testAcks) Done(id string, err error) { a.ch <- ack{id, err} }
 
-// openSink opens a sink with process settings and naming; it is closed
-// when the test ends.
+// openSink opens a sink with process settings and naming, and an egress
+// policy that allows loopback, where the tests' receivers listen (as
+// EVORELAY_EGRESS_ALLOW=127.0.0.0/8,::1 does); it is closed when the test
+// ends.
 func openSink(t *testing.T, settings map[string]string, naming events.Naming) *Sink {
+	t.Helper()
+	return openSinkWith(t, settings, naming, policy(t, loopback, ""))
+}
+
+// loopback is the allow list under which the tests' receivers are
+// reachable.
+const loopback = "127.0.0.0/8,::1"
+
+// openSinkWith is openSink with the egress policy p.
+func openSinkWith(t *testing.T, settings map[string]string, naming events.Naming, p egress.Policy) *Sink {
 	t.Helper()
 	s := New()
 	err := s.Open(context.Background(), sdk.Config{
@@ -106,12 +119,28 @@ func openSink(t *testing.T, settings map[string]string, naming events.Naming) *S
 		Naming:    naming,
 		ServerURL: "https://evorelay.example.com",
 		Logger:    hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug}),
+		Egress:    p,
 	})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s
+}
+
+// policy is the egress policy of the comma-separated CIDRs in
+// EVORELAY_EGRESS_ALLOW and EVORELAY_EGRESS_DENY.
+func policy(t *testing.T, allow, deny string) egress.Policy {
+	t.Helper()
+	a, err := egress.ParseCIDRs(allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := egress.ParseCIDRs(deny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return egress.New(a, d)
 }
 
 // testWriter sends the sink's log to the test's.

@@ -39,7 +39,7 @@ func (e *mediaError) Unwrap() error { return e.err }
 // mediaRule applies webhook_base64 to data: without it, data.message.base64
 // goes; with it, a message that has only a mediaUrl gets its base64
 // fetched. data is returned as it is whenever nothing changes.
-func (s *Sink) mediaRule(ctx context.Context, d sdk.Delivery, keep bool, data []byte) ([]byte, error) {
+func (s *Sink) mediaRule(ctx context.Context, d sdk.Delivery, cs *clients, keep bool, data []byte) ([]byte, error) {
 	// Most events carry no media: skip the walk through data when the key
 	// the rule acts on does not appear at all.
 	if !keep && !bytes.Contains(data, []byte(`"base64"`)) || keep && !bytes.Contains(data, []byte(`"mediaUrl"`)) {
@@ -64,7 +64,7 @@ func (s *Sink) mediaRule(ctx context.Context, d sdk.Delivery, keep bool, data []
 	if mediaURL == "" {
 		return data, nil
 	}
-	enc, err := s.fetchMedia(ctx, mediaURL)
+	enc, err := s.fetchMedia(ctx, cs, mediaURL)
 	if err != nil {
 		var me *mediaError
 		if errors.As(err, &me) && me.transient && d.Attempt < mediaAttempts {
@@ -84,8 +84,8 @@ func (s *Sink) mediaRule(ctx context.Context, d sdk.Delivery, keep bool, data []
 
 // fetchMedia GETs a mediaUrl and returns its content as a JSON string of
 // base64. Errors are *mediaError.
-func (s *Sink) fetchMedia(ctx context.Context, raw string) ([]byte, error) {
-	u, err := checkURL(raw, s.cfg.allowLinkLocal)
+func (s *Sink) fetchMedia(ctx context.Context, cs *clients, raw string) ([]byte, error) {
+	u, err := parseURL(raw)
 	if err != nil {
 		return nil, &mediaError{err: err}
 	}
@@ -106,7 +106,7 @@ func (s *Sink) fetchMedia(ctx context.Context, raw string) ([]byte, error) {
 		return nil, &mediaError{err: err}
 	}
 	req.Header.Set("User-Agent", userAgent)
-	resp, err := s.media.Do(req)
+	resp, err := cs.media.Do(req)
 	if err != nil {
 		err = requestError("GET", u, s.cfg.mediaTimeout, err)
 		return nil, &mediaError{err: err, transient: !sdk.IsPermanent(err)}
@@ -138,15 +138,14 @@ func (s *Sink) fetchMedia(ctx context.Context, raw string) ([]byte, error) {
 	return enc, nil
 }
 
-// checkMediaRedirect follows a few redirects, to addresses the rule allows.
-func checkMediaRedirect(allowLinkLocal bool) func(*http.Request, []*http.Request) error {
-	return func(req *http.Request, via []*http.Request) error {
-		if len(via) >= maxMediaRedirects {
-			return fmt.Errorf("%w: more than %d redirects", errBadRedirect, maxMediaRedirects)
-		}
-		if _, err := checkURL(req.URL.String(), allowLinkLocal); err != nil {
-			return fmt.Errorf("%w: to %s: %v", errBadRedirect, where(req.URL), err)
-		}
-		return nil
+// checkMediaRedirect follows a few redirects, to http(s) URLs; where each
+// hop may connect is checked by the dialer, as for the first.
+func checkMediaRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxMediaRedirects {
+		return fmt.Errorf("%w: more than %d redirects", errBadRedirect, maxMediaRedirects)
 	}
+	if _, err := parseURL(req.URL.String()); err != nil {
+		return fmt.Errorf("%w: to %s: %v", errBadRedirect, where(req.URL), err)
+	}
+	return nil
 }

@@ -159,18 +159,6 @@ func TestBase64FromMediaURL(t *testing.T) {
 	}
 }
 
-// TestMediaFollowsAllowSetting: with EVORELAY_WEBHOOK_ALLOW_LINK_LOCAL the
-// mediaUrl rule (checkURL, which fetchMedia applies first) relaxes too.
-// Only the rule is checked: an allowed fetch would leave the machine.
-func TestMediaFollowsAllowSetting(t *testing.T) {
-	if _, err := checkURL("http://169.254.169.254/x", true); err != nil {
-		t.Errorf("allowed by the setting, still refused: %v", err)
-	}
-	if _, err := checkURL("http://169.254.169.254/x", false); err == nil {
-		t.Error("refused address allowed by default")
-	}
-}
-
 func TestJSONEdit(t *testing.T) {
 	for _, tc := range []struct {
 		in, key, want string

@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/egress"
 )
 
 const userAgent = "evorelay-webhook/" + version
@@ -23,7 +24,7 @@ const userAgent = "evorelay-webhook/" + version
 const maxRetryAfter = 24 * time.Hour
 
 // post sends one body and turns the answer into the delivery's outcome.
-func (s *Sink) post(ctx context.Context, dest *url.URL, headers map[string]string, key []byte, id string, b []byte) error {
+func (s *Sink) post(ctx context.Context, cs *clients, dest *url.URL, headers map[string]string, key []byte, id string, b []byte) error {
 	release, err := s.limit.acquire(ctx, hostKey(dest))
 	if err != nil {
 		return fmt.Errorf("POST %s: gave up waiting for a connection: %w", where(dest), err)
@@ -49,7 +50,7 @@ func (s *Sink) post(ctx context.Context, dest *url.URL, headers map[string]strin
 		req.Header["webhook-signature"] = []string{signature(key, id, ts, b)}
 	}
 
-	resp, err := s.client.Do(req)
+	resp, err := cs.post.Do(req)
 	if err != nil {
 		return requestError("POST", dest, s.cfg.timeout, err)
 	}
@@ -58,7 +59,7 @@ func (s *Sink) post(ctx context.Context, dest *url.URL, headers map[string]strin
 }
 
 // requestError is the outcome of a request that got no answer: retried,
-// unless the address rule refused the connection.
+// unless the egress policy refused the connection.
 func requestError(method string, u *url.URL, timeout time.Duration, err error) error {
 	cause := err
 	var ue *url.Error
@@ -67,7 +68,7 @@ func requestError(method string, u *url.URL, timeout time.Duration, err error) e
 	}
 	var ne net.Error
 	switch {
-	case errors.Is(err, errRefusedAddress), errors.Is(err, errBadRedirect):
+	case errors.Is(err, egress.ErrRefused), errors.Is(err, errBadRedirect):
 		return sdk.Permanent(fmt.Errorf("%s %s: %w", method, where(u), cause))
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("%s %s: canceled (the sink or its stream is stopping): %w", method, where(u), cause)

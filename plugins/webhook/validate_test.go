@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 )
 
@@ -20,7 +21,8 @@ func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		in        string
-		allowLL   bool
+		allow     string   // EVORELAY_EGRESS_ALLOW
+		deny      string   // EVORELAY_EGRESS_DENY
 		want      string   // normalized, when it validates
 		badFields []string // field errors, when it does not
 	}{
@@ -50,9 +52,10 @@ func TestValidate(t *testing.T) {
 			want: `{"url":"","enabled":false,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{}}`,
 		},
 		{
-			name: "secret, spaces around url, loopback and private hosts",
-			in:   `{"url":"  http://127.0.0.1:8080/x ","enabled":true,"events":[],"secret":"` + goodSecret + `"}`,
-			want: `{"url":"http://127.0.0.1:8080/x","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{},"secret":"` + goodSecret + `"}`,
+			name:  "secret, spaces around url, loopback allowed by the setting",
+			in:    `{"url":"  http://127.0.0.1:8080/x ","enabled":true,"events":[],"secret":"` + goodSecret + `"}`,
+			allow: "127.0.0.0/8",
+			want:  `{"url":"http://127.0.0.1:8080/x","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{},"secret":"` + goodSecret + `"}`,
 		},
 		{
 			name: "private address",
@@ -65,16 +68,16 @@ func TestValidate(t *testing.T) {
 			want: `{"url":"https://example.com/","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{"X-A":"1"}}`,
 		},
 		{
-			name:    "metadata allowed by the setting",
-			in:      `{"url":"http://169.254.169.254/hook","enabled":true,"events":[]}`,
-			allowLL: true,
-			want:    `{"url":"http://169.254.169.254/hook","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{}}`,
+			name:  "metadata allowed by the setting",
+			in:    `{"url":"http://169.254.169.254/hook","enabled":true,"events":[]}`,
+			allow: "169.254.169.254/32",
+			want:  `{"url":"http://169.254.169.254/hook","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{}}`,
 		},
 		{
-			name:    "link-local allowed by the setting",
-			in:      `{"url":"http://[fe80::1]:8080/","enabled":true,"events":[]}`,
-			allowLL: true,
-			want:    `{"url":"http://[fe80::1]:8080/","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{}}`,
+			name:  "link-local allowed by the setting",
+			in:    `{"url":"http://[fe80::1]:8080/","enabled":true,"events":[]}`,
+			allow: "fe80::/10",
+			want:  `{"url":"http://[fe80::1]:8080/","enabled":true,"events":[],"webhook_by_events":false,"webhook_base64":false,"headers":{}}`,
 		},
 
 		{name: "not an object", in: `[]`, badFields: []string{"settings"}},
@@ -94,8 +97,16 @@ func TestValidate(t *testing.T) {
 		{name: "link-local v6 zone", in: `{"url":"http://[fe80::1%25eth0]:80/","enabled":true,"events":[]}`, badFields: []string{"url"}},
 		{name: "metadata v6", in: `{"url":"http://[fd00:ec2::254]/","enabled":true,"events":[]}`, badFields: []string{"url"}},
 		{name: "metadata v4 in v6", in: `{"url":"http://[::ffff:169.254.169.254]/","enabled":true,"events":[]}`, badFields: []string{"url"}},
-		{name: "metadata google", in: `{"url":"http://metadata.google.internal/computeMetadata/v1/","enabled":true,"events":[]}`, badFields: []string{"url"}},
-		{name: "metadata short name", in: `{"url":"http://METADATA./","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "metadata alibaba", in: `{"url":"http://100.100.100.200/latest/meta-data","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "metadata azure", in: `{"url":"http://168.63.129.16/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "metadata NAT64", in: `{"url":"http://[64:ff9b::a9fe:a9fe]/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "loopback v4", in: `{"url":"http://127.0.0.1:8080/x","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "loopback by name", in: `{"url":"http://localhost:8080/x","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "loopback v6", in: `{"url":"http://[::1]/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "unspecified v4", in: `{"url":"http://0.0.0.0:8080/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "unspecified v6", in: `{"url":"http://[::]:8080/","enabled":true,"events":[]}`, badFields: []string{"url"}},
+		{name: "denied by the setting", in: `{"url":"http://10.0.0.5/","enabled":true,"events":[]}`, deny: "10.0.0.0/8", badFields: []string{"url"}},
+		{name: "public_only not a bool", in: `{"url":"https://e.com","enabled":true,"events":[],"public_only":1}`, badFields: []string{"public_only"}},
 		{name: "secret without prefix", in: `{"url":"https://e.com","enabled":true,"events":[],"secret":"hunter2hunter2hunter2hunter2"}`, badFields: []string{"secret"}},
 		{name: "secret not base64", in: `{"url":"https://e.com","enabled":true,"events":[],"secret":"whsec_not base64!"}`, badFields: []string{"secret"}},
 		{name: "secret too short", in: `{"url":"https://e.com","enabled":true,"events":[],"secret":"whsec_` + base64.StdEncoding.EncodeToString(make([]byte, 16)) + `"}`, badFields: []string{"secret"}},
@@ -118,7 +129,7 @@ func TestValidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := New()
-			s.cfg.allowLinkLocal = tc.allowLL
+			s.egress = policy(t, tc.allow, tc.deny)
 			out, err := s.Validate(context.Background(), "shop-1", json.RawMessage(tc.in))
 			if tc.badFields != nil {
 				if got := fields(err); !reflect.DeepEqual(got, tc.badFields) {
@@ -156,8 +167,8 @@ func TestValidateMessages(t *testing.T) {
 	}{
 		{`{"secret":"whsec_c2hvcnQ="}`, `"whsec_" followed by the base64`, "c2hvcnQ="},
 		{`{"secret":"whsec_c2hvcnQ="}`, "Standard Webhooks", ""},
-		{`{"url":"http://169.254.169.254/"}`, "EVORELAY_WEBHOOK_ALLOW_LINK_LOCAL", ""},
-		{`{"url":"http://metadata/"}`, "cloud metadata", ""},
+		{`{"url":"http://169.254.169.254/"}`, "add 169.254.169.254/32 to EVORELAY_EGRESS_ALLOW", ""},
+		{`{"url":"http://[64:ff9b::a9fe:a9fe]/"}`, "NAT64 form of 169.254.169.254, a cloud metadata address", ""},
 		{`{"color":1}`, "webhook_base64", ""},
 		{`{"enabled":true}`, "required when enabled", ""},
 	} {
@@ -189,7 +200,6 @@ func TestProcessSettings(t *testing.T) {
 		{in: map[string]string{"timeout": "5s"}, want: func(c *processConfig) { c.timeout = 5 * time.Second }},
 		{in: map[string]string{"timeout": "2.5"}, want: func(c *processConfig) { c.timeout = 2500 * time.Millisecond }},
 		{in: map[string]string{"media_timeout": "1m"}, want: func(c *processConfig) { c.mediaTimeout = time.Minute }},
-		{in: map[string]string{"allow_link_local": "true"}, want: func(c *processConfig) { c.allowLinkLocal = true }},
 		{in: map[string]string{"media_max_bytes": "1048576"}, want: func(c *processConfig) { c.mediaMaxBytes = 1 << 20 }},
 		{in: map[string]string{"media_max_bytes": "16MiB"}, want: func(c *processConfig) { c.mediaMaxBytes = 16 << 20 }},
 		{in: map[string]string{"max_conns_per_host": "4"}, want: func(c *processConfig) { c.maxConnsPerHost = 4 }},
@@ -198,7 +208,6 @@ func TestProcessSettings(t *testing.T) {
 		{in: map[string]string{"timeout": "-3"}, errWith: "EVORELAY_WEBHOOK_TIMEOUT: "},
 		{in: map[string]string{"timeout": "1e300"}, errWith: "EVORELAY_WEBHOOK_TIMEOUT: "},
 		{in: map[string]string{"media_timeout": "x"}, errWith: "EVORELAY_WEBHOOK_MEDIA_TIMEOUT: "},
-		{in: map[string]string{"allow_link_local": "maybe"}, errWith: "EVORELAY_WEBHOOK_ALLOW_LINK_LOCAL: "},
 		{in: map[string]string{"media_max_bytes": "0"}, errWith: "EVORELAY_WEBHOOK_MEDIA_MAX_BYTES: "},
 		{in: map[string]string{"media_max_bytes": "64MB"}, errWith: "EVORELAY_WEBHOOK_MEDIA_MAX_BYTES: "},
 		{in: map[string]string{"max_conns_per_host": "0"}, errWith: "EVORELAY_WEBHOOK_MAX_CONNS_PER_HOST: "},
@@ -227,15 +236,64 @@ func TestProcessSettings(t *testing.T) {
 	}
 }
 
-// TestValidateFollowsOpen: the link-local rule in Validate is the one the
-// process settings chose.
-func TestValidateFollowsOpen(t *testing.T) {
-	in := json.RawMessage(`{"url":"http://169.254.169.254/","enabled":true,"events":[]}`)
-	if _, err := openSink(t, nil, events.NamingSeed).Validate(context.Background(), "i", in); err == nil {
-		t.Error("refused address accepted with the default settings")
+// TestValidateRefusesWithTheSettingToChange: a receiver on localhost, the
+// cloud metadata services and their NAT64 form are refused at set, with a
+// message that names the setting that would allow them; the policy is the
+// one Open received.
+func TestValidateRefusesWithTheSettingToChange(t *testing.T) {
+	for raw, want := range map[string]string{
+		"http://localhost:9000/hook":       "add 127.0.0.1/32 to EVORELAY_EGRESS_ALLOW",
+		"http://127.0.0.1:9000/hook":       "add 127.0.0.1/32 to EVORELAY_EGRESS_ALLOW",
+		"http://[::1]:9000/hook":           "add ::1/128 to EVORELAY_EGRESS_ALLOW",
+		"http://0.0.0.0:9000/hook":         "add 0.0.0.0/32 to EVORELAY_EGRESS_ALLOW",
+		"http://100.100.100.200/":          "cloud metadata address",
+		"http://168.63.129.16/":            "cloud metadata address",
+		"http://[64:ff9b::a9fe:a9fe]/x":    "NAT64 form of 169.254.169.254",
+		"http://[fd00:ec2::254]/latest/x":  "cloud metadata address",
+		"http://169.254.169.254/latest/x/": "cloud metadata address",
+	} {
+		in := json.RawMessage(`{"url":"` + raw + `","enabled":true,"events":[]}`)
+		_, err := openSinkWith(t, nil, events.NamingSeed, egress.Policy{}).Validate(context.Background(), "i", in)
+		if got := fields(err); !reflect.DeepEqual(got, []string{"url"}) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want a url error saying %q", raw, err, want)
+		}
 	}
-	if _, err := openSink(t, map[string]string{"allow_link_local": "true"}, events.NamingSeed).Validate(context.Background(), "i", in); err != nil {
-		t.Errorf("allowed by EVORELAY_WEBHOOK_ALLOW_LINK_LOCAL, still refused: %v", err)
+	in := json.RawMessage(`{"url":"http://localhost:9000/hook","enabled":true,"events":[]}`)
+	if _, err := openSinkWith(t, nil, events.NamingSeed, policy(t, "127.0.0.1/32,::1", "")).Validate(context.Background(), "i", in); err != nil {
+		t.Errorf("allowed by EVORELAY_EGRESS_ALLOW, still refused: %v", err)
+	}
+}
+
+// TestValidateScopedKey: settings sent with an instance-scoped key may not
+// name a private network (unless the operator allows it), and are stored
+// public_only so deliveries dial under the same rule; the admin key may
+// clear it.
+func TestValidateScopedKey(t *testing.T) {
+	scoped := sdk.WithScopedKey(context.Background())
+	s := openSinkWith(t, nil, events.NamingSeed, egress.Policy{})
+	for _, raw := range []string{"http://10.1.2.3/hook", "http://192.168.0.7/hook", "http://[fd12::1]/hook"} {
+		_, err := s.Validate(scoped, "i", json.RawMessage(`{"url":"`+raw+`","enabled":true,"events":[]}`))
+		if got := fields(err); !reflect.DeepEqual(got, []string{"url"}) || !strings.Contains(err.Error(), "instance-scoped") || !strings.Contains(err.Error(), "admin key") {
+			t.Errorf("%s with a scoped key: %v, want a url error saying a scoped key may not", raw, err)
+		}
+		if _, err := s.Validate(context.Background(), "i", json.RawMessage(`{"url":"`+raw+`","enabled":true,"events":[]}`)); err != nil {
+			t.Errorf("%s with the admin key: %v, want it accepted", raw, err)
+		}
+	}
+	// a scoped key cannot clear public_only
+	out, err := s.Validate(scoped, "i", json.RawMessage(`{"url":"https://example.com/hook","enabled":true,"events":[],"public_only":false}`))
+	if err != nil || !strings.Contains(string(out), `"public_only":true`) {
+		t.Errorf("scoped set: %s, %v; want public_only true", out, err)
+	}
+	// the operator's allow list opens a private network to scoped keys too
+	allowed := openSinkWith(t, nil, events.NamingSeed, policy(t, "10.1.0.0/16", ""))
+	if _, err := allowed.Validate(scoped, "i", json.RawMessage(`{"url":"http://10.1.2.3/hook","enabled":true,"events":[]}`)); err != nil {
+		t.Errorf("scoped set to an allowed private network: %v", err)
+	}
+	// the admin may store public_only itself, or not
+	out, err = s.Validate(context.Background(), "i", json.RawMessage(`{"url":"https://example.com/hook","enabled":true,"events":[],"public_only":true}`))
+	if err != nil || !strings.Contains(string(out), `"public_only":true`) {
+		t.Errorf("admin set public_only: %s, %v", out, err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
 )
 
@@ -32,6 +33,10 @@ type Settings struct {
 	WebhookBase64   bool              `json:"webhook_base64"`
 	Headers         map[string]string `json:"headers"`
 	Secret          string            `json:"secret,omitempty"`
+	// PublicOnly sends deliveries and media fetches to public addresses
+	// only (egress.Policy.PublicOnly): always so for settings set with an
+	// instance-scoped key; the admin key may set it or clear it.
+	PublicOnly bool `json:"public_only,omitempty"`
 }
 
 // fieldAliases are Evolution API v2's names for the seed's fields.
@@ -50,11 +55,13 @@ var reservedHeaders = map[string]bool{
 }
 
 const knownFields = "url, enabled, events, webhook_by_events (or byEvents, webhookByEvents), " +
-	"webhook_base64 (or base64, webhookBase64), headers, secret"
+	"webhook_base64 (or base64, webhookBase64), headers, secret, public_only"
 
 // parseSettings validates a settings object and returns it normalized.
 // Problems are sdk.FieldErrors naming the field as the client spelt it.
-func parseSettings(raw []byte, allowLinkLocal bool) (Settings, error) {
+// The url must be one policy allows now; with a scoped key, settings are
+// always public_only.
+func parseSettings(ctx context.Context, raw []byte, policy egress.Policy) (Settings, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
 		fe := sdk.FieldErrors{}
@@ -127,18 +134,32 @@ func parseSettings(raw []byte, allowLinkLocal bool) (Settings, error) {
 					fe.Add(name, "%v", err)
 				}
 			}
+		case "public_only":
+			if !isNull(v) && json.Unmarshal(v, &set.PublicOnly) != nil {
+				fe.Add(name, "must be true or false")
+			}
 		case "":
 			fe.Add("settings", "has a field with an empty name; the webhook takes %s", knownFields)
 		default:
 			fe.Add(name, "unknown field; the webhook takes %s", knownFields)
 		}
 	}
+	if sdk.ScopedKey(ctx) {
+		set.PublicOnly = true
+	}
+	if set.PublicOnly {
+		policy = policy.PublicOnly()
+	}
 	switch {
 	case urlBad:
 	case set.URL == "" && set.Enabled:
 		fe.Add("url", "is required when enabled, e.g. https://example.com/hook")
 	case set.URL != "":
-		if _, err := checkURL(set.URL, allowLinkLocal); err != nil {
+		u, err := parseURL(set.URL)
+		if err == nil {
+			err = policy.CheckURL(u)
+		}
+		if err != nil {
 			fe.Add("url", "%v", err)
 		}
 	}
@@ -230,12 +251,12 @@ type Sink struct {
 	cfg       processConfig
 	naming    events.Naming
 	serverURL string
+	egress    egress.Policy
 	log       hclog.Logger
 	now       func() time.Time
 
-	transport  *http.Transport
-	client     *http.Client // deliveries: no redirects
-	media      *http.Client // mediaUrl fetches: checked redirects
+	open       *clients // settings that are not public_only
+	public     *clients // public_only settings
 	limit      *limiter
 	mediaSlots chan struct{}
 
@@ -257,8 +278,8 @@ func (s *Sink) Describe() sdk.Description {
 }
 
 // Validate checks one instance's settings; see parseSettings.
-func (s *Sink) Validate(_ context.Context, _ string, raw json.RawMessage) (json.RawMessage, error) {
-	set, err := parseSettings(raw, s.cfg.allowLinkLocal)
+func (s *Sink) Validate(ctx context.Context, _ string, raw json.RawMessage) (json.RawMessage, error) {
+	set, err := parseSettings(ctx, raw, s.egress)
 	if err != nil {
 		return nil, err
 	}
@@ -275,25 +296,44 @@ func (s *Sink) Open(_ context.Context, c sdk.Config) error {
 		s.log = c.Logger.With("sink", "webhook")
 	}
 	for _, name := range unknown {
+		if why, ok := retired[strings.ToLower(strings.TrimPrefix(name, envName("")))]; ok {
+			s.log.Warn("setting no longer read", "setting", name, "why", why)
+			continue
+		}
 		s.log.Warn("unknown setting ignored", "setting", name)
 	}
 	s.naming = c.Naming
 	s.serverURL = c.ServerURL
-	old := s.transport
+	s.egress = c.Egress
+	open, public := s.open, s.public
 	s.setup(cfg)
-	old.CloseIdleConnections()
+	open.close()
+	public.close()
 	return nil
 }
 
-// setup builds the shared transport and clients for cfg.
+// setup builds the clients for cfg and the egress policy.
 func (s *Sink) setup(cfg processConfig) {
 	s.cfg = cfg
-	dialer := &net.Dialer{
-		Timeout:   cfg.timeout,
-		KeepAlive: 30 * time.Second,
-		Control:   dialControl(cfg.allowLinkLocal),
-	}
-	s.transport = &http.Transport{
+	s.open = newClients(cfg, s.egress)
+	s.public = newClients(cfg, s.egress.PublicOnly())
+	s.limit = newLimiter(cfg.maxConnsPerHost, maxInFlight)
+	s.mediaSlots = make(chan struct{}, mediaConcurrency)
+}
+
+// clients are the HTTP clients of one egress policy.
+type clients struct {
+	transport *http.Transport
+	post      *http.Client // deliveries: no redirects
+	media     *http.Client // mediaUrl fetches: a few redirects
+}
+
+// newClients builds a transport that dials only where policy allows,
+// checked at every connection: each delivery, each media fetch, each
+// redirect hop.
+func newClients(cfg processConfig, policy egress.Policy) *clients {
+	dialer := policy.Dialer(&net.Dialer{Timeout: cfg.timeout, KeepAlive: 30 * time.Second})
+	t := &http.Transport{
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          maxInFlight,
@@ -303,20 +343,31 @@ func (s *Sink) setup(cfg processConfig) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	s.client = &http.Client{
-		Transport: s.transport,
-		Timeout:   cfg.timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
+	return &clients{
+		transport: t,
+		post: &http.Client{
+			Transport: t,
+			Timeout:   cfg.timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+		media: &http.Client{
+			Transport:     t,
+			Timeout:       cfg.mediaTimeout,
+			CheckRedirect: checkMediaRedirect,
 		},
 	}
-	s.media = &http.Client{
-		Transport:     s.transport,
-		Timeout:       cfg.mediaTimeout,
-		CheckRedirect: checkMediaRedirect(cfg.allowLinkLocal),
+}
+
+func (c *clients) close() { c.transport.CloseIdleConnections() }
+
+// clientsFor are the clients the settings' deliveries go through.
+func (s *Sink) clientsFor(set Settings) *clients {
+	if set.PublicOnly {
+		return s.public
 	}
-	s.limit = newLimiter(cfg.maxConnsPerHost, maxInFlight)
-	s.mediaSlots = make(chan struct{}, mediaConcurrency)
+	return s.open
 }
 
 // Deliver sends every delivery of the batch on its own goroutine and
@@ -399,7 +450,8 @@ func (s *Sink) deliver(ctx context.Context, d sdk.Delivery) error {
 			return sdk.Permanent(fmt.Errorf("secret: %v", err))
 		}
 	}
-	data, err := s.mediaRule(ctx, d, set.WebhookBase64, env.Data)
+	cs := s.clientsFor(set)
+	data, err := s.mediaRule(ctx, d, cs, set.WebhookBase64, env.Data)
 	if err != nil {
 		return err
 	}
@@ -407,7 +459,7 @@ func (s *Sink) deliver(ctx context.Context, d sdk.Delivery) error {
 		env.ServerURL = s.serverURL
 	}
 	env.Event, env.Instance, env.Data, env.Destination = s.naming.Name(event), instance, data, dest.String()
-	return s.post(ctx, dest, set.Headers, key, d.ID, env.Append(nil))
+	return s.post(ctx, cs, dest, set.Headers, key, d.ID, env.Append(nil))
 }
 
 // destination is the URL one event is posted to: url, plus the event's
@@ -416,7 +468,7 @@ func (s *Sink) destination(set Settings, event string) (*url.URL, error) {
 	if set.URL == "" {
 		return nil, fmt.Errorf("no url is set")
 	}
-	u, err := checkURL(set.URL, s.cfg.allowLinkLocal)
+	u, err := parseURL(set.URL)
 	if err != nil {
 		return nil, err
 	}
@@ -438,7 +490,8 @@ func (s *Sink) Health(context.Context) sdk.Health { return sdk.Health{Ready: tru
 // connections.
 func (s *Sink) Close(context.Context) error {
 	s.close()
-	s.transport.CloseIdleConnections()
+	s.open.close()
+	s.public.close()
 	return nil
 }
 
