@@ -142,6 +142,10 @@ func startSidecar(t *testing.T, plugins []string, extra func(dir string), env ..
 		"EVORELAY_DATA_DIR=" + s.DataDir,
 		"EVORELAY_PLUGIN_DIR=" + pdir,
 		"EVORELAY_LOG_LEVEL=debug",
+		// The tests' receivers listen on loopback, which the egress policy
+		// refuses by default; a test that wants the default passes
+		// "EVORELAY_EGRESS_ALLOW=" (empty is unset).
+		"EVORELAY_EGRESS_ALLOW=127.0.0.0/8",
 	}, env...)
 	s.start()
 	t.Cleanup(func() {
