@@ -43,6 +43,8 @@ var usage = map[string]struct{ def, help string }{
 	"CIRCUIT_COOL_DOWN":    {help: "how long an open circuit holds deliveries, untried, before one probe"},
 	"TLS_CERT_FILE":        {def: "none", help: "PEM certificate chain: with the key, serve HTTPS and WSS; reloaded when renewed"},
 	"TLS_KEY_FILE":         {def: "none", help: "PEM private key of the certificate"},
+	"EGRESS_ALLOW":         {def: "none", help: "CIDRs plugins may connect to despite the default denials (loopback, link-local, metadata), e.g. 127.0.0.1/32"},
+	"EGRESS_DENY":          {def: "none", help: "CIDRs plugins may never connect to, whatever else allows them"},
 }
 
 // Usage writes what `evorelay -h` prints: the commands, then every

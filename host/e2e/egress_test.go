@@ -24,7 +24,7 @@ func TestEgressRefusedAtSet(t *testing.T) {
 	s := StartSidecar(t, []string{"webhook"}, "EVORELAY_EGRESS_ALLOW=")
 	recv := newReceiver(t)
 	for url, says := range map[string]string{
-		recv.URL + "/hook":                             "add 127.0.0.1/32 to EVORELAY_EGRESS_ALLOW",
+		recv.URL + "/hook": "add 127.0.0.1/32 to EVORELAY_EGRESS_ALLOW",
 		"http://localhost:" + port(t, recv.URL) + "/x": "add 127.0.0.1/32 to EVORELAY_EGRESS_ALLOW",
 		"http://0.0.0.0:8080/hook":                     "EVORELAY_EGRESS_ALLOW",
 		"http://[::]:8080/hook":                        "EVORELAY_EGRESS_ALLOW",
