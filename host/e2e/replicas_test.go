@@ -62,6 +62,13 @@ func TestReplicasShareSettings(t *testing.T) {
 		return decode(t, a.MustDo(http.StatusOK, "GET", "/webhook/find/shared", nil))["enabled"] == false
 	})
 	a.MustDo(http.StatusAccepted, "POST", "/events", []any{seqEvent("shared", 2)})
+	// Settings apply when a delivery is leased: wait until the holder of
+	// the instance has passed over event 2 (the backlog count is shared in
+	// Redis), or enabling again could race it there.
+	eventually(t, 20*time.Second, "event 2 passed over while disabled", func() bool {
+		_, m := b.DoKey("GET", "/metrics", nil, "")
+		return strings.Contains(string(m), `evorelay_sink_backlog{sink="webhook"} 0`)
+	})
 	// Enabled again on a: what is accepted from then on flows (the event
 	// accepted while disabled was not for the sink).
 	setWebhook(t, a, "shared", map[string]any{"url": recv.URL, "enabled": true})

@@ -143,6 +143,9 @@ func (p *Plugin) Status() Status {
 func (p *Plugin) start(ctx context.Context) error {
 	cmd := exec.Command(p.path)
 	cmd.Env = pluginEnv(p.name, os.Environ())
+	// The plugin logs at the host's level (sdk.Serve reads this), whether
+	// the host's came from the environment or the YAML file.
+	cmd.Env = append(cmd.Env, "EVORELAY_LOG_LEVEL="+p.opts.Logger.GetLevel().String())
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sinkv1.Handshake,
 		VersionedPlugins: versionedPlugins,

@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // webhookBin is the real webhook plugin, built once.
@@ -237,7 +240,9 @@ func TestPluginEnvironment(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
 	t.Setenv("EVORELAY_WEBHOOK_TIMEOUT", "7s")
 	t.Setenv("TZ", "UTC")
-	h, err := Start(context.Background(), options(pluginDir(t, "evorelay-sink-webhook")))
+	opts := options(pluginDir(t, "evorelay-sink-webhook"))
+	opts.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: io.Discard})
+	h, err := Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +263,7 @@ func TestPluginEnvironment(t *testing.T) {
 			t.Errorf("the webhook plugin's environment holds %s=%s", k, v)
 		}
 	}
-	for k, want := range map[string]string{"EVORELAY_WEBHOOK_TIMEOUT": "7s", "TZ": "UTC", "PATH": os.Getenv("PATH")} {
+	for k, want := range map[string]string{"EVORELAY_WEBHOOK_TIMEOUT": "7s", "TZ": "UTC", "PATH": os.Getenv("PATH"), "EVORELAY_LOG_LEVEL": "debug"} {
 		if env[k] != want {
 			t.Errorf("the webhook plugin's environment: %s=%q; want %q", k, env[k], want)
 		}
