@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"testing"
 	"time"
@@ -116,30 +115,4 @@ func stored(t testing.TB, st jetstream.Stream) []*jetstream.RawStreamMsg {
 		out = append(out, m)
 	}
 	return out
-}
-
-// envelope is an event as the host hands it to a sink.
-func envelope(t testing.TB, instance, event string, data any) []byte {
-	t.Helper()
-	d, err := json.Marshal(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(events.Envelope{
-		Event: event, Instance: instance, Data: d,
-		DateTime: "2024-01-01T12:00:00.000Z", Sender: "5511999999999@s.whatsapp.net",
-		ServerURL: "http://engine:8080", APIKey: "engine-key",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func delivery(t testing.TB, id, instance, event, settings string) sdk.Delivery {
-	return sdk.Delivery{
-		ID: id, Instance: instance, Event: event, Attempt: 1,
-		Envelope: envelope(t, instance, event, map[string]any{"key": map[string]any{"id": id}}),
-		Settings: json.RawMessage(settings),
-	}
 }

@@ -57,8 +57,8 @@ func TestJetStreamMode(t *testing.T) {
 		t.Errorf("Validate = %v, want the settings kept and mode jetstream", got)
 	}
 
-	up := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
-	conn := delivery(t, unique("id"), inst, "CONNECTION_UPDATE", settings)
+	up := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	conn := sinktest.Delivery(t, unique("id"), inst, "CONNECTION_UPDATE", settings)
 	for id, err := range sinktest.Deliver(t, s, s.naming, up, conn) {
 		if err != nil {
 			t.Errorf("delivery %s acked %v, want delivered", id, err)
@@ -83,7 +83,7 @@ func TestJetStreamDeduplicates(t *testing.T) {
 	inst := unique("t-dup")
 	st := c.stream(unique("T-DUP"), inst+".>")
 	settings := `{"enabled":true,"events":[]}`
-	d := delivery(t, unique("id"), inst, "CALL", settings)
+	d := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
 	for attempt := 1; attempt <= 2; attempt++ {
 		d.Attempt = attempt
 		if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
@@ -112,8 +112,8 @@ func TestCoreMode(t *testing.T) {
 	if got := validate(t, s, inst, settings); got["mode"] != "core" {
 		t.Errorf("Validate = %v, want mode core", got)
 	}
-	up := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
-	marker := delivery(t, unique("id"), inst, "CALL", settings)
+	up := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	marker := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
 	for id, err := range sinktest.Deliver(t, s, s.naming, up) {
 		if err != nil {
 			t.Errorf("delivery %s: %v", id, err)
@@ -151,7 +151,7 @@ func TestNamingEvolution(t *testing.T) {
 	s := openSink(t, serverURL, events.NamingEvolution, nil)
 	inst := unique("t-evo")
 	st := c.stream(unique("T-EVO"), inst+".>")
-	d := delivery(t, unique("id"), inst, "GROUP_UPDATE", `{"enabled":true,"events":[]}`)
+	d := sinktest.Delivery(t, unique("id"), inst, "GROUP_UPDATE", `{"enabled":true,"events":[]}`)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +177,8 @@ func TestSubjectPrefix(t *testing.T) {
 	if got := validate(t, s, i1, settings); got["mode"] != "jetstream" {
 		t.Errorf("Validate = %v, want mode jetstream (the stream covers the prefix)", got)
 	}
-	d1 := delivery(t, unique("id"), i1, "MESSAGES_UPSERT", settings)
-	d2 := delivery(t, unique("id"), i2, "MESSAGES_UPSERT", settings)
+	d1 := sinktest.Delivery(t, unique("id"), i1, "MESSAGES_UPSERT", settings)
+	d2 := sinktest.Delivery(t, unique("id"), i2, "MESSAGES_UPSERT", settings)
 	for id, err := range sinktest.Deliver(t, s, s.naming, d1, d2) {
 		if err != nil {
 			t.Errorf("delivery %s: %v", id, err)
@@ -226,14 +226,14 @@ func TestStreamCreatedLater(t *testing.T) {
 	s := openSink(t, serverURL, events.NamingSeed, map[string]string{"stream_cache_ttl": "200ms"})
 	inst := unique("t-later")
 	settings := `{"enabled":true,"events":[]}`
-	first := delivery(t, unique("id"), inst, "CALL", settings)
+	first := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
 	if err := sinktest.Deliver(t, s, s.naming, first)[first.ID]; err != nil {
 		t.Fatal(err)
 	}
 	st := c.stream(unique("T-LATER"), inst+".>")
 	var stored1 string
 	sinktest.Eventually(t, "a delivery stored in the new stream", time.Minute, func() bool {
-		d := delivery(t, unique("id"), inst, "CALL", settings)
+		d := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
 		if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 			t.Fatalf("delivery: %v", err)
 		}

@@ -30,7 +30,7 @@ func TestTLS(t *testing.T) {
 	st := c.stream(unique("T-TLS"), inst+".messages.upsert")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
 	validate(t, s, inst, settings)
-	d := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	d := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("delivery over TLS: %v", err)
 	}
@@ -48,7 +48,7 @@ func TestTLS(t *testing.T) {
 	if h := plain.Health(context.Background()); h.Ready {
 		t.Fatalf("without the CA the sink is ready: %s", h.Detail)
 	}
-	d2 := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	d2 := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
 	if err := sinktest.Deliver(t, plain, plain.naming, d2)[d2.ID]; err == nil || sdk.IsPermanent(err) {
 		t.Fatalf("delivery without the CA acked %v, want a retryable error", err)
 	}

@@ -3,15 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 // Run with a fixed count so the queue stays small, e.g.
@@ -22,24 +20,6 @@ import (
 // kind of quorum queue and wait for every publisher confirm of a batch
 // before the next: the ratio is the sink's overhead over the bare client.
 
-const benchBatch = 100
-
-func benchEnvelope(b *testing.B, instance string) []byte {
-	return envelope(b, instance, "MESSAGES_UPSERT", map[string]any{
-		"key":     map[string]any{"remoteJid": "5511999999999@s.whatsapp.net", "fromMe": false, "id": "3EB0C767D26A1D2F"},
-		"message": map[string]any{"conversation": strings.Repeat("lorem ipsum ", 70)},
-	})
-}
-
-// countAcks is a cheap Acks for benchmarks: it counts failures.
-type countAcks struct{ failed atomic.Int64 }
-
-func (c *countAcks) Done(_ string, err error) {
-	if err != nil {
-		c.failed.Add(1)
-	}
-}
-
 func BenchmarkPublish(b *testing.B) {
 	dialBroker(b) // fail, not skip, when the broker is down
 	s := openSink(b, events.NamingSeed, nil)
@@ -49,26 +29,7 @@ func BenchmarkPublish(b *testing.B) {
 	if _, err := s.Validate(context.Background(), inst, []byte(settings)); err != nil {
 		b.Fatal(err)
 	}
-	env := benchEnvelope(b, inst)
-	b.SetBytes(int64(len(env)))
-	batch := make([]sdk.Delivery, benchBatch)
-	acks := &countAcks{}
-	b.ResetTimer()
-	for i := 0; i < b.N; i += benchBatch {
-		n := min(benchBatch, b.N-i)
-		for j := range n {
-			batch[j] = sdk.Delivery{ID: fmt.Sprintf("b-%d", i+j), Instance: inst, Event: "MESSAGES_UPSERT",
-				Attempt: 1, Envelope: env, Settings: []byte(settings)}
-		}
-		if err := s.Deliver(context.Background(), batch[:n], acks); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	if f := acks.failed.Load(); f > 0 {
-		b.Fatalf("%d deliveries failed", f)
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	sinktest.BenchDeliver(b, s, inst, settings, sinktest.BenchEnvelope(b, inst))
 }
 
 func BenchmarkBareClient(b *testing.B) {
@@ -89,16 +50,13 @@ func BenchmarkBareClient(b *testing.B) {
 	if err := ch.Confirm(false); err != nil {
 		b.Fatal(err)
 	}
-	env := benchEnvelope(b, inst)
-	b.SetBytes(int64(len(env)))
-	dcs := make([]*amqp.DeferredConfirmation, 0, benchBatch)
-	b.ResetTimer()
-	for i := 0; i < b.N; i += benchBatch {
-		n := min(benchBatch, b.N-i)
+	env := sinktest.BenchEnvelope(b, inst)
+	dcs := make([]*amqp.DeferredConfirmation, 0, sinktest.BenchBatch)
+	sinktest.BenchBatches(b, len(env), func(first, n int) {
 		dcs = dcs[:0]
 		for j := range n {
 			dc, err := ch.PublishWithDeferredConfirm(inst, "messages.upsert", true, false, amqp.Publishing{
-				ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: fmt.Sprintf("b-%d", i+j),
+				ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: fmt.Sprintf("b-%d", first+j),
 				Timestamp: time.Now(), Headers: amqp.Table{"instance": inst, "event": "MESSAGES_UPSERT"}, Body: env,
 			})
 			if err != nil {
@@ -111,7 +69,5 @@ func BenchmarkBareClient(b *testing.B) {
 				b.Fatal("nacked")
 			}
 		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
 }

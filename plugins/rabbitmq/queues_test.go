@@ -30,7 +30,7 @@ func TestQueueLimits(t *testing.T) {
 	}
 	var batch []sdk.Delivery
 	for range 3 {
-		batch = append(batch, delivery(t, unique("id"), long, "MESSAGES_UPSERT", string(out)))
+		batch = append(batch, sinktest.Delivery(t, unique("id"), long, "MESSAGES_UPSERT", string(out)))
 	}
 	for id, err := range sinktest.Deliver(t, s, s.naming, batch...) {
 		if err != nil {
@@ -48,7 +48,7 @@ func TestQueueLimits(t *testing.T) {
 	if _, err := s.Validate(context.Background(), short, json.RawMessage(settings)); err != nil {
 		t.Fatal(err)
 	}
-	d := delivery(t, unique("id"), short, "MESSAGES_UPSERT", settings)
+	d := sinktest.Delivery(t, unique("id"), short, "MESSAGES_UPSERT", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestQueueLimitsChangedAreRefused(t *testing.T) {
 	}
 	// The publish path uses the queue as it is.
 	settings := `{"enabled":true,"events":["CALL"],"queue_ttl":"2h0m0s"}`
-	d := delivery(t, unique("id"), inst, "CALL", settings)
+	d := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("delivery to the queue as it is: %v", err)
 	}
@@ -123,7 +123,7 @@ func TestTLS(t *testing.T) {
 	if _, err := s.Validate(context.Background(), inst, json.RawMessage(settings)); err != nil {
 		t.Fatal(err)
 	}
-	d := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	d := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("delivery over TLS: %v", err)
 	}

@@ -108,7 +108,7 @@ func TestNotConfigured(t *testing.T) {
 	if got, err := s.Validate(context.Background(), "acme", off); err != nil || string(got) != string(off) {
 		t.Errorf("Validate disabled = %s, %v; want it kept", got, err)
 	}
-	acks := sinktest.Deliver(t, s, s.naming, delivery(t, "d1", "acme", "CALL", `{"enabled":true,"events":[]}`))
+	acks := sinktest.Deliver(t, s, s.naming, sinktest.Delivery(t, "d1", "acme", "CALL", `{"enabled":true,"events":[]}`))
 	if err := acks["d1"]; err == nil || sdk.IsPermanent(err) {
 		t.Errorf("Deliver while not configured acked %v, want a retryable error", err)
 	}
@@ -145,7 +145,7 @@ func TestUnreachableBrokerRetriesAtOnce(t *testing.T) {
 	if h.Ready || !strings.Contains(h.Detail, "disconnected from amqp://127.0.0.1:1/") {
 		t.Errorf("Health = %+v, want not ready and why", h)
 	}
-	acks := sinktest.Deliver(t, s, s.naming, delivery(t, "d1", "acme", "CALL", `{"enabled":true,"events":[]}`))
+	acks := sinktest.Deliver(t, s, s.naming, sinktest.Delivery(t, "d1", "acme", "CALL", `{"enabled":true,"events":[]}`))
 	if err := acks["d1"]; err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "not connected") {
 		t.Errorf("ack = %v, want a retryable not-connected error", err)
 	}

@@ -65,8 +65,8 @@ func TestPublishPerInstance(t *testing.T) {
 	}
 	tap := b.tap(inst)
 
-	up := delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
-	conn := delivery(t, unique("id"), inst, "CONNECTION_UPDATE", settings)
+	up := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	conn := sinktest.Delivery(t, unique("id"), inst, "CONNECTION_UPDATE", settings)
 	for id, err := range sinktest.Deliver(t, s, s.naming, up, conn) {
 		if err != nil {
 			t.Errorf("delivery %s acked %v, want delivered", id, err)
@@ -93,7 +93,7 @@ func TestNamingEvolution(t *testing.T) {
 	cleanupBroker(t, inst, instanceQueues(inst)...)
 	settings := `{"enabled":true,"events":[]}`
 
-	d := delivery(t, unique("id"), inst, "GROUP_PARTICIPANTS_UPDATE", settings)
+	d := sinktest.Delivery(t, unique("id"), inst, "GROUP_PARTICIPANTS_UPDATE", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("ack: %v", err)
 	}
@@ -121,8 +121,8 @@ func TestGlobalMode(t *testing.T) {
 	if !b.queueExists(prefix + ".messages.upsert") {
 		t.Fatalf("Validate did not declare the global queue %s.messages.upsert", prefix)
 	}
-	d1 := delivery(t, unique("id"), i1, "MESSAGES_UPSERT", settings)
-	d2 := delivery(t, unique("id"), i2, "MESSAGES_UPSERT", settings)
+	d1 := sinktest.Delivery(t, unique("id"), i1, "MESSAGES_UPSERT", settings)
+	d2 := sinktest.Delivery(t, unique("id"), i2, "MESSAGES_UPSERT", settings)
 	for id, err := range sinktest.Deliver(t, s, s.naming, d1, d2) {
 		if err != nil {
 			t.Errorf("delivery %s: %v", id, err)
@@ -159,7 +159,7 @@ func TestReturnedMessageIsRetried(t *testing.T) {
 	if _, err := b.channel().QueueDelete(inst+".call", false, false, false); err != nil {
 		t.Fatalf("delete queue: %v", err)
 	}
-	d := delivery(t, unique("id"), inst, "CALL", settings)
+	d := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
 	err := sinktest.Deliver(t, s, s.naming, d)[d.ID]
 	if err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "returned") {
 		t.Fatalf("ack for an unroutable message = %v, want a retryable 'returned' error", err)
@@ -187,7 +187,7 @@ func TestExistingClassicQueueIsUsed(t *testing.T) {
 	if _, err := s.Validate(context.Background(), inst, json.RawMessage(settings)); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	d := delivery(t, unique("id"), inst, "CALL", settings)
+	d := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("ack: %v", err)
 	}
@@ -204,7 +204,7 @@ func TestBatchAllConfirmed(t *testing.T) {
 	settings := `{"enabled":true,"events":[]}`
 	var batch []sdk.Delivery
 	for range 500 {
-		batch = append(batch, delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings))
+		batch = append(batch, sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings))
 	}
 	for id, err := range sinktest.Deliver(t, s, s.naming, batch...) {
 		if err != nil {
