@@ -22,16 +22,16 @@ import (
 func BenchmarkPublish(b *testing.B) {
 	c := dial(b, serverURL)
 	s := openSink(b, serverURL, events.NamingSeed, nil)
-	inst := unique("b-sink")
-	c.stream(unique("B-SINK"), inst+".>")
+	inst := sinktest.Unique("b-sink")
+	c.stream(sinktest.Unique("B-SINK"), inst+".>")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
 	sinktest.BenchDeliver(b, s, inst, settings, sinktest.BenchEnvelope(b, inst))
 }
 
 func BenchmarkBareClient(b *testing.B) {
 	c := dial(b, serverURL)
-	inst := unique("b-bare")
-	c.stream(unique("B-BARE"), inst+".>")
+	inst := sinktest.Unique("b-bare")
+	c.stream(sinktest.Unique("B-BARE"), inst+".>")
 	env := sinktest.BenchEnvelope(b, inst)
 	futures := make([]jetstream.PubAckFuture, 0, sinktest.BenchBatch)
 	sinktest.BenchBatches(b, len(env), func(first, n int) {

@@ -18,8 +18,8 @@ import (
 // suite checks for leaked goroutines while it runs, so the connection that
 // reads the stream lives only inside Received.
 func TestConformance(t *testing.T) {
-	inst := unique("t-conf")
-	stream := unique("T-CONF")
+	inst := sinktest.Unique("t-conf")
+	stream := sinktest.Unique("T-CONF")
 	dial(t, serverURL).stream(stream, inst+".>") // fails, not skips, when the server is down
 	enabled := json.RawMessage(`{"enabled":true,"events":[]}`)
 

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
@@ -24,18 +20,6 @@ const serverURL = "nats://127.0.0.1:4222"
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// unique returns a name no other test run uses; it is a valid subject
-// token and stream name.
-func unique(prefix string) string {
-	b := make([]byte, 5)
-	_, _ = rand.Read(b)
-	return prefix + "-" + hex.EncodeToString(b)
-}
-
-func testLogger() hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "nats-test", Output: os.Stderr, Level: hclog.Warn})
-}
-
 // openSink opens a sink on url with extra process settings and waits until
 // it is connected.
 func openSink(t testing.TB, url string, naming events.Naming, extra map[string]string) *Sink {
@@ -45,7 +29,7 @@ func openSink(t testing.TB, url string, naming events.Naming, extra map[string]s
 		settings[k] = v
 	}
 	s := New()
-	if err := s.Open(context.Background(), sdk.Config{Settings: settings, Naming: naming, Logger: testLogger()}); err != nil {
+	if err := s.Open(context.Background(), sdk.Config{Settings: settings, Naming: naming, Logger: sinktest.Logger("nats-test")}); err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() {

@@ -75,8 +75,8 @@ func TestServerRestart(t *testing.T) {
 	srv := startServer(t)
 	s := openSink(t, srv.url(), events.NamingSeed, map[string]string{"reconnect_max_delay": "1s"})
 	c := dial(t, srv.url())
-	inst := unique("t-restart")
-	name := unique("T-RESTART")
+	inst := sinktest.Unique("t-restart")
+	name := sinktest.Unique("T-RESTART")
 	c.stream(name, inst+".messages.upsert")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT","CALL"]}`
 	if got := validate(t, s, inst, settings); got["mode"] != "mixed" {
@@ -88,7 +88,7 @@ func TestServerRestart(t *testing.T) {
 		Down: func(testing.TB) { srv.kill() },
 		// A core publish while disconnected is retried, not buffered or lost.
 		WhileDown: func(t testing.TB) {
-			core := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
+			core := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CALL", settings)
 			if err := sinktest.Deliver(t, s, s.naming, core)[core.ID]; err == nil || sdk.IsPermanent(err) {
 				t.Errorf("core delivery while the server is down acked %v, want a retryable error", err)
 			}

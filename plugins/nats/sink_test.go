@@ -50,15 +50,15 @@ func validate(t *testing.T, s *Sink, instance, settings string) map[string]any {
 func TestJetStreamMode(t *testing.T) {
 	c := dial(t, serverURL)
 	s := openSink(t, serverURL, events.NamingSeed, nil)
-	inst := unique("t-js")
-	st := c.stream(unique("T-JS"), inst+".>")
+	inst := sinktest.Unique("t-js")
+	st := c.stream(sinktest.Unique("T-JS"), inst+".>")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"]}`
 	if got := validate(t, s, inst, settings); got["mode"] != "jetstream" || got["enabled"] != true || len(got["events"].([]any)) != 2 {
 		t.Errorf("Validate = %v, want the settings kept and mode jetstream", got)
 	}
 
-	up := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
-	conn := sinktest.Delivery(t, unique("id"), inst, "CONNECTION_UPDATE", settings)
+	up := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
+	conn := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CONNECTION_UPDATE", settings)
 	for id, err := range sinktest.Deliver(t, s, s.naming, up, conn) {
 		if err != nil {
 			t.Errorf("delivery %s acked %v, want delivered", id, err)
@@ -80,10 +80,10 @@ func TestJetStreamMode(t *testing.T) {
 func TestJetStreamDeduplicates(t *testing.T) {
 	c := dial(t, serverURL)
 	s := openSink(t, serverURL, events.NamingSeed, nil)
-	inst := unique("t-dup")
-	st := c.stream(unique("T-DUP"), inst+".>")
+	inst := sinktest.Unique("t-dup")
+	st := c.stream(sinktest.Unique("T-DUP"), inst+".>")
 	settings := `{"enabled":true,"events":[]}`
-	d := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
+	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CALL", settings)
 	for attempt := 1; attempt <= 2; attempt++ {
 		d.Attempt = attempt
 		if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
@@ -100,7 +100,7 @@ func TestJetStreamDeduplicates(t *testing.T) {
 func TestCoreMode(t *testing.T) {
 	c := dial(t, serverURL)
 	s := openSink(t, serverURL, events.NamingSeed, nil)
-	inst := unique("t-core")
+	inst := sinktest.Unique("t-core")
 	sub, err := c.nc.SubscribeSync(inst + ".>")
 	if err != nil {
 		t.Fatal(err)
@@ -112,8 +112,8 @@ func TestCoreMode(t *testing.T) {
 	if got := validate(t, s, inst, settings); got["mode"] != "core" {
 		t.Errorf("Validate = %v, want mode core", got)
 	}
-	up := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
-	marker := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
+	up := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
+	marker := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CALL", settings)
 	for id, err := range sinktest.Deliver(t, s, s.naming, up) {
 		if err != nil {
 			t.Errorf("delivery %s: %v", id, err)
@@ -149,9 +149,9 @@ func TestCoreMode(t *testing.T) {
 func TestNamingEvolution(t *testing.T) {
 	c := dial(t, serverURL)
 	s := openSink(t, serverURL, events.NamingEvolution, nil)
-	inst := unique("t-evo")
-	st := c.stream(unique("T-EVO"), inst+".>")
-	d := sinktest.Delivery(t, unique("id"), inst, "GROUP_UPDATE", `{"enabled":true,"events":[]}`)
+	inst := sinktest.Unique("t-evo")
+	st := c.stream(sinktest.Unique("T-EVO"), inst+".>")
+	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "GROUP_UPDATE", `{"enabled":true,"events":[]}`)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatal(err)
 	}
@@ -169,16 +169,16 @@ func TestNamingEvolution(t *testing.T) {
 // Global mode puts every instance's subjects under the prefix.
 func TestSubjectPrefix(t *testing.T) {
 	c := dial(t, serverURL)
-	prefix := unique("t-global")
+	prefix := sinktest.Unique("t-global")
 	s := openSink(t, serverURL, events.NamingSeed, map[string]string{"subject_prefix": prefix})
-	st := c.stream(unique("T-GLOBAL"), prefix+".>")
+	st := c.stream(sinktest.Unique("T-GLOBAL"), prefix+".>")
 	settings := `{"enabled":true,"events":[]}`
-	i1, i2 := unique("t-a"), unique("t-b")
+	i1, i2 := sinktest.Unique("t-a"), sinktest.Unique("t-b")
 	if got := validate(t, s, i1, settings); got["mode"] != "jetstream" {
 		t.Errorf("Validate = %v, want mode jetstream (the stream covers the prefix)", got)
 	}
-	d1 := sinktest.Delivery(t, unique("id"), i1, "MESSAGES_UPSERT", settings)
-	d2 := sinktest.Delivery(t, unique("id"), i2, "MESSAGES_UPSERT", settings)
+	d1 := sinktest.Delivery(t, sinktest.Unique("id"), i1, "MESSAGES_UPSERT", settings)
+	d2 := sinktest.Delivery(t, sinktest.Unique("id"), i2, "MESSAGES_UPSERT", settings)
 	for id, err := range sinktest.Deliver(t, s, s.naming, d1, d2) {
 		if err != nil {
 			t.Errorf("delivery %s: %v", id, err)
@@ -198,8 +198,8 @@ func TestSubjectPrefix(t *testing.T) {
 func TestModeInSettings(t *testing.T) {
 	c := dial(t, serverURL)
 	s := openSink(t, serverURL, events.NamingSeed, nil)
-	inst := unique("t-mode")
-	c.stream(unique("T-MODE"), inst+".messages.upsert")
+	inst := sinktest.Unique("t-mode")
+	c.stream(sinktest.Unique("T-MODE"), inst+".messages.upsert")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT","CALL"],"mode":"core"}`
 	out, err := s.Validate(context.Background(), inst, json.RawMessage(settings))
 	if err != nil {
@@ -224,16 +224,16 @@ func TestModeInSettings(t *testing.T) {
 func TestStreamCreatedLater(t *testing.T) {
 	c := dial(t, serverURL)
 	s := openSink(t, serverURL, events.NamingSeed, map[string]string{"stream_cache_ttl": "200ms"})
-	inst := unique("t-later")
+	inst := sinktest.Unique("t-later")
 	settings := `{"enabled":true,"events":[]}`
-	first := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
+	first := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CALL", settings)
 	if err := sinktest.Deliver(t, s, s.naming, first)[first.ID]; err != nil {
 		t.Fatal(err)
 	}
-	st := c.stream(unique("T-LATER"), inst+".>")
+	st := c.stream(sinktest.Unique("T-LATER"), inst+".>")
 	var stored1 string
 	sinktest.Eventually(t, "a delivery stored in the new stream", time.Minute, func() bool {
-		d := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
+		d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CALL", settings)
 		if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 			t.Fatalf("delivery: %v", err)
 		}

@@ -26,11 +26,11 @@ func TestTLS(t *testing.T) {
 
 	s := openSink(t, url, events.NamingSeed, map[string]string{"tls_ca": ca.File})
 	c := dial(t, url, nats.RootCAs(ca.File))
-	inst := unique("t-tls")
-	st := c.stream(unique("T-TLS"), inst+".messages.upsert")
+	inst := sinktest.Unique("t-tls")
+	st := c.stream(sinktest.Unique("T-TLS"), inst+".messages.upsert")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
 	validate(t, s, inst, settings)
-	d := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("delivery over TLS: %v", err)
 	}
@@ -41,14 +41,14 @@ func TestTLS(t *testing.T) {
 
 	// The machine's CAs do not vouch for the test's: no connection.
 	plain := New()
-	if err := plain.Open(context.Background(), sdk.Config{Settings: map[string]string{"url": url}, Logger: testLogger()}); err != nil {
+	if err := plain.Open(context.Background(), sdk.Config{Settings: map[string]string{"url": url}, Logger: sinktest.Logger("nats-test")}); err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	defer plain.Close(context.Background())
 	if h := plain.Health(context.Background()); h.Ready {
 		t.Fatalf("without the CA the sink is ready: %s", h.Detail)
 	}
-	d2 := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	d2 := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
 	if err := sinktest.Deliver(t, plain, plain.naming, d2)[d2.ID]; err == nil || sdk.IsPermanent(err) {
 		t.Fatalf("delivery without the CA acked %v, want a retryable error", err)
 	}

@@ -23,7 +23,7 @@ import (
 func BenchmarkPublish(b *testing.B) {
 	dialBroker(b) // fail, not skip, when the broker is down
 	s := openSink(b, events.NamingSeed, nil)
-	inst := unique("b-sink")
+	inst := sinktest.Unique("b-sink")
 	cleanupBroker(b, inst, instanceQueues(inst)...)
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
 	if _, err := s.Validate(context.Background(), inst, []byte(settings)); err != nil {
@@ -34,7 +34,7 @@ func BenchmarkPublish(b *testing.B) {
 
 func BenchmarkBareClient(b *testing.B) {
 	br := dialBroker(b)
-	inst := unique("b-bare")
+	inst := sinktest.Unique("b-bare")
 	queue := inst + ".messages.upsert"
 	cleanupBroker(b, inst, queue)
 	ch := br.channel()

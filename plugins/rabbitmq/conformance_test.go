@@ -17,8 +17,8 @@ import (
 // suite's own check: none outlives Before or Received.
 func TestConformance(t *testing.T) {
 	dialBroker(t) // fail, not skip, when the broker is down
-	inst := unique("t-conf")
-	tap := unique("t-conf-tap")
+	inst := sinktest.Unique("t-conf")
+	tap := sinktest.Unique("t-conf-tap")
 	cleanupBroker(t, inst, append(instanceQueues(inst), tap)...)
 	enabled := json.RawMessage(`{"enabled":true,"events":[]}`)
 

@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
 
@@ -27,17 +23,6 @@ const (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// unique returns a name no other test run uses.
-func unique(prefix string) string {
-	b := make([]byte, 5)
-	_, _ = rand.Read(b)
-	return prefix + "-" + hex.EncodeToString(b)
-}
-
-func testLogger() hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "rabbitmq-test", Output: os.Stderr, Level: hclog.Warn})
-}
-
 // openSink opens a sink on the local broker with extra process settings.
 func openSink(t testing.TB, naming events.Naming, extra map[string]string) *Sink {
 	t.Helper()
@@ -54,7 +39,7 @@ func openSinkAt(t testing.TB, uri string, naming events.Naming, extra map[string
 	s := New()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.Open(ctx, sdk.Config{Settings: settings, Naming: naming, Logger: testLogger()}); err != nil {
+	if err := s.Open(ctx, sdk.Config{Settings: settings, Naming: naming, Logger: sinktest.Logger("rabbitmq-test")}); err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() {

@@ -25,7 +25,7 @@ func brokerOutage(t *testing.T, fault faultproxy.Fault) {
 	proxy := faultproxy.Start(t, brokerAddr)
 	s := openSinkAt(t, "amqp://guest:guest@"+proxy.Addr()+"/", events.NamingSeed,
 		map[string]string{"heartbeat": "1s", "reconnect_max_delay": "1s", "confirm_timeout": "5s"})
-	inst := unique("t-outage")
+	inst := sinktest.Unique("t-outage")
 	cleanupBroker(t, inst, instanceQueues(inst)...)
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
 	if _, err := s.Validate(context.Background(), inst, []byte(settings)); err != nil {

@@ -21,7 +21,7 @@ func TestQueueLimits(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingSeed, nil)
 
-	long := unique("t-maxlen")
+	long := sinktest.Unique("t-maxlen")
 	cleanupBroker(t, long, instanceQueues(long)...)
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"],"queue_ttl":"1h","queue_max_length":2}`
 	out, err := s.Validate(context.Background(), long, json.RawMessage(settings))
@@ -30,7 +30,7 @@ func TestQueueLimits(t *testing.T) {
 	}
 	var batch []sdk.Delivery
 	for range 3 {
-		batch = append(batch, sinktest.Delivery(t, unique("id"), long, "MESSAGES_UPSERT", string(out)))
+		batch = append(batch, sinktest.Delivery(t, sinktest.Unique("id"), long, "MESSAGES_UPSERT", string(out)))
 	}
 	for id, err := range sinktest.Deliver(t, s, s.naming, batch...) {
 		if err != nil {
@@ -42,13 +42,13 @@ func TestQueueLimits(t *testing.T) {
 		t.Fatalf("queue holds %s, %s; want the newest two, %s and %s", got[0].MessageId, got[1].MessageId, batch[1].ID, batch[2].ID)
 	}
 
-	short := unique("t-ttl")
+	short := sinktest.Unique("t-ttl")
 	cleanupBroker(t, short, instanceQueues(short)...)
 	settings = `{"enabled":true,"events":["MESSAGES_UPSERT"],"queue_ttl":"200ms"}`
 	if _, err := s.Validate(context.Background(), short, json.RawMessage(settings)); err != nil {
 		t.Fatal(err)
 	}
-	d := sinktest.Delivery(t, unique("id"), short, "MESSAGES_UPSERT", settings)
+	d := sinktest.Delivery(t, sinktest.Unique("id"), short, "MESSAGES_UPSERT", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestQueueLimits(t *testing.T) {
 // to do, and delivering to the queue as it is goes on.
 func TestQueueLimitsChangedAreRefused(t *testing.T) {
 	s := openSink(t, events.NamingSeed, nil)
-	inst := unique("t-redeclare")
+	inst := sinktest.Unique("t-redeclare")
 	cleanupBroker(t, inst, instanceQueues(inst)...)
 	if _, err := s.Validate(context.Background(), inst, json.RawMessage(`{"enabled":true,"events":["CALL"],"queue_ttl":"1h"}`)); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestQueueLimitsChangedAreRefused(t *testing.T) {
 	}
 	// The publish path uses the queue as it is.
 	settings := `{"enabled":true,"events":["CALL"],"queue_ttl":"2h0m0s"}`
-	d := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
+	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CALL", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("delivery to the queue as it is: %v", err)
 	}
@@ -117,13 +117,13 @@ func TestTLS(t *testing.T) {
 	if h := s.Health(context.Background()); !strings.Contains(h.Detail, "amqps://") {
 		t.Fatalf("health %q; want it connected over amqps", h.Detail)
 	}
-	inst := unique("t-tls")
+	inst := sinktest.Unique("t-tls")
 	cleanupBroker(t, inst, instanceQueues(inst)...)
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
 	if _, err := s.Validate(context.Background(), inst, json.RawMessage(settings)); err != nil {
 		t.Fatal(err)
 	}
-	d := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
+	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("delivery over TLS: %v", err)
 	}
@@ -134,7 +134,7 @@ func TestTLS(t *testing.T) {
 	plain := New()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := plain.Open(ctx, sdk.Config{Settings: map[string]string{"uri": uri}, Logger: testLogger()}); err != nil {
+	if err := plain.Open(ctx, sdk.Config{Settings: map[string]string{"uri": uri}, Logger: sinktest.Logger("rabbitmq-test")}); err != nil {
 		t.Fatal(err)
 	}
 	defer plain.Close(ctx)

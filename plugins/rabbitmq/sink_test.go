@@ -47,7 +47,7 @@ func checkMessage(t *testing.T, m amqp.Delivery, d sdk.Delivery, exchange, key, 
 func TestPublishPerInstance(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingSeed, nil)
-	inst := unique("t-inst")
+	inst := sinktest.Unique("t-inst")
 	cleanupBroker(t, inst, instanceQueues(inst)...)
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"]}`
 
@@ -65,8 +65,8 @@ func TestPublishPerInstance(t *testing.T) {
 	}
 	tap := b.tap(inst)
 
-	up := sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings)
-	conn := sinktest.Delivery(t, unique("id"), inst, "CONNECTION_UPDATE", settings)
+	up := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
+	conn := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CONNECTION_UPDATE", settings)
 	for id, err := range sinktest.Deliver(t, s, s.naming, up, conn) {
 		if err != nil {
 			t.Errorf("delivery %s acked %v, want delivered", id, err)
@@ -89,11 +89,11 @@ func TestPublishPerInstance(t *testing.T) {
 func TestNamingEvolution(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingEvolution, nil)
-	inst := unique("t-evo")
+	inst := sinktest.Unique("t-evo")
 	cleanupBroker(t, inst, instanceQueues(inst)...)
 	settings := `{"enabled":true,"events":[]}`
 
-	d := sinktest.Delivery(t, unique("id"), inst, "GROUP_PARTICIPANTS_UPDATE", settings)
+	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "GROUP_PARTICIPANTS_UPDATE", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("ack: %v", err)
 	}
@@ -110,19 +110,19 @@ func TestNamingEvolution(t *testing.T) {
 // key the event, one queue per event shared by the instances.
 func TestGlobalMode(t *testing.T) {
 	b := dialBroker(t)
-	exchange, prefix := unique("t-global"), unique("t-prefix")
+	exchange, prefix := sinktest.Unique("t-global"), sinktest.Unique("t-prefix")
 	cleanupBroker(t, exchange, prefix+".messages.upsert", prefix+".call")
 	s := openSink(t, events.NamingSeed, map[string]string{"global": "true", "global_exchange": exchange, "global_prefix": prefix})
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
-	i1, i2 := unique("t-a"), unique("t-b")
+	i1, i2 := sinktest.Unique("t-a"), sinktest.Unique("t-b")
 	if _, err := s.Validate(context.Background(), i1, json.RawMessage(settings)); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
 	if !b.queueExists(prefix + ".messages.upsert") {
 		t.Fatalf("Validate did not declare the global queue %s.messages.upsert", prefix)
 	}
-	d1 := sinktest.Delivery(t, unique("id"), i1, "MESSAGES_UPSERT", settings)
-	d2 := sinktest.Delivery(t, unique("id"), i2, "MESSAGES_UPSERT", settings)
+	d1 := sinktest.Delivery(t, sinktest.Unique("id"), i1, "MESSAGES_UPSERT", settings)
+	d2 := sinktest.Delivery(t, sinktest.Unique("id"), i2, "MESSAGES_UPSERT", settings)
 	for id, err := range sinktest.Deliver(t, s, s.naming, d1, d2) {
 		if err != nil {
 			t.Errorf("delivery %s: %v", id, err)
@@ -150,7 +150,7 @@ func TestGlobalMode(t *testing.T) {
 func TestReturnedMessageIsRetried(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingSeed, nil)
-	inst := unique("t-ret")
+	inst := sinktest.Unique("t-ret")
 	cleanupBroker(t, inst, instanceQueues(inst)...)
 	settings := `{"enabled":true,"events":["CALL"]}`
 	if _, err := s.Validate(context.Background(), inst, json.RawMessage(settings)); err != nil {
@@ -159,7 +159,7 @@ func TestReturnedMessageIsRetried(t *testing.T) {
 	if _, err := b.channel().QueueDelete(inst+".call", false, false, false); err != nil {
 		t.Fatalf("delete queue: %v", err)
 	}
-	d := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
+	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CALL", settings)
 	err := sinktest.Deliver(t, s, s.naming, d)[d.ID]
 	if err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "returned") {
 		t.Fatalf("ack for an unroutable message = %v, want a retryable 'returned' error", err)
@@ -178,7 +178,7 @@ func TestReturnedMessageIsRetried(t *testing.T) {
 func TestExistingClassicQueueIsUsed(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingSeed, nil)
-	inst := unique("t-classic")
+	inst := sinktest.Unique("t-classic")
 	cleanupBroker(t, inst, instanceQueues(inst)...)
 	if _, err := b.channel().QueueDeclare(inst+".call", true, false, false, false, amqp.Table{"x-queue-type": "classic"}); err != nil {
 		t.Fatalf("declare classic queue: %v", err)
@@ -187,7 +187,7 @@ func TestExistingClassicQueueIsUsed(t *testing.T) {
 	if _, err := s.Validate(context.Background(), inst, json.RawMessage(settings)); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	d := sinktest.Delivery(t, unique("id"), inst, "CALL", settings)
+	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CALL", settings)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatalf("ack: %v", err)
 	}
@@ -199,12 +199,12 @@ func TestExistingClassicQueueIsUsed(t *testing.T) {
 func TestBatchAllConfirmed(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingSeed, map[string]string{"max_in_flight": "64"})
-	inst := unique("t-batch")
+	inst := sinktest.Unique("t-batch")
 	cleanupBroker(t, inst, instanceQueues(inst)...)
 	settings := `{"enabled":true,"events":[]}`
 	var batch []sdk.Delivery
 	for range 500 {
-		batch = append(batch, sinktest.Delivery(t, unique("id"), inst, "MESSAGES_UPSERT", settings))
+		batch = append(batch, sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings))
 	}
 	for id, err := range sinktest.Deliver(t, s, s.naming, batch...) {
 		if err != nil {

@@ -1,0 +1,118 @@
+package sinktest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
+)
+
+// Unique returns a name no other test run uses: prefix, a dash and ten
+// hex digits (a valid subject token, stream, queue or exchange name).
+func Unique(prefix string) string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+// Logger is a plugin logger for tests: warnings and errors to stderr.
+func Logger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Output: os.Stderr, Level: hclog.Warn})
+}
+
+// SettingsCase is one case for ParseSettings.
+type SettingsCase[P any] struct {
+	Name string
+	In   map[string]string
+	// Check, if set, looks at what was parsed.
+	Check func(t *testing.T, ps P)
+	// Err, if set, is in the error parsing must return.
+	Err string
+	// Unknown, if set, is among the unknown settings reported.
+	Unknown string
+}
+
+// ParseSettings runs each case through a plugin's process settings
+// parser. An error must contain the case's Err and never the password
+// "s3cret" a case may put in a URL.
+func ParseSettings[P any](t *testing.T, parse func(map[string]string) (P, []string, error), cases []SettingsCase[P]) {
+	for _, tt := range cases {
+		t.Run(tt.Name, func(t *testing.T) {
+			ps, unknown, err := parse(tt.In)
+			if tt.Err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.Err) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.Err)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Errorf("error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error: %v", err)
+			}
+			if tt.Unknown != "" && !strings.Contains(strings.Join(unknown, ","), tt.Unknown) {
+				t.Errorf("unknown = %v, want %s among them", unknown, tt.Unknown)
+			}
+			if tt.Check != nil {
+				tt.Check(t, ps)
+			}
+		})
+	}
+}
+
+// NotConfigured opens s without process settings, so without the
+// variable it needs, and checks that it runs: Health says what to set,
+// Validate refuses to enable an instance with a field error on enabled
+// naming variable but keeps disabled settings, Deliver acks with a
+// retryable error, and Close succeeds.
+func NotConfigured(t *testing.T, s sdk.Sink, variable string) {
+	t.Helper()
+	if err := s.Open(context.Background(), sdk.Config{Settings: map[string]string{}}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	h := s.Health(context.Background())
+	if h.Ready || !strings.Contains(h.Detail, "not configured: set "+variable) {
+		t.Errorf("Health = %+v", h)
+	}
+	_, err := s.Validate(context.Background(), "acme", json.RawMessage(`{"enabled":true,"events":[]}`))
+	var fe sdk.FieldErrors
+	if !errors.As(err, &fe) || len(fe) != 1 || fe[0].Field != "enabled" || !strings.Contains(fe[0].Message, variable) {
+		t.Errorf("Validate enabled = %v, want a field error on enabled naming %s", err, variable)
+	}
+	off := json.RawMessage(`{"enabled":false,"events":["CALL"]}`)
+	if got, err := s.Validate(context.Background(), "acme", off); err != nil || string(got) != string(off) {
+		t.Errorf("Validate disabled = %s, %v; want it kept", got, err)
+	}
+	acks := Deliver(t, s, 0, Delivery(t, "d1", "acme", "CALL", `{"enabled":true,"events":[]}`))
+	if err := acks["d1"]; err == nil || sdk.IsPermanent(err) {
+		t.Errorf("Deliver while not configured acked %v, want a retryable error", err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// Unreachable checks an open sink whose destination nobody listens on:
+// Health is not ready and its Detail contains detail, and a delivery is
+// acked at once with a retryable "not connected" error.
+func Unreachable(t *testing.T, s sdk.Sink, naming events.Naming, detail string) {
+	t.Helper()
+	h := s.Health(context.Background())
+	if h.Ready || !strings.Contains(h.Detail, detail) {
+		t.Errorf("Health = %+v, want not ready and why", h)
+	}
+	acks := Deliver(t, s, naming, Delivery(t, "d1", "acme", "CALL", `{"enabled":true,"events":[]}`))
+	if err := acks["d1"]; err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "not connected") {
+		t.Errorf("ack = %v, want a retryable not-connected error", err)
+	}
+}
