@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -44,4 +45,48 @@ func ParseSize(v string, max int64) (int64, error) {
 		return 0, fmt.Errorf("%q: expected a number of bytes from 1 to %d, e.g. 1048576 or 1MiB", v, max)
 	}
 	return n * mult, nil
+}
+
+// ParseCount reads a process setting that is a whole number from lo to hi.
+func ParseCount(v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%q: expected a whole number from %d to %d", v, lo, hi)
+	}
+	return n, nil
+}
+
+// ReadSettings hands each of a plugin's process settings (Config.Settings),
+// in key order and with white space trimmed, to read, which says whether
+// it knows the key. It returns the keys read did not know as the variables
+// they came from (prefix and the key in upper case, sorted), for Open to
+// warn about, or read's first error prefixed with that variable:
+//
+//	unknown, err := sdk.ReadSettings(cfg.Settings, "EVORELAY_KAFKA_", func(k, v string) (bool, error) {
+//		var err error
+//		switch k {
+//		case "timeout":
+//			timeout, err = sdk.ParseDuration(v)
+//		default:
+//			return false, nil
+//		}
+//		return true, err
+//	})
+func ReadSettings(m map[string]string, prefix string, read func(key, value string) (bool, error)) ([]string, error) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var unknown []string
+	for _, k := range keys {
+		known, err := read(k, strings.TrimSpace(m[k]))
+		if err != nil {
+			return nil, fmt.Errorf("%s%s: %w", prefix, strings.ToUpper(k), err)
+		}
+		if !known {
+			unknown = append(unknown, prefix+strings.ToUpper(k))
+		}
+	}
+	return unknown, nil
 }

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -28,5 +29,25 @@ func TestParseSize(t *testing.T) {
 		if _, err := ParseSize(v, 1<<30); err == nil {
 			t.Errorf("ParseSize(%q, 1GiB) accepted", v)
 		}
+	}
+}
+
+func TestReadSettings(t *testing.T) {
+	var n int
+	read := func(k, v string) (bool, error) {
+		if k != "count" {
+			return false, nil
+		}
+		var err error
+		n, err = ParseCount(v, 1, 10)
+		return true, err
+	}
+	unknown, err := ReadSettings(map[string]string{"count": " 7 ", "zeta": "x", "alpha": "y"}, "EVORELAY_X_", read)
+	if err != nil || n != 7 || strings.Join(unknown, ",") != "EVORELAY_X_ALPHA,EVORELAY_X_ZETA" {
+		t.Errorf("ReadSettings = %d, %v, %v; want 7, the unknown keys as sorted variables", n, unknown, err)
+	}
+	_, err = ReadSettings(map[string]string{"count": "11"}, "EVORELAY_X_", read)
+	if err == nil || err.Error() != `EVORELAY_X_COUNT: "11": expected a whole number from 1 to 10` {
+		t.Errorf("ReadSettings of an out-of-range count: %v", err)
 	}
 }

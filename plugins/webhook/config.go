@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -39,14 +36,7 @@ var retired = map[string]string{
 // know, sorted, for the caller to warn about.
 func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 	c := defaultProcessConfig()
-	var unknown []string
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := strings.TrimSpace(m[k])
+	unknown, err := sdk.ReadSettings(m, envName(""), func(k, v string) (bool, error) {
 		var err error
 		switch k {
 		case "timeout":
@@ -56,18 +46,14 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 		case "media_max_bytes":
 			c.mediaMaxBytes, err = sdk.ParseSize(v, 1<<40)
 		case "max_conns_per_host":
-			var n int
-			n, err = strconv.Atoi(v)
-			if err != nil || n < 1 || n > 4096 {
-				err = fmt.Errorf("%q: expected a whole number from 1 to 4096", v)
-			}
-			c.maxConnsPerHost = n
+			c.maxConnsPerHost, err = sdk.ParseCount(v, 1, 4096)
 		default:
-			unknown = append(unknown, envName(k))
+			return false, nil
 		}
-		if err != nil {
-			return processConfig{}, nil, fmt.Errorf("%s: %w", envName(k), err)
-		}
+		return true, err
+	})
+	if err != nil {
+		return processConfig{}, nil, err
 	}
 	return c, unknown, nil
 }

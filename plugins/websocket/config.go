@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -57,14 +56,7 @@ func envName(key string) string { return "EVORELAY_WEBSOCKET_" + strings.ToUpper
 // know, as variable names, sorted, for the caller to warn about.
 func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 	c := defaultProcessConfig()
-	var unknown []string
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := strings.TrimSpace(m[k])
+	unknown, err := sdk.ReadSettings(m, envName(""), func(k, v string) (bool, error) {
 		var err error
 		switch k {
 		case "ping_interval":
@@ -74,15 +66,15 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 		case "write_timeout":
 			c.writeTimeout, err = sdk.ParseDuration(v)
 		case "send_buffer":
-			c.sendBuffer, err = parseCount(v, 1, 1<<20)
+			c.sendBuffer, err = sdk.ParseCount(v, 1, 1<<20)
 		case "max_connections":
-			c.maxConns, err = parseCount(v, 1, 1<<20)
+			c.maxConns, err = sdk.ParseCount(v, 1, 1<<20)
 		case "max_connections_per_instance":
-			c.maxConnsPerRoom, err = parseCount(v, 1, 1<<20)
+			c.maxConnsPerRoom, err = sdk.ParseCount(v, 1, 1<<20)
 		case "resume_window":
-			c.resumeWindow, err = parseCount(v, 0, 1<<20)
+			c.resumeWindow, err = sdk.ParseCount(v, 0, 1<<20)
 		case "resume_window_global":
-			c.resumeWindowAll, err = parseCount(v, 0, 1<<22)
+			c.resumeWindowAll, err = sdk.ParseCount(v, 0, 1<<22)
 		case "resume_window_bytes":
 			c.resumeWindowBytes, err = parseIntSize(v)
 		case "compression":
@@ -95,11 +87,12 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 		case "cors_origins":
 			c.corsAny, err = parseOrigins(v, c.corsOrigins)
 		default:
-			unknown = append(unknown, envName(k))
+			return false, nil
 		}
-		if err != nil {
-			return processConfig{}, nil, fmt.Errorf("%s: %w", envName(k), err)
-		}
+		return true, err
+	})
+	if err != nil {
+		return processConfig{}, nil, err
 	}
 	return c, unknown, nil
 }
@@ -125,15 +118,6 @@ func parseOrigins(v string, set map[string]bool) (anyOrigin bool, err error) {
 		set[strings.ToLower(u.Scheme+"://"+u.Host)] = true
 	}
 	return anyOrigin, nil
-}
-
-// parseCount reads a whole number from lo to hi.
-func parseCount(v string, lo, hi int) (int, error) {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("%q: expected a whole number from %d to %d", v, lo, hi)
-	}
-	return n, nil
 }
 
 // parseIntSize is sdk.ParseSize for a size held in an int (64GiB at most).
