@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -89,4 +90,18 @@ func ReadSettings(m map[string]string, prefix string, read func(key, value strin
 		}
 	}
 	return unknown, nil
+}
+
+// UnknownSettings returns the process settings in m whose keys are not
+// among known, as the variables they came from (prefix and the key in
+// upper case), sorted, for Open to warn about.
+func UnknownSettings(m map[string]string, prefix string, known []string) []string {
+	var unknown []string
+	for k := range m {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, prefix+strings.ToUpper(k))
+		}
+	}
+	sort.Strings(unknown)
+	return unknown
 }

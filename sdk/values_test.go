@@ -51,3 +51,10 @@ func TestReadSettings(t *testing.T) {
 		t.Errorf("ReadSettings of an out-of-range count: %v", err)
 	}
 }
+
+func TestUnknownSettings(t *testing.T) {
+	got := UnknownSettings(map[string]string{"url": "x", "uri": "y", "a": "z"}, "EVORELAY_X_", []string{"url"})
+	if strings.Join(got, ",") != "EVORELAY_X_A,EVORELAY_X_URI" {
+		t.Errorf("UnknownSettings = %v, want the unknown keys as sorted variables", got)
+	}
+}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -79,13 +77,7 @@ func parseProcessSettings(m map[string]string) (processSettings, []string, error
 		reconnectMax: 30 * time.Second,
 		pingInterval: 20 * time.Second,
 	}
-	var unknown []string
-	for k := range m {
-		if !slices.Contains(knownSettings, k) {
-			unknown = append(unknown, "EVORELAY_NATS_"+strings.ToUpper(k))
-		}
-	}
-	sort.Strings(unknown)
+	unknown := sdk.UnknownSettings(m, "EVORELAY_NATS_", knownSettings)
 	get := func(k string) string { return strings.TrimSpace(m[k]) }
 
 	if raw := get("url"); raw != "" {

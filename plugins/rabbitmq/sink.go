@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -65,13 +63,7 @@ func parseProcessSettings(m map[string]string) (processSettings, []string, error
 		confirmTimeout: 30 * time.Second,
 		reconnectMax:   30 * time.Second,
 	}
-	var unknown []string
-	for k := range m {
-		if !slices.Contains(knownSettings, k) {
-			unknown = append(unknown, "EVORELAY_RABBITMQ_"+strings.ToUpper(k))
-		}
-	}
-	sort.Strings(unknown)
+	unknown := sdk.UnknownSettings(m, "EVORELAY_RABBITMQ_", knownSettings)
 	get := func(k string) string { return strings.TrimSpace(m[k]) }
 
 	if raw := get("uri"); raw != "" {

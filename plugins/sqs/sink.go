@@ -200,10 +200,8 @@ func (s *Sink) Open(ctx context.Context, cfg sdk.Config) error {
 		s.log = cfg.Logger
 	}
 	s.naming = cfg.Naming
-	for k := range cfg.Settings {
-		if !slices.Contains(processKeys, k) {
-			s.log.Warn("unknown setting ignored", "variable", envName(k))
-		}
+	for _, v := range sdk.UnknownSettings(cfg.Settings, envName(""), processKeys) {
+		s.log.Warn("unknown setting ignored", "variable", v)
 	}
 	p, err := parseProcess(cfg.Settings)
 	if err != nil {
