@@ -104,7 +104,7 @@ func TestServerLimits(t *testing.T) {
 	})
 
 	t.Run("slow moving 60 MiB body gets through", func(t *testing.T) {
-		s := StartSidecar(t, []string{"webhook"}, "EVORELAY_BODY_TIMEOUT=1s")
+		s := StartSidecar(t, []string{"webhook"}, "EVORELAY_BODY_TIMEOUT=3s")
 		head := `{"event":"messages.upsert","instance":"slow","data":{"message":{"base64":"`
 		tail := `"}}}`
 		size := 60 << 20
@@ -113,11 +113,11 @@ func TestServerLimits(t *testing.T) {
 		if _, err := io.WriteString(c, head); err != nil {
 			t.Fatal(err)
 		}
-		// Twelve pieces, 400ms apart: 4.4s in all, more than the
-		// timeout, but never a second without progress.
+		// Twelve pieces, 600ms apart: over 7s in all, more than twice the
+		// timeout, but never 3s without progress (room for a busy machine).
 		piece := strings.Repeat("A", pad/12)
 		for i := 0; i < 12; i++ {
-			time.Sleep(400 * time.Millisecond)
+			time.Sleep(600 * time.Millisecond)
 			if _, err := io.WriteString(c, piece); err != nil {
 				t.Fatalf("piece %d: %v", i, err)
 			}
