@@ -27,15 +27,8 @@ func TestConformance(t *testing.T) {
 		New:      func() sdk.Sink { return New() },
 		Open:     map[string]string{"url": serverURL},
 		Instance: inst,
-		Good: []json.RawMessage{
-			enabled,
-			json.RawMessage(`{"enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"]}`),
-			json.RawMessage(`{"enabled":false,"events":[]}`),
-		},
-		Bad: map[string]json.RawMessage{
-			"enabled": json.RawMessage(`{"enabled":"yes","events":[]}`),
-			"events":  json.RawMessage(`{"enabled":true,"events":"MESSAGES_UPSERT"}`),
-		},
+		Good:     sinktest.SubscriptionGood(),
+		Bad:      sinktest.SubscriptionBad(),
 		Deliver: &sinktest.DeliverCase{
 			Settings: enabled,
 			Received: func(t testing.TB, want []string) []string {

@@ -160,3 +160,22 @@ func media() []byte {
 	}
 	return b
 }
+
+// SubscriptionGood is Config.Good for a sink whose instance settings are a
+// bare sdk.Subscription: enabled for every event, for two, and disabled.
+func SubscriptionGood() []json.RawMessage {
+	return []json.RawMessage{
+		json.RawMessage(`{"enabled":true,"events":[]}`),
+		json.RawMessage(`{"enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"]}`),
+		json.RawMessage(`{"enabled":false,"events":[]}`),
+	}
+}
+
+// SubscriptionBad is Config.Bad for a sink whose instance settings are a
+// bare sdk.Subscription: enabled and events of the wrong type.
+func SubscriptionBad() map[string]json.RawMessage {
+	return map[string]json.RawMessage{
+		"enabled": json.RawMessage(`{"enabled":"yes","events":[]}`),
+		"events":  json.RawMessage(`{"enabled":true,"events":"MESSAGES_UPSERT"}`),
+	}
+}
