@@ -84,7 +84,7 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 		return fmt.Errorf("EVORELAY_DATA_DIR: %w", err)
 	}
 	// Listener plugins ask here whose key a client sent in a stream.
-	identify, err := serveUnix(filepath.Join(sockets, pluginhost.HostSocketName), api.NewIdentify(api.Options{APIKey: cfg.APIKey}))
+	identify, err := serveUnix(filepath.Join(sockets, pluginhost.HostSocketName), api.NewIdentify(api.Options{APIKey: cfg.APIKey, Keys: settings}))
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	handler := api.New(api.Options{
 		APIKey: cfg.APIKey, ServerURL: cfg.ServerURL, MaxBodyBytes: cfg.MaxBodyBytes,
 		BodyMemory: cfg.BodyMemory, BodyTimeout: cfg.BodyTimeout,
-		Sinks: h, Settings: settings, Spool: full, DeadLetters: sp,
+		Sinks: h, Settings: settings, Spool: full, DeadLetters: sp, Keys: settings,
 		FullDetail: h.fullDetail, DropSink: absent.drop,
 		Ready:      h.ready,
 		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),

@@ -17,6 +17,7 @@ import (
 
 	"github.com/evorelay/evorelay/host/spool"
 	"github.com/evorelay/evorelay/host/store"
+	"github.com/evorelay/evorelay/sdk"
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
 
@@ -109,6 +110,9 @@ type Options struct {
 	Spool    Spool    // required
 	// DeadLetters serves /{sink}/deadletters/{instance}; nil routes none.
 	DeadLetters DeadLetters
+	// Keys keeps the instance-scoped API keys and serves /keys; nil
+	// routes none and knows only the admin key.
+	Keys Keys
 
 	// FullDetail, when set, says which sinks hold the spool when it is
 	// full; the 503 of ingest includes it.
@@ -226,12 +230,17 @@ func New(o Options) http.Handler {
 	if o.DropSink != nil {
 		s.route(http.MethodDelete, "/plugins/:name", "/plugins/:name", authHeader, s.dropSink)
 	}
+	if o.Keys != nil {
+		s.route(http.MethodPost, "/keys/:instance", "/keys/:instance", authHeader, s.createKey)
+		s.route(http.MethodGet, "/keys/:instance", "/keys/:instance", authHeader, s.listKeys)
+		s.route(http.MethodDelete, "/keys/:instance/:id", "/keys/:instance/:id", authHeader, s.revokeKey)
+	}
 	s.route(http.MethodPost, "/events", "/events", authQuery, s.ingest)
 	s.route(http.MethodPost, "/events/*suffix", "/events", authQuery, s.ingest)
 	s.route(http.MethodPost, "/webhook/evolution/:instance", "/webhook/evolution/:instance", authQuery, s.ingest)
 	if o.Websocket != nil {
 		s.route(http.MethodGet, "/ws", "/ws", authQuery, s.websocket)
-		s.route(http.MethodGet, "/ws/:instance", "/ws", authQuery, s.websocket)
+		s.route(http.MethodGet, "/ws/:instance", "/ws", authQueryInstance, s.websocket)
 		// The console is a static page; the key is typed into it and sent
 		// with its websocket, which /ws authenticates.
 		s.route(http.MethodGet, "/ws-console", "/ws-console", authNone, s.websocket)
@@ -249,12 +258,12 @@ func New(o Options) http.Handler {
 		}
 		seen[name] = true
 		s.sinks = append(s.sinks, name)
-		s.route(http.MethodPost, "/"+name+"/set/:instance", "/:sink/set/:instance", authHeader, s.set(name))
-		s.route(http.MethodGet, "/"+name+"/find/:instance", "/:sink/find/:instance", authHeader, s.find(name))
+		s.route(http.MethodPost, "/"+name+"/set/:instance", "/:sink/set/:instance", authHeaderInstance, s.set(name))
+		s.route(http.MethodGet, "/"+name+"/find/:instance", "/:sink/find/:instance", authHeaderInstance, s.find(name))
 		if o.DeadLetters != nil {
-			s.route(http.MethodGet, "/"+name+"/deadletters/:instance", "/:sink/deadletters/:instance", authHeader, s.listDead(name))
-			s.route(http.MethodDelete, "/"+name+"/deadletters/:instance", "/:sink/deadletters/:instance", authHeader, s.discardDead(name))
-			s.route(http.MethodPost, "/"+name+"/deadletters/:instance/replay", "/:sink/deadletters/:instance/replay", authHeader, s.replayDead(name))
+			s.route(http.MethodGet, "/"+name+"/deadletters/:instance", "/:sink/deadletters/:instance", authHeaderInstance, s.listDead(name))
+			s.route(http.MethodDelete, "/"+name+"/deadletters/:instance", "/:sink/deadletters/:instance", authHeaderInstance, s.discardDead(name))
+			s.route(http.MethodPost, "/"+name+"/deadletters/:instance/replay", "/:sink/deadletters/:instance/replay", authHeaderInstance, s.replayDead(name))
 		}
 	}
 	sort.Strings(s.sinks)
@@ -266,9 +275,19 @@ type authMode int
 
 const (
 	authNone   authMode = iota // probes and scrapers
-	authHeader                 // the apikey header
-	authQuery                  // the apikey header, or the apikey query parameter
+	authHeader                 // the admin key in the apikey header
+	authQuery                  // the admin key in the apikey header, or the apikey query parameter
+	// As authHeader and authQuery, and a key scoped to the route's
+	// {instance} is let through as well.
+	authHeaderInstance
+	authQueryInstance
 )
+
+// query reports whether the key may come in the apikey query parameter.
+func (m authMode) query() bool { return m == authQuery || m == authQueryInstance }
+
+// scoped reports whether a key scoped to the route's {instance} may call it.
+func (m authMode) scoped() bool { return m == authHeaderInstance || m == authQueryInstance }
 
 type handler func(w http.ResponseWriter, r *http.Request, ps httprouter.Params)
 
@@ -298,16 +317,41 @@ func (s *server) serve(label string, mode authMode, h handler, w http.ResponseWr
 		s.metrics.request(label, sw.status)
 	}()
 	if mode != authNone {
-		if msg := s.authenticate(r, mode != authHeader); msg != "" {
+		id, msg := s.authenticate(r, mode.query())
+		if msg != "" {
 			writeError(sw, http.StatusUnauthorized, msg)
 			return
+		}
+		if msg := forbidden(id, mode, ps.ByName("instance")); msg != "" {
+			writeError(sw, http.StatusForbidden, msg)
+			return
+		}
+		if !id.Admin() {
+			// Sinks.Validate tells the plugin (a webhook then holds the
+			// URL to the stricter egress policy).
+			r = r.WithContext(sdk.WithScopedKey(r.Context()))
 		}
 	}
 	s.withBody(sw, r, func() { h(sw, r, ps) })
 }
 
-// authenticate returns why r is not authorized, or "".
-func (s *server) authenticate(r *http.Request, query bool) string {
+// forbidden returns why identity id may not call a route of mode whose
+// {instance} is instance, or "".
+func forbidden(id sdk.Identity, mode authMode, instance string) string {
+	switch {
+	case id.Admin():
+		return ""
+	case mode.scoped() && instance == id.Instance:
+		return ""
+	case mode.scoped() && instance != "":
+		return fmt.Sprintf("this key is scoped to instance %q; it may not act on instance %q", id.Instance, instance)
+	default:
+		return fmt.Sprintf("this key is scoped to instance %q; it may set, find, read dead letters of and stream only that instance; everything else needs the admin key (EVORELAY_API_KEY)", id.Instance)
+	}
+}
+
+// authenticate returns whose key r carries, or why r is not authorized.
+func (s *server) authenticate(r *http.Request, query bool) (sdk.Identity, string) {
 	key := r.Header.Get("apikey")
 	where := `the "apikey" header`
 	if query {
@@ -317,12 +361,13 @@ func (s *server) authenticate(r *http.Request, query bool) string {
 		}
 	}
 	if key == "" {
-		return "missing API key; send it in " + where
+		return sdk.Identity{}, "missing API key; send it in " + where
 	}
-	if _, ok := s.identify(key); !ok {
-		return "invalid API key; send the key the sidecar is configured with (EVORELAY_API_KEY) in " + where
+	id, ok := s.identify(key)
+	if !ok {
+		return sdk.Identity{}, "invalid API key; send the key the sidecar is configured with (EVORELAY_API_KEY) in " + where
 	}
-	return ""
+	return id, ""
 }
 
 func (s *server) panicked(w http.ResponseWriter, r *http.Request, p any, written bool) {
@@ -356,7 +401,7 @@ func (s *server) methodNotAllowed(w http.ResponseWriter, r *http.Request, _ http
 	allow := strings.Join(methods, ", ")
 	w.Header().Set("Allow", allow)
 	if !public[r.URL.Path] {
-		if msg := s.authenticate(r, true); msg != "" {
+		if _, msg := s.authenticate(r, true); msg != "" {
 			// The router set Allow; it would tell a stranger the route exists.
 			w.Header().Del("Allow")
 			writeError(w, http.StatusUnauthorized, msg)

@@ -28,6 +28,8 @@ type fakeSinks struct {
 	// validate, when set, answers Validate; the default returns the
 	// settings unchanged.
 	validate func(sink, instance string, settings json.RawMessage) (json.RawMessage, []FieldError, error)
+	// validateCtx, when set, is shown the context of each Validate.
+	validateCtx func(ctx context.Context)
 
 	mu    sync.Mutex
 	calls []validateCall
@@ -40,7 +42,10 @@ type validateCall struct {
 
 func (f *fakeSinks) Names() []string { return f.names }
 
-func (f *fakeSinks) Validate(_ context.Context, sink, instance string, settings json.RawMessage) (json.RawMessage, []FieldError, error) {
+func (f *fakeSinks) Validate(ctx context.Context, sink, instance string, settings json.RawMessage) (json.RawMessage, []FieldError, error) {
+	if f.validateCtx != nil {
+		f.validateCtx(ctx)
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, validateCall{sink, instance, string(settings)})
 	f.mu.Unlock()

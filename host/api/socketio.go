@@ -69,7 +69,7 @@ func (s *server) identify(key string) (sdk.Identity, bool) {
 	if s.keySet && subtle.ConstantTimeCompare(sum[:], s.key[:]) == 1 {
 		return sdk.Identity{}, true
 	}
-	return sdk.Identity{}, false
+	return s.identifyScoped(key)
 }
 
 // NewIdentify returns the handler of the host socket that listener

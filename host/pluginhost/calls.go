@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 
+	"github.com/evorelay/evorelay/sdk"
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
 
@@ -27,7 +28,9 @@ func (p *Plugin) Validate(ctx context.Context, instance string, settings json.Ra
 	if err != nil {
 		return nil, nil, fmt.Errorf("pluginhost: %s is not running: %w", p.name, err)
 	}
-	resp, err := rpc.Validate(ctx, &sinkv1.ValidateRequest{Instance: instance, Settings: settings})
+	// A key scoped to the instance sent them (sdk.WithScopedKey, set by
+	// the API): the plugin may hold them to a stricter policy.
+	resp, err := rpc.Validate(ctx, &sinkv1.ValidateRequest{Instance: instance, Settings: settings, Scoped: sdk.ScopedKey(ctx)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("pluginhost: %s: validate: %s", p.name, grpcMessage(err))
 	}

@@ -36,8 +36,9 @@ type Store struct {
 	pending []change
 
 	// mu guards m, which Get reads.
-	mu sync.RWMutex
-	m  map[string]map[string]Settings // sink → instance → settings
+	mu   sync.RWMutex
+	m    map[string]map[string]Settings // sink → instance → settings
+	keys map[string]Key                 // id → instance-scoped API key
 }
 
 // change is a remote change; raw nil means deleted.
@@ -65,12 +66,17 @@ func Open(ctx context.Context, b Backend, opts ...Option) (*Store, error) {
 		log:     hclog.L().Named("store"),
 		loading: true,
 		m:       make(map[string]map[string]Settings),
+		keys:    make(map[string]Key),
 	}
 	for _, o := range opts {
 		o(s)
 	}
 	b.Watch(s.remote)
 	err := b.Load(ctx, func(sink, instance string, raw json.RawMessage) error {
+		if sink == KeysSink {
+			s.loadKey(instance, raw)
+			return nil
+		}
 		st, err := Parse(raw)
 		if err != nil {
 			s.log.Error("stored settings skipped", "sink", sink, "instance", instance, "error", err)
@@ -120,6 +126,9 @@ func (s *Store) Instances(sink string) []string {
 // adds (DisabledReasonKey, DisabledAtKey) are dropped: they would be
 // stale. raw is copied.
 func (s *Store) Set(ctx context.Context, sink, instance string, raw json.RawMessage) (Settings, error) {
+	if sink == KeysSink {
+		return Settings{}, fmt.Errorf("store: set: sink name %q is reserved for API keys", sink)
+	}
 	if err := checkNames(sink, instance); err != nil {
 		return Settings{}, err
 	}
@@ -217,6 +226,10 @@ func (s *Store) remote(sink, instance string, raw json.RawMessage) {
 
 // apply puts a remote change into memory; wmu is held.
 func (s *Store) apply(c change) {
+	if c.sink == KeysSink {
+		s.loadKey(c.instance, c.raw)
+		return
+	}
 	if c.raw == nil {
 		s.del(c.sink, c.instance)
 		return
