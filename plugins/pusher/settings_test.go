@@ -7,21 +7,8 @@ import (
 	"testing"
 
 	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
-
-func assertFieldError(t *testing.T, err error, field, msg string) {
-	t.Helper()
-	fe, ok := err.(sdk.FieldErrors)
-	if !ok {
-		t.Fatalf("error %v (%T), want sdk.FieldErrors", err, err)
-	}
-	for _, e := range fe {
-		if e.Field == field && strings.Contains(e.Message, msg) {
-			return
-		}
-	}
-	t.Fatalf("field errors %v, want one on %q containing %q", fe, field, msg)
-}
 
 func TestValidate(t *testing.T) {
 	s := New()
@@ -69,7 +56,7 @@ func TestValidate(t *testing.T) {
 			out, err := s.Validate(context.Background(), tt.instance, json.RawMessage(tt.settings))
 			if len(tt.wantField) > 0 {
 				for _, f := range tt.wantField {
-					assertFieldError(t, err, f, tt.wantMsg)
+					sinktest.FieldError(t, err, f, tt.wantMsg)
 				}
 				return
 			}

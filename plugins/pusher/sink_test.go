@@ -325,7 +325,7 @@ func TestGlobalApp(t *testing.T) {
 	// Naming an app of its own, the instance must name all of it.
 	_, err = s.Validate(context.Background(), "shop", json.RawMessage(`{"enabled":true,"events":[],"appId":"1"}`))
 	for _, f := range []string{"key", "secret", "cluster"} {
-		assertFieldError(t, err, f, "required")
+		sinktest.FieldError(t, err, f, "required")
 	}
 }
 

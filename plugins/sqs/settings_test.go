@@ -92,7 +92,7 @@ func TestNotConfigured(t *testing.T) {
 		t.Errorf("Health = %+v, want not ready naming EVORELAY_SQS_REGION", h)
 	}
 	_, err := s.Validate(context.Background(), "inst", json.RawMessage(`{"enabled":true,"events":[]}`))
-	assertFieldError(t, err, "enabled", "EVORELAY_SQS_REGION")
+	sinktest.FieldError(t, err, "enabled", "EVORELAY_SQS_REGION")
 	// Disabled settings can still be stored.
 	if _, err := s.Validate(context.Background(), "inst", json.RawMessage(`{"enabled":false,"events":[]}`)); err != nil {
 		t.Errorf("Validate(disabled) = %v", err)
@@ -132,7 +132,7 @@ func TestValidateSettings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			out, err := s.Validate(waitCtx(t), tt.instance, json.RawMessage(tt.settings))
 			if tt.wantField != "" {
-				assertFieldError(t, err, tt.wantField, tt.wantMsg)
+				sinktest.FieldError(t, err, tt.wantField, tt.wantMsg)
 				return
 			}
 			if err != nil {
@@ -143,20 +143,6 @@ func TestValidateSettings(t *testing.T) {
 			}
 		})
 	}
-}
-
-func assertFieldError(t *testing.T, err error, field, msg string) {
-	t.Helper()
-	fe, ok := err.(sdk.FieldErrors)
-	if !ok {
-		t.Fatalf("error %v (%T), want sdk.FieldErrors", err, err)
-	}
-	for _, e := range fe {
-		if e.Field == field && strings.Contains(e.Message, msg) {
-			return
-		}
-	}
-	t.Fatalf("field errors %v, want one on %q containing %q", fe, field, msg)
 }
 
 func TestChunks(t *testing.T) {

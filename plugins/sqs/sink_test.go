@@ -634,7 +634,7 @@ func TestValidateWhenSQSRefusesOrIsDown(t *testing.T) {
 			return xmlResponse(req, http.StatusForbidden, `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to perform sqs:CreateQueue</Message></Error><RequestId>x</RequestId></ErrorResponse>`), nil
 		}
 		_, err := s.Validate(waitCtx(t), newInstance("deny"), settings)
-		assertFieldError(t, err, "enabled", "not authorized to perform sqs:CreateQueue")
+		sinktest.FieldError(t, err, "enabled", "not authorized to perform sqs:CreateQueue")
 	})
 	t.Run("down", func(t *testing.T) {
 		s, rec := openSink(t, nil)

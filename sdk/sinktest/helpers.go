@@ -2,6 +2,7 @@ package sinktest
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,4 +98,20 @@ func Outcome(err error) string {
 		return "reject: " + err.Error()
 	}
 	return "retry: " + err.Error()
+}
+
+// FieldError fails t unless err is sdk.FieldErrors with one on field whose
+// message contains msg, as Validate must answer settings it refuses.
+func FieldError(t testing.TB, err error, field, msg string) {
+	t.Helper()
+	fe, ok := err.(sdk.FieldErrors)
+	if !ok {
+		t.Fatalf("error %v (%T), want sdk.FieldErrors", err, err)
+	}
+	for _, e := range fe {
+		if e.Field == field && strings.Contains(e.Message, msg) {
+			return
+		}
+	}
+	t.Fatalf("field errors %v, want one on %q containing %q", fe, field, msg)
 }
