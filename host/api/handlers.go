@@ -38,15 +38,13 @@ func (s *server) set(sink string) handler {
 			return
 		}
 		secrets := s.opts.Sinks.SecretFields(sink)
-		if len(secrets) > 0 {
-			var stored json.RawMessage
-			if old, ok := s.opts.Settings.Get(sink, instance); ok {
-				stored = old.Raw
-			}
-			if msgs := parsed.restoreSecrets(secrets, stored); len(msgs) > 0 {
-				writeError(w, http.StatusBadRequest, msgs...)
-				return
-			}
+		var previous json.RawMessage
+		if old, ok := s.opts.Settings.Get(sink, instance); ok {
+			previous = old.Raw
+		}
+		if msgs := parsed.restoreSecrets(secrets, previous); len(msgs) > 0 {
+			writeError(w, http.StatusBadRequest, msgs...)
+			return
 		}
 
 		sent := parsed.json()

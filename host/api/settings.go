@@ -305,12 +305,15 @@ func (b settingsBody) json() json.RawMessage {
 func (b *settingsBody) restoreSecrets(secrets []string, stored json.RawMessage) []string {
 	var msgs []string
 	var old []field
+	if stored != nil {
+		old, _ = readObject(stored)
+	}
 	for i, f := range b.rest {
 		if !contains(secrets, f.name) || !isMask(f.value) {
+			v, more := restoreCredentials(f, old)
+			b.rest[i].value = v
+			msgs = append(msgs, more...)
 			continue
-		}
-		if old == nil && stored != nil {
-			old, _ = readObject(stored)
 		}
 		v, ok := lookup(old, f.name)
 		if !ok || isEmpty(v) {
@@ -323,19 +326,18 @@ func (b *settingsBody) restoreSecrets(secrets []string, stored json.RawMessage) 
 }
 
 // maskSecrets returns a stored settings object with the value of each
-// non-empty secret field replaced by the mask, members in stored order.
+// non-empty secret field replaced by the mask, and the credentials of the
+// others masked (credentials.go), members in stored order.
 func maskSecrets(raw json.RawMessage, secrets []string) ([]byte, error) {
-	if len(secrets) == 0 {
-		return raw, nil
-	}
 	fields, msg := readObject(raw)
 	if msg != "" {
 		return nil, errors.New("stored settings: " + msg)
 	}
-	quoted, _ := json.Marshal(mask)
 	for i, f := range fields {
 		if contains(secrets, f.name) && !isEmpty(f.value) {
-			fields[i].value = quoted
+			fields[i].value = quote(mask)
+		} else {
+			fields[i].value = maskCredentials(f)
 		}
 	}
 	return writeObject(fields), nil

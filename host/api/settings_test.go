@@ -42,7 +42,9 @@ func TestSetWrappedCamelCasePassesThrough(t *testing.T) {
 	body := `{"webhook": {"enabled": true, "url": "https://x.example/h", "byEvents": true, "base64": false,
 		"webhookByEvents": true, "headers": {"Authorization": "Bearer t"}, "events": ["messages.upsert", "group-participants.update"]}}`
 	want := `{"enabled":true,"events":["MESSAGES_UPSERT","GROUP_PARTICIPANTS_UPDATE"],"url":"https://x.example/h","byEvents":true,"base64":false,"webhookByEvents":true,"headers":{"Authorization": "Bearer t"}}`
-	expect(t, f.do("POST", "/webhook/set/inst", body), 201, want+"\n")
+	// The answer masks the header's credential (TestCredentialsMasked).
+	answer := strings.Replace(want, `"Authorization": "Bearer t"`, `"Authorization":"********"`, 1)
+	expect(t, f.do("POST", "/webhook/set/inst", body), 201, answer+"\n")
 	if calls := f.sinks.validated(); len(calls) != 1 || calls[0].settings != want {
 		t.Errorf("Validate got %+v\nwant %s", calls, want)
 	}
@@ -206,6 +208,37 @@ func TestSecretsMasked(t *testing.T) {
 	expect(t, f.do("POST", "/webhook/set/i", `{"url":"https://x","secret":""}`), 201, `{"enabled":false,"events":[],"url":"https://x","secret":""}`+"\n")
 	// A sink without secret fields answers what is stored.
 	expect(t, f.do("POST", "/rabbitmq/set/i", `{"secret":"visible"}`), 201, `{"enabled":false,"events":[],"secret":"visible"}`+"\n")
+}
+
+// Credentials outside the declared secret fields — a header that carries
+// one, a URL's password and token-like query values — are masked by find
+// like secrets, and what find answered can be posted back.
+func TestCredentialsMasked(t *testing.T) {
+	f := newFixture(t)
+	body := `{"url":"https://user:pa55@x.example/h?token=abc&tenant=7&api_key=k1","headers":{"Authorization":"Bearer t","X-Tenant":"acme","X-Api-Key":"k2"}}`
+	masked := `{"enabled":false,"events":[],"url":"https://user:********@x.example/h?token=********&tenant=7&api_key=********","headers":{"Authorization":"********","X-Tenant":"acme","X-Api-Key":"********"}}`
+	expect(t, f.do("POST", "/webhook/set/i", body), 201, masked+"\n")
+	expect(t, f.do("GET", "/webhook/find/i", ""), 200, masked+"\n")
+	if st, _ := f.settings.Get("webhook", "i"); !strings.Contains(string(st.Raw), "pa55") || !strings.Contains(string(st.Raw), "Bearer t") {
+		t.Errorf("stored %s; the credentials themselves must be stored", st.Raw)
+	}
+
+	// Posted back with one change: the stored credentials come back.
+	expect(t, f.do("POST", "/webhook/set/i", strings.Replace(masked, `"enabled":false`, `"enabled":true`, 1)), 201,
+		strings.Replace(masked, `"enabled":false`, `"enabled":true`, 1)+"\n")
+	calls := f.sinks.validated()
+	last := calls[len(calls)-1].settings
+	for _, want := range []string{`https://user:pa55@x.example/h?token=abc&tenant=7&api_key=k1`, `"Authorization":"Bearer t"`, `"X-Api-Key":"k2"`} {
+		if !strings.Contains(last, want) {
+			t.Errorf("Validate got %s; want %s restored in place of the mask", last, want)
+		}
+	}
+
+	// A mask with nothing stored behind it, or a changed masked URL, is refused.
+	expect(t, f.do("POST", "/webhook/set/other", `{"headers":{"Authorization":"********"}}`), 400,
+		envelope(400, `headers.Authorization: "********" is the mask find answers with, not a value; send the header's value itself`))
+	expect(t, f.do("POST", "/webhook/set/i", `{"url":"https://user:********@y.example/h"}`), 400,
+		envelope(400, `url: holds "********", the mask find answers with; send the URL with its credentials`))
 }
 
 // The parser on its own: what the plugin receives for each body.
