@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -36,7 +37,7 @@ func ParseSettings[T any](raw json.RawMessage) (T, error) {
 	}
 	known := jsonNames(reflect.TypeFor[T]())
 	var fe FieldErrors
-	for _, name := range sortedKeys(members) {
+	for _, name := range slices.Sorted(maps.Keys(members)) {
 		if !slices.Contains(known, name) {
 			fe.Add(name, "unknown field; these settings take %s", strings.Join(known, ", "))
 		}
@@ -111,15 +112,6 @@ func jsonNames(t reflect.Type) []string {
 			out = append(out, f.Name)
 		}
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
 	return out
 }
 

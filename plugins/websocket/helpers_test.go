@@ -20,6 +20,7 @@ import (
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -31,13 +32,7 @@ const patience = 60 * time.Second
 // eventually polls cond until it holds, failing t after patience.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", patience, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sinktest.Eventually(t, what, patience, cond)
 }
 
 // socketPath returns a short Unix socket path (they are limited to about

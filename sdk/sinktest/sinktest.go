@@ -73,7 +73,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -274,7 +276,7 @@ func (r *runner) open(t *testing.T) {
 	ctx, cancel := callCtx(t)
 	defer cancel()
 	if _, err := r.p.Open(ctx, r.openRequest(r.c.Open)); err != nil {
-		t.Fatalf("Open(%v): %v", keys(r.c.Open), err)
+		t.Fatalf("Open(%v): %v", slices.Sorted(maps.Keys(r.c.Open)), err)
 	}
 	d, err := r.p.Describe(ctx, &sinkv1.DescribeRequest{})
 	switch {
@@ -334,7 +336,7 @@ func (r *runner) validate(t *testing.T) {
 		if len(r.c.Bad) == 0 {
 			t.Skip("Config.Bad is empty")
 		}
-		for _, field := range keys(r.c.Bad) {
+		for _, field := range slices.Sorted(maps.Keys(r.c.Bad)) {
 			t.Run(field, func(t *testing.T) { r.wantFieldError(t, r.c.Bad[field], field) })
 		}
 	})
@@ -527,7 +529,7 @@ func (r *runner) send(t testing.TB, p *plugin, settings json.RawMessage, batches
 			}
 		}
 	}
-	for _, id := range keys(counts) {
+	for _, id := range slices.Sorted(maps.Keys(counts)) {
 		switch n := counts[id]; {
 		case !sent[id]:
 			t.Errorf("ack for %q, which was never sent", id)
@@ -535,7 +537,7 @@ func (r *runner) send(t testing.TB, p *plugin, settings json.RawMessage, batches
 			t.Errorf("delivery %s acked %d times, want once", id, n)
 		}
 	}
-	for _, id := range keys(sent) {
+	for _, id := range slices.Sorted(maps.Keys(sent)) {
 		if counts[id] == 0 {
 			t.Errorf("delivery %s never acked", id)
 		}
@@ -571,7 +573,7 @@ func (r *runner) failure(name string, f *Failure, want sinkv1.Outcome) func(t *t
 			ctx, cancel := callCtx(t)
 			defer cancel()
 			if _, err := fresh.Open(ctx, r.openRequest(f.Open)); err != nil {
-				t.Fatalf("Open(%v): %v", keys(f.Open), err)
+				t.Fatalf("Open(%v): %v", slices.Sorted(maps.Keys(f.Open)), err)
 			}
 			defer r.close(t, fresh)
 			p = fresh
@@ -614,15 +616,6 @@ func ids(ds []*sinkv1.Delivery) []string {
 	for i, d := range ds {
 		out[i] = d.GetId()
 	}
-	return out
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 
