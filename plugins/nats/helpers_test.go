@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -25,19 +26,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func openSink(t testing.TB, url string, naming events.Naming, extra map[string]string) *Sink {
 	t.Helper()
 	settings := map[string]string{"url": url}
-	for k, v := range extra {
-		settings[k] = v
-	}
+	maps.Copy(settings, extra)
 	s := New()
-	if err := s.Open(context.Background(), sdk.Config{Settings: settings, Naming: naming, Logger: sinktest.Logger("nats-test")}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(context.Background()); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	sinktest.Eventually(t, "the sink to connect", 30*time.Second, func() bool { return s.Health(context.Background()).Ready })
+	sinktest.Open(t, s, sdk.Config{Settings: settings, Naming: naming, Logger: sinktest.Logger("nats-test")})
 	return s
 }
 

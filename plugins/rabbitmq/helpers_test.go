@@ -1,8 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -33,23 +33,9 @@ func openSink(t testing.TB, naming events.Naming, extra map[string]string) *Sink
 func openSinkAt(t testing.TB, uri string, naming events.Naming, extra map[string]string) *Sink {
 	t.Helper()
 	settings := map[string]string{"uri": uri}
-	for k, v := range extra {
-		settings[k] = v
-	}
+	maps.Copy(settings, extra)
 	s := New()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Open(ctx, sdk.Config{Settings: settings, Naming: naming, Logger: sinktest.Logger("rabbitmq-test")}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	sinktest.Eventually(t, "the sink to connect", 30*time.Second, func() bool { return s.Health(ctx).Ready })
+	sinktest.Open(t, s, sdk.Config{Settings: settings, Naming: naming, Logger: sinktest.Logger("rabbitmq-test")})
 	return s
 }
 
@@ -95,17 +81,8 @@ func (b *broker) messages(queue string, n int) []amqp.Delivery {
 	ch := b.channel()
 	var got []amqp.Delivery
 	sinktest.Eventually(b.t, fmt.Sprintf("%d messages in %s", n, queue), time.Minute, func() bool {
-		for len(got) < n {
-			m, ok, err := ch.Get(queue, true)
-			if err != nil {
-				b.t.Fatalf("get from %s: %v", queue, err)
-			}
-			if !ok {
-				return false
-			}
-			got = append(got, m)
-		}
-		return true
+		got = append(got, b.drainFrom(ch, queue, n-len(got))...)
+		return len(got) == n
 	})
 	if m, ok, _ := ch.Get(queue, true); ok {
 		b.t.Fatalf("queue %s holds more than %d messages: extra %s", queue, n, m.Body)
@@ -116,18 +93,24 @@ func (b *broker) messages(queue string, n int) []amqp.Delivery {
 // drain returns every message now in queue.
 func (b *broker) drain(queue string) []amqp.Delivery {
 	b.t.Helper()
-	ch := b.channel()
+	return b.drainFrom(b.channel(), queue, -1)
+}
+
+// drainFrom takes up to max messages (all if max < 0) now in queue on ch.
+func (b *broker) drainFrom(ch *amqp.Channel, queue string, max int) []amqp.Delivery {
+	b.t.Helper()
 	var got []amqp.Delivery
-	for {
+	for max < 0 || len(got) < max {
 		m, ok, err := ch.Get(queue, true)
 		if err != nil {
 			b.t.Fatalf("get from %s: %v", queue, err)
 		}
 		if !ok {
-			return got
+			break
 		}
 		got = append(got, m)
 	}
+	return got
 }
 
 // tap binds a new exclusive queue to exchange with routing key # and

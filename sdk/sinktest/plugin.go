@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -115,4 +116,23 @@ func Unreachable(t *testing.T, s sdk.Sink, naming events.Naming, detail string) 
 	if err := acks["d1"]; err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "not connected") {
 		t.Errorf("ack = %v, want a retryable not-connected error", err)
 	}
+}
+
+// Open opens s with cfg for a plugin's own tests, closes it when the test
+// ends (failing t if Close fails), and waits until its Health is ready.
+func Open(t testing.TB, s sdk.Sink, cfg sdk.Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Open(ctx, cfg); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	Eventually(t, "the sink to connect", 30*time.Second, func() bool { return s.Health(ctx).Ready })
 }
