@@ -59,11 +59,7 @@ func TestJetStreamMode(t *testing.T) {
 
 	up := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
 	conn := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CONNECTION_UPDATE", settings)
-	for id, err := range sinktest.Deliver(t, s, s.naming, up, conn) {
-		if err != nil {
-			t.Errorf("delivery %s acked %v, want delivered", id, err)
-		}
-	}
+	sinktest.DeliverOK(t, s, s.naming, up, conn)
 	msgs := stored(t, st)
 	if len(msgs) != 2 {
 		t.Fatalf("the stream holds %d messages, want 2", len(msgs))
@@ -114,11 +110,7 @@ func TestCoreMode(t *testing.T) {
 	}
 	up := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
 	marker := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CALL", settings)
-	for id, err := range sinktest.Deliver(t, s, s.naming, up) {
-		if err != nil {
-			t.Errorf("delivery %s: %v", id, err)
-		}
-	}
+	sinktest.DeliverOK(t, s, s.naming, up)
 	if err := sinktest.Deliver(t, s, s.naming, marker)[marker.ID]; err != nil {
 		t.Fatal(err)
 	}
@@ -179,11 +171,7 @@ func TestSubjectPrefix(t *testing.T) {
 	}
 	d1 := sinktest.Delivery(t, sinktest.Unique("id"), i1, "MESSAGES_UPSERT", settings)
 	d2 := sinktest.Delivery(t, sinktest.Unique("id"), i2, "MESSAGES_UPSERT", settings)
-	for id, err := range sinktest.Deliver(t, s, s.naming, d1, d2) {
-		if err != nil {
-			t.Errorf("delivery %s: %v", id, err)
-		}
-	}
+	sinktest.DeliverOK(t, s, s.naming, d1, d2)
 	msgs := stored(t, st)
 	if len(msgs) != 2 {
 		t.Fatalf("%d messages in the stream, want 2", len(msgs))

@@ -32,11 +32,7 @@ func TestQueueLimits(t *testing.T) {
 	for range 3 {
 		batch = append(batch, sinktest.Delivery(t, sinktest.Unique("id"), long, "MESSAGES_UPSERT", string(out)))
 	}
-	for id, err := range sinktest.Deliver(t, s, s.naming, batch...) {
-		if err != nil {
-			t.Fatalf("delivery %s: %v", id, err)
-		}
-	}
+	sinktest.DeliverOK(t, s, s.naming, batch...)
 	got := b.messages(long+".messages.upsert", 2)
 	if got[0].MessageId != batch[1].ID || got[1].MessageId != batch[2].ID {
 		t.Fatalf("queue holds %s, %s; want the newest two, %s and %s", got[0].MessageId, got[1].MessageId, batch[1].ID, batch[2].ID)

@@ -67,11 +67,7 @@ func TestPublishPerInstance(t *testing.T) {
 
 	up := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
 	conn := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CONNECTION_UPDATE", settings)
-	for id, err := range sinktest.Deliver(t, s, s.naming, up, conn) {
-		if err != nil {
-			t.Errorf("delivery %s acked %v, want delivered", id, err)
-		}
-	}
+	sinktest.DeliverOK(t, s, s.naming, up, conn)
 
 	checkMessage(t, b.messages(inst+".messages.upsert", 1)[0], up, inst, "messages.upsert", "MESSAGES_UPSERT", up.Envelope)
 	checkMessage(t, b.messages(inst+".connection.update", 1)[0], conn, inst, "connection.update", "CONNECTION_UPDATE", conn.Envelope)
@@ -123,11 +119,7 @@ func TestGlobalMode(t *testing.T) {
 	}
 	d1 := sinktest.Delivery(t, sinktest.Unique("id"), i1, "MESSAGES_UPSERT", settings)
 	d2 := sinktest.Delivery(t, sinktest.Unique("id"), i2, "MESSAGES_UPSERT", settings)
-	for id, err := range sinktest.Deliver(t, s, s.naming, d1, d2) {
-		if err != nil {
-			t.Errorf("delivery %s: %v", id, err)
-		}
-	}
+	sinktest.DeliverOK(t, s, s.naming, d1, d2)
 	got := b.messages(prefix+".messages.upsert", 2)
 	byID := map[string]amqp.Delivery{got[0].MessageId: got[0], got[1].MessageId: got[1]}
 	for _, d := range []sdk.Delivery{d1, d2} {
@@ -206,11 +198,7 @@ func TestBatchAllConfirmed(t *testing.T) {
 	for range 500 {
 		batch = append(batch, sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings))
 	}
-	for id, err := range sinktest.Deliver(t, s, s.naming, batch...) {
-		if err != nil {
-			t.Fatalf("delivery %s: %v", id, err)
-		}
-	}
+	sinktest.DeliverOK(t, s, s.naming, batch...)
 	seen := map[string]int{}
 	for _, m := range b.messages(inst+".messages.upsert", len(batch)) {
 		seen[m.MessageId]++

@@ -115,3 +115,19 @@ func FieldError(t testing.TB, err error, field, msg string) {
 	}
 	t.Fatalf("field errors %v, want one on %q containing %q", fe, field, msg)
 }
+
+// DeliverOK is Deliver that fails t, after naming each one, unless every
+// delivery of batch was acked as delivered.
+func DeliverOK(t testing.TB, s sdk.Sink, naming events.Naming, batch ...sdk.Delivery) {
+	t.Helper()
+	failed := false
+	for id, err := range Deliver(t, s, naming, batch...) {
+		if err != nil {
+			t.Errorf("delivery %s acked %v, want delivered", id, err)
+			failed = true
+		}
+	}
+	if failed {
+		t.FailNow()
+	}
+}
