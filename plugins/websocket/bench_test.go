@@ -136,30 +136,13 @@ func benchFanout(b *testing.B, clients int, compress bool) {
 //
 //	go test -run '^$' -bench IdleConnection -benchtime 2000x ./plugins/websocket/
 func BenchmarkIdleConnection(b *testing.B) {
-	s := openSink(b, map[string]string{"max_connections_per_instance": "100000", "max_connections": "100000"}, events.NamingSeed)
-	before := heapAndStack()
-	g0 := runtime.NumGoroutine()
-	conns := make([]net.Conn, 0, b.N)
-	b.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		c, err := rawHandshake(s.sock, fmt.Sprintf("/ws/idle-%d", i%100))
+	benchIdle(b, "every connection joined", func(sock string, i int) net.Conn {
+		c, err := rawHandshake(sock, fmt.Sprintf("/ws/idle-%d", i%100))
 		if err != nil {
 			b.Fatal(err)
 		}
-		conns = append(conns, c)
-	}
-	eventually(b, "every connection joined", func() bool { return s.stats().clients == b.N })
-	b.StopTimer()
-	// Let the handlers settle into their loops before measuring.
-	time.Sleep(100 * time.Millisecond)
-	after := heapAndStack()
-	b.ReportMetric(float64(int64(after)-int64(before))/float64(b.N), "bytes/conn")
-	b.ReportMetric(float64(runtime.NumGoroutine()-g0)/float64(b.N), "goroutines/conn")
+		return c
+	})
 }
 
 // BenchmarkIdleConnectionSocketIO is BenchmarkIdleConnection for
@@ -168,6 +151,25 @@ func BenchmarkIdleConnection(b *testing.B) {
 //
 //	go test -run '^$' -bench IdleConnectionSocketIO -benchtime 2000x ./plugins/websocket/
 func BenchmarkIdleConnectionSocketIO(b *testing.B) {
+	benchIdle(b, "every socket joined", func(sock string, i int) net.Conn {
+		c, err := rawHandshakeHeader(sock, "/socket.io/?EIO=4&transport=websocket", sdk.IdentityHeader+": admin\r\n")
+		if err != nil {
+			b.Fatal(err)
+		}
+		// A client frame must be masked; a zero mask leaves it as is.
+		connect := fmt.Sprintf("40/idle-%d,", i%100)
+		frame := append([]byte{0x81, 0x80 | byte(len(connect)), 0, 0, 0, 0}, connect...)
+		if _, err := c.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	})
+}
+
+// benchIdle opens b.N idle connections with join (the i-th on the sink's
+// socket sock) and reports the heap and stack they hold, per connection,
+// and the goroutines per connection, once the sink counts them all.
+func benchIdle(b *testing.B, joined string, join func(sock string, i int) net.Conn) {
 	s := openSink(b, map[string]string{"max_connections_per_instance": "100000", "max_connections": "100000"}, events.NamingSeed)
 	before := heapAndStack()
 	g0 := runtime.NumGoroutine()
@@ -179,20 +181,11 @@ func BenchmarkIdleConnectionSocketIO(b *testing.B) {
 	})
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c, err := rawHandshakeHeader(s.sock, "/socket.io/?EIO=4&transport=websocket", sdk.IdentityHeader+": admin\r\n")
-		if err != nil {
-			b.Fatal(err)
-		}
-		conns = append(conns, c)
-		// A client frame must be masked; a zero mask leaves it as is.
-		connect := fmt.Sprintf("40/idle-%d,", i%100)
-		frame := append([]byte{0x81, 0x80 | byte(len(connect)), 0, 0, 0, 0}, connect...)
-		if _, err := c.Write(frame); err != nil {
-			b.Fatal(err)
-		}
+		conns = append(conns, join(s.sock, i))
 	}
-	eventually(b, "every socket joined", func() bool { return s.stats().clients == b.N })
+	eventually(b, joined, func() bool { return s.stats().clients == b.N })
 	b.StopTimer()
+	// Let the handlers settle into their loops before measuring.
 	time.Sleep(100 * time.Millisecond)
 	after := heapAndStack()
 	b.ReportMetric(float64(int64(after)-int64(before))/float64(b.N), "bytes/conn")
