@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strconv"
@@ -104,4 +105,16 @@ func UnknownSettings(m map[string]string, prefix string, known []string) []strin
 	}
 	sort.Strings(unknown)
 	return unknown
+}
+
+// Backoff is the delay before reconnect attempt n (from 1): 500ms doubling
+// up to max, each drawn at random from its upper half so that many
+// plugins do not reconnect in step.
+func Backoff(n int, max time.Duration) time.Duration {
+	d := 500 * time.Millisecond
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	return d/2 + rand.N(d/2+1)
 }

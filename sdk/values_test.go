@@ -58,3 +58,11 @@ func TestUnknownSettings(t *testing.T) {
 		t.Errorf("UnknownSettings = %v, want the unknown keys as sorted variables", got)
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: 500 * time.Millisecond, 2: time.Second, 3: 2 * time.Second, 10: 4 * time.Second} {
+		if got := Backoff(n, 4*time.Second); got < want/2 || got > want {
+			t.Errorf("Backoff(%d, 4s) = %v, want from %v to %v", n, got, want/2, want)
+		}
+	}
+}

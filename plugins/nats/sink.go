@@ -289,7 +289,7 @@ func (s *Sink) connectOptions() ([]nats.Option, error) {
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectBufSize(-1),
-		nats.CustomReconnectDelay(func(attempts int) time.Duration { return backoff(attempts, ps.reconnectMax) }),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration { return sdk.Backoff(attempts, ps.reconnectMax) }),
 		nats.PingInterval(ps.pingInterval),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			s.log.Info("connected", "sink", sinkName, "server", nc.ConnectedUrlRedacted())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -80,16 +79,4 @@ func (c *streamCache) clear() {
 	c.mu.Lock()
 	clear(c.m)
 	c.mu.Unlock()
-}
-
-// backoff is the delay before reconnect attempt n (from 1): 500ms doubling
-// up to max, each drawn at random from its upper half so that many
-// plugins do not reconnect in step.
-func backoff(n int, max time.Duration) time.Duration {
-	d := 500 * time.Millisecond
-	for i := 1; i < n && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	return d/2 + rand.N(d/2+1)
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -82,7 +81,7 @@ func (l *link) run() {
 			}
 		}
 		attempt++
-		delay := backoff(attempt, l.cfg.reconnectMax)
+		delay := sdk.Backoff(attempt, l.cfg.reconnectMax)
 		l.mu.Lock()
 		if l.sess == nil && err != nil {
 			l.lastErr = err
@@ -99,18 +98,6 @@ func (l *link) run() {
 			return
 		}
 	}
-}
-
-// backoff is the delay before reconnect attempt n (from 1): 500ms doubling
-// up to max, each drawn at random from its upper half so that many
-// plugins do not reconnect in step.
-func backoff(n int, max time.Duration) time.Duration {
-	d := 500 * time.Millisecond
-	for i := 1; i < n && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	return d/2 + rand.N(d/2+1)
 }
 
 func (l *link) dial() (*session, error) {
