@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
@@ -48,10 +49,7 @@ func validate(t *testing.T, s *Sink, instance, settings string) map[string]any {
 // acknowledged by PubAck, with the delivery id as Nats-Msg-Id. Validate
 // reports the mode.
 func TestJetStreamMode(t *testing.T) {
-	c := dial(t, serverURL)
-	s := openSink(t, serverURL, events.NamingSeed, nil)
-	inst := sinktest.Unique("t-js")
-	st := c.stream(sinktest.Unique("T-JS"), inst+".>")
+	s, inst, st := streamed(t, events.NamingSeed, "t-js")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"]}`
 	if got := validate(t, s, inst, settings); got["mode"] != "jetstream" || got["enabled"] != true || len(got["events"].([]any)) != 2 {
 		t.Errorf("Validate = %v, want the settings kept and mode jetstream", got)
@@ -74,10 +72,7 @@ func TestJetStreamMode(t *testing.T) {
 // The same delivery published twice (a retry) is stored once: the server
 // de-duplicates on Nats-Msg-Id.
 func TestJetStreamDeduplicates(t *testing.T) {
-	c := dial(t, serverURL)
-	s := openSink(t, serverURL, events.NamingSeed, nil)
-	inst := sinktest.Unique("t-dup")
-	st := c.stream(sinktest.Unique("T-DUP"), inst+".>")
+	s, inst, st := streamed(t, events.NamingSeed, "t-dup")
 	settings := `{"enabled":true,"events":[]}`
 	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CALL", settings)
 	for attempt := 1; attempt <= 2; attempt++ {
@@ -139,10 +134,7 @@ func TestCoreMode(t *testing.T) {
 // Evolution naming writes the wire name in the body's event and header;
 // the rest of the envelope is untouched.
 func TestNamingEvolution(t *testing.T) {
-	c := dial(t, serverURL)
-	s := openSink(t, serverURL, events.NamingEvolution, nil)
-	inst := sinktest.Unique("t-evo")
-	st := c.stream(sinktest.Unique("T-EVO"), inst+".>")
+	s, inst, st := streamed(t, events.NamingEvolution, "t-evo")
 	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "GROUP_UPDATE", `{"enabled":true,"events":[]}`)
 	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
 		t.Fatal(err)
@@ -234,4 +226,14 @@ func TestStreamCreatedLater(t *testing.T) {
 	if stored1 == first.ID {
 		t.Errorf("the delivery published before the stream existed is in it")
 	}
+}
+
+// streamed opens a sink with naming on the local server for a new
+// instance named prefix-…, with a stream covering its subjects.
+func streamed(t *testing.T, naming events.Naming, prefix string) (*Sink, string, jetstream.Stream) {
+	t.Helper()
+	c := dial(t, serverURL)
+	s := openSink(t, serverURL, naming, nil)
+	inst := sinktest.Unique(prefix)
+	return s, inst, c.stream(sinktest.Unique(strings.ToUpper(prefix)), inst+".>")
 }
