@@ -11,6 +11,7 @@ import (
 	"github.com/evorelay/evorelay/host/config"
 	"github.com/evorelay/evorelay/host/spool"
 	"github.com/evorelay/evorelay/host/store"
+	"github.com/evorelay/evorelay/sdk"
 )
 
 // backends are the settings backend and the spool EVORELAY_BACKEND chose.
@@ -46,7 +47,7 @@ func openBackends(ctx context.Context, cfg *config.Config, logger hclog.Logger, 
 		return nil, fmt.Errorf("EVORELAY_REDIS_URL: %w", err)
 	}
 	if cfg.RedisTLSCA != "" {
-		pool, err := loadCA(cfg.RedisTLSCA)
+		pool, err := sdk.LoadCA(cfg.RedisTLSCA)
 		if err != nil {
 			return nil, fmt.Errorf("EVORELAY_REDIS_TLS_CA: %w", err)
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -31,19 +30,6 @@ func listenTLS(ln net.Listener, certFile, keyFile string, log hclog.Logger) (net
 		GetCertificate: r.get,
 		NextProtos:     []string{"h2", "http/1.1"},
 	}), nil
-}
-
-// loadCA reads the PEM certificates in file into a pool.
-func loadCA(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate; expected the CA certificate that signed the server's", file)
-	}
-	return pool, nil
 }
 
 // certReloader serves a certificate from files, reloading it on change.

@@ -1,8 +1,10 @@
 package sdk
 
 import (
+	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -117,4 +119,19 @@ func Backoff(n int, max time.Duration) time.Duration {
 	}
 	d = min(d, max)
 	return d/2 + rand.N(d/2+1)
+}
+
+// LoadCA reads the PEM certificates in file into a pool, for a process
+// setting that names a private CA (e.g. EVORELAY_RABBITMQ_TLS_CA). Its
+// error says what was expected; prefix it with the variable's name.
+func LoadCA(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate; expected the CA certificate that signed the server's", file)
+	}
+	return pool, nil
 }

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -208,19 +206,6 @@ func (l *link) health() (h sdk.Health) {
 // release frees the slot of a publish that is settled (confirmed,
 // nacked, returned or abandoned). Deliver takes slots, sending to slots.
 func (l *link) release() { <-l.slots }
-
-// loadCA reads the PEM certificates in file into a pool.
-func loadCA(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate; expected the CA certificate that signed the broker's", file)
-	}
-	return pool, nil
-}
 
 // declareFor declares the exchange and the queues of one instance's
 // subscribed events on the current session.

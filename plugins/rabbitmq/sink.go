@@ -110,7 +110,7 @@ func parseProcessSettings(m map[string]string) (processSettings, []string, error
 		}
 	}
 	if v := get("tls_ca"); v != "" {
-		pool, err := loadCA(v)
+		pool, err := sdk.LoadCA(v)
 		if err != nil {
 			return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_TLS_CA: %w", err)
 		}
