@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -164,6 +165,14 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 			return err
 		}
 	}
+	if cfg.DebugAddr != "" {
+		debug, err := serveDebug(cfg.DebugAddr)
+		if err != nil {
+			return err
+		}
+		defer debug.Close()
+		logger.Warn("serving Go profiles without authentication", "addr", cfg.DebugAddr)
+	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.IdleTimeout}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -181,6 +190,23 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	workers.Wait()
 	logger.Info("stopped")
 	return nil
+}
+
+// serveDebug serves net/http/pprof's handlers on addr (EVORELAY_DEBUG_ADDR).
+func serveDebug(addr string) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("EVORELAY_DEBUG_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, nil
 }
 
 // serveUnix serves h on a Unix socket at path that only this user can

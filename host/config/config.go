@@ -141,6 +141,9 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile, both set or neither, make the sidecar
 	// serve HTTPS and WSS (EVORELAY_TLS_CERT_FILE, EVORELAY_TLS_KEY_FILE).
 	TLSCertFile, TLSKeyFile string
+	// DebugAddr, if set, is a loopback address serving Go's profiles
+	// (net/http/pprof) without authentication (EVORELAY_DEBUG_ADDR).
+	DebugAddr string
 	// EgressAllow and EgressDeny change the egress policy every plugin
 	// gets: addresses allowed despite the default denials
 	// (EVORELAY_EGRESS_ALLOW), and refused whatever else says

@@ -141,6 +141,8 @@ var validCases = []struct {
 	{"EVORELAY_LOG_LEVEL", "WARN", func(c *Config) bool { return c.LogLevel == hclog.Warn }},
 	{"EVORELAY_LOG_LEVEL", "error", func(c *Config) bool { return c.LogLevel == hclog.Error }},
 	{"EVORELAY_LOG_FORMAT", "json", func(c *Config) bool { return c.LogFormat == LogFormatJSON }},
+	{"EVORELAY_DEBUG_ADDR", "127.0.0.1:6060", func(c *Config) bool { return c.DebugAddr == "127.0.0.1:6060" }},
+	{"EVORELAY_DEBUG_ADDR", "localhost:6060", func(c *Config) bool { return c.DebugAddr == "localhost:6060" }},
 	{"EVORELAY_RETRY_SCHEDULE", "1s, 1m ,1h", func(c *Config) bool {
 		return reflect.DeepEqual(c.RetrySchedule, []time.Duration{time.Second, time.Minute, time.Hour})
 	}},
@@ -232,6 +234,8 @@ var invalidCases = []struct {
 	{"EVORELAY_LOG_LEVEL", "verbose", `"verbose" is not one of trace, debug, info, warn, error`},
 	{"EVORELAY_LOG_LEVEL", "off", "is not one of trace"},
 	{"EVORELAY_LOG_FORMAT", "xml", `"xml" is not one of text, json`},
+	{"EVORELAY_DEBUG_ADDR", ":6060", `":6060" is not a loopback address`},
+	{"EVORELAY_DEBUG_ADDR", "0.0.0.0:6060", "is not a loopback address"},
 	{"EVORELAY_RETRY_SCHEDULE", "0s,5x", `"5x" in "0s,5x" is not a duration`},
 	{"EVORELAY_RETRY_SCHEDULE", "1s,-1s", `"-1s" in "1s,-1s" is not a duration of 0s or more`},
 	{"EVORELAY_RETRY_SCHEDULE", "1s,,2s", `"" in "1s,,2s" is not a duration`},

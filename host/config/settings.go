@@ -283,6 +283,29 @@ var settings = []setting{
 		parse: func(c *Config, v string) error { c.TLSKeyFile = v; return nil },
 		show:  func(c *Config) string { return c.TLSKeyFile },
 	},
+	{
+		key: "DEBUG_ADDR",
+		parse: func(c *Config, v string) (err error) {
+			if c.DebugAddr, err = parseAddr(v); err != nil {
+				return err
+			}
+			if host, _, _ := net.SplitHostPort(v); !isLoopback(host) {
+				return fmt.Errorf("%q is not a loopback address; profiles reveal payloads, so serve them on 127.0.0.1:<port> or [::1]:<port> only", v)
+			}
+			return nil
+		},
+		show: func(c *Config) string { return c.DebugAddr },
+	},
+}
+
+// isLoopback reports whether host (of host:port) is a loopback address
+// or localhost.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // hostKeys is the set of the host's variables, EVORELAY_ included.

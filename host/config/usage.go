@@ -44,6 +44,7 @@ var usage = map[string]struct{ def, help string }{
 	"TLS_CERT_FILE":        {def: "none", help: "PEM certificate chain: with the key, serve HTTPS and WSS; reloaded when renewed"},
 	"TLS_KEY_FILE":         {def: "none", help: "PEM private key of the certificate"},
 	"EGRESS_ALLOW":         {def: "none", help: "CIDRs plugins may connect to despite the default denials (loopback, link-local, metadata), e.g. 127.0.0.1/32"},
+	"DEBUG_ADDR":           {def: "none", help: "loopback address serving Go profiles at /debug/pprof/ (no key: keep it on 127.0.0.1)"},
 	"EGRESS_DENY":          {def: "none", help: "CIDRs plugins may never connect to, whatever else allows them"},
 }
 
