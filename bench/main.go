@@ -1,49 +1,67 @@
-// Command bench is evorelay's load tool. It measures, in one run and on
-// the same destination, what a bare client achieves and what the sidecar
-// achieves through its whole path (ingest → durable spool → plugin →
-// destination), and prints each as events/s with its ratio to the bare
-// baseline. It talks only to 127.0.0.1, and every loop is bounded by
-// -events and -timeout.
+// Command bench is evorelay's load tool. It measures the loads of the
+// performance goals (issue 11) in one run: for each, what a bare client achieves on the same
+// destination, what the sidecar achieves through its whole path (ingest →
+// durable spool → plugin → destination), and the ratio of the two, beside
+// the goal. It talks only to 127.0.0.1, and every loop is bounded by
+// -events (or -rate × -duration) and -timeout. It runs the binaries of
+// make build from -bin; the bare baselines that must not share a process
+// with the tool run in a copy of the tool itself (a hidden mode).
 //
-//	make build && go run ./bench -events 20000
-//	make build && go run ./bench -sink rabbitmq -events 20000 -batch 100
-//	make build && go run ./bench -sink nats -events 20000 -batch 100
-//	make build && go run ./bench -backend redis -events 20000
+//	make build && go run ./bench                      # every scenario (make bench)
+//	make build && go run ./bench -scenario engine,lane -events 5000
+//	make build && go run ./bench -scenario paced -rate 5000 -duration 5s
+//	make build && go run ./bench -scenario ingest -env EVORELAY_SPOOL_NOSYNC=true
+//	make build && go run ./bench -backend redis -scenario engine,ingest
+//	make build && go run ./bench -pprof /tmp/prof -scenario lane
+//	make build && go run ./bench -outage 10m -events 10000 -instances 1
 //
-// -sink webhook (the default):
+// Every event is a 1 KB (-size) MESSAGES_UPSERT numbered n: its
+// data.key.id is "seq-n" and its data.key.remoteJid one of the chats of
+// its instance. The webhook receiver counts distinct numbers (the brokers'
+// consumers distinct message ids), so a retry is not counted twice. The scenarios (-scenario, comma-separated, or all):
 //
-//	bare      a plain Go HTTP client POSTs the webhook body to the receiver,
-//	          one worker per instance, each in order (as the sidecar does)
-//	webhook   engine → POST /events → sidecar → webhook plugin → receiver
-//	nosync    the same with EVORELAY_SPOOL_NOSYNC=true: the cost of fsync
+//	engine    64 instances × 16 chats, one envelope a POST from 64
+//	          keep-alive connections, webhook to a fast receiver in this
+//	          process; bare: 64 keep-alive POSTers post the webhook's body
+//	          to the same receiver. Delivered events/s (and ingest's rate);
+//	          goal ≥ 0.5×
+//	ingest    the same posts to a sidecar with the webhook plugin and no
+//	          settings (nothing to deliver); bare: an HTTP server in a
+//	          process of its own that reads the body and answers 200;
+//	          goal ≥ 0.5×
+//	lane      one instance, one chat, arrays of 100 from 4 connections (so
+//	          that ingest is not what limits the lane; -posters 1 for one
+//	          strictly ordered poster), webhook delivered; bare: one
+//	          sequential keep-alive POSTer in a process of its own;
+//	          goal ≥ 0.8×
+//	paced     -rate (5,000) events/s offered at a steady pace for -duration
+//	          (5s), one a POST, 64 instances × 16 chats, over up to 64
+//	          connections, webhook delivered: the delivered rate, whether
+//	          it kept up (≥ 98 % of the offered rate), and p50/p99 of
+//	          ingest → delivered (from the start of an event's POST to its
+//	          arrival at the receiver); goal: kept up, p99 ≤ 50 ms
+//	rabbitmq  one instance, arrays of 100 from 4 connections, to RabbitMQ
+//	          at 127.0.0.1:5672; bare: an amqp091-go client publishing the
+//	          plugin's body and properties with publisher confirms, 1000
+//	          outstanding (the plugin's window); goal ≥ 0.8×
+//	nats      the same to NATS JetStream at 127.0.0.1:4222; bare: a nats.go
+//	          client publishing asynchronously with acks, 1000 outstanding;
+//	          goal ≥ 0.5×
 //
-// -backend redis (webhook; Redis at -redis-url, the machine's by default,
-// under a prefix of the run's own that is deleted at its end):
+// -instances, -chats, -posters and -batch, when given, replace those of
+// every scenario. -env KEY=VALUE (repeatable) adds to every sidecar's
+// environment (EVORELAY_SPOOL_NOSYNC=true, GOGC=400, ...). -backend redis
+// runs every sidecar on the Redis at -redis-url, under a prefix of the
+// run's own that is deleted at its end, and adds to ingest a bare
+// pipelined XADD client: what Redis alone takes in.
 //
-//	bare      the bare HTTP client, as above
-//	XADD      a plain go-redis client appends records of the same size to
-//	          one stream, 64 XADDs pipelined a round trip per poster: what
-//	          Redis alone takes in, the ceiling of ingest
-//	embedded  engine → sidecar (embedded spool) → webhook plugin → receiver
-//	redis     the same with EVORELAY_BACKEND=redis: the spool and the
-//	          settings in Redis
+// -pprof DIR fetches, while each sidecar scenario runs, a CPU profile of
+// -pprof-seconds from the host into DIR/host-<scenario>.pprof: every
+// sidecar gets EVORELAY_DEBUG_ADDR=127.0.0.1:<free port>, and a host that
+// serves no /debug/pprof there is reported, not fatal. The profile starts
+// with the load; when the load ends first, the tool says so.
 //
-// -sink rabbitmq (RabbitMQ at 127.0.0.1:5672, guest/guest):
-//
-//	bare      a plain amqp091-go client publishes the body the plugin would,
-//	          with the same properties, to the same exchange and routing
-//	          key, with publisher confirms, pipelined (1000 outstanding, the
-//	          plugin's default), one channel per instance
-//	sidecar   engine → POST /events → sidecar → rabbitmq plugin → broker
-//
-// -sink nats (NATS with JetStream at 127.0.0.1:4222):
-//
-//	bare      a plain nats.go client publishes the same body and headers on
-//	          the same subject through JetStream, asynchronously with acks
-//	          (1000 outstanding, the plugin's default), one per instance
-//	sidecar   engine → POST /events → sidecar → nats plugin → stream
-//
-// -outage 10m (webhook only) measures a receiver that is down instead of
+// -outage 10m (webhook) measures a receiver that is down instead of
 // throughput: attempts while down, dead letters left, and the order the
 // backlog arrives in once it is back (see outage.go).
 //
@@ -53,82 +71,198 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"text/tabwriter"
 	"time"
 )
 
 var (
-	sinkName  = flag.String("sink", "webhook", "what to measure: webhook, rabbitmq or nats")
-	events    = flag.Int("events", 20000, "events per scenario")
-	instances = flag.Int("instances", 8, "instances (destinations, one ordered lane each)")
-	posters   = flag.Int("posters", 16, "concurrent engine connections posting events")
-	perPost   = flag.Int("batch", 1, "events per ingest request (an engine posts one)")
-	size      = flag.Int("size", 1024, "bytes of data per event")
-	binDir    = flag.String("bin", "bin", "where make build put evorelay and plugins/")
-	timeout   = flag.Duration("timeout", 5*time.Minute, "give up on a scenario after this long")
-	metrics   = flag.Bool("metrics", false, "print each sidecar's /metrics series of its sink before stopping it")
-	outage    = flag.Duration("outage", 0, "with -sink webhook: instead of throughput, measure a receiver that answers 503 for this long, then comes back")
+	scenarioList = flag.String("scenario", "all", "what to measure, comma-separated: engine, ingest, lane, paced, rabbitmq, nats, or all")
+	events       = flag.Int("events", 20000, "events per scenario (paced offers -rate × -duration instead)")
+	size         = flag.Int("size", 1024, "bytes of data per event")
+	instancesArg = flag.Int("instances", 0, "instances (one ordered lane each) in every scenario, instead of the scenario's own")
+	chatsArg     = flag.Int("chats", 0, "chats (data.key.remoteJid) per instance in every scenario, instead of the scenario's own")
+	postersArg   = flag.Int("posters", 0, "engine connections posting events in every scenario, instead of the scenario's own")
+	batchArg     = flag.Int("batch", 0, "events per ingest request in every scenario but paced, instead of the scenario's own")
+	paceRate     = flag.Int("rate", 5000, "paced: events/s offered")
+	paceFor      = flag.Duration("duration", 5*time.Second, "paced: how long the rate is offered")
+	binDir       = flag.String("bin", "bin", "where make build put evorelay and plugins/")
+	timeout      = flag.Duration("timeout", 5*time.Minute, "give up on a scenario after this long")
+	metrics      = flag.Bool("metrics", false, "print each sidecar's /metrics series of its sink before stopping it")
+	outage       = flag.Duration("outage", 0, "instead of the scenarios: a webhook receiver that answers 503 for this long, then comes back")
+	pprofDir     = flag.String("pprof", "", "fetch a CPU profile of the host during each sidecar scenario into this directory (host-<scenario>.pprof)")
+	pprofSeconds = flag.Int("pprof-seconds", 5, "with -pprof: seconds of each profile")
+	sidecarEnv   []string
 )
 
-func main() {
-	flag.Parse()
-	data := fmt.Sprintf(`{"key":{"remoteJid":"5511999999999@s.whatsapp.net","id":"ABC"},"message":{"conversation":%q}}`, strings.Repeat("x", *size))
-	fmt.Printf("evorelay load (%s): %d events of %d B data, %d instances, %d posters × %d events a request\n\n",
-		*sinkName, *events, *size, *instances, *posters, *perPost)
-	var err error
-	switch *sinkName {
-	case "webhook":
-		switch {
-		case *outage > 0:
-			err = runOutage()
-		case *backendName == "redis":
-			err = runWebhookRedis(data)
-		default:
-			err = runWebhook(data)
+func init() {
+	flag.Func("env", "KEY=VALUE added to every sidecar's environment (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("%q: expected KEY=VALUE", v)
 		}
-	case "rabbitmq":
-		err = runRabbitMQ(data)
-	case "nats":
-		err = runNATS(data)
-	default:
-		err = fmt.Errorf("-sink %q: expected webhook, rabbitmq or nats", *sinkName)
+		sidecarEnv = append(sidecarEnv, v)
+		return nil
+	})
+}
+
+// scenario is one load of issue 11.
+type scenario struct {
+	name  string
+	shape shape
+	run   func(load) (row, error)
+}
+
+var scenarios = []scenario{
+	{"engine", shape{instances: 64, chats: 16, posters: 64, perPost: 1}, runEngine},
+	{"ingest", shape{instances: 64, chats: 16, posters: 64, perPost: 1}, runIngest},
+	{"lane", shape{instances: 1, chats: 1, posters: 4, perPost: 100}, runLane},
+	{"paced", shape{instances: 64, chats: 16, posters: 64, perPost: 1}, runPaced},
+	{"rabbitmq", shape{instances: 1, chats: 1, posters: 4, perPost: 100}, runRabbitMQ},
+	{"nats", shape{instances: 1, chats: 1, posters: 4, perPost: 100}, runNATS},
+}
+
+// eventsOf is how many events a scenario posts.
+func eventsOf(sc scenario) int {
+	if sc.name == "paced" {
+		return int(float64(*paceRate) * paceFor.Seconds())
 	}
+	return *events
+}
+
+func main() {
+	if runChild(os.Args[1:]) {
+		return
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		check(fmt.Errorf("unexpected arguments %q; see -help", flag.Args()))
+	}
+	check(setUp())
+	defer tearDown()
+	if *outage > 0 {
+		l := newLoad("outage", shape{instances: 8, chats: 1, posters: 1, perPost: 1}, *events)
+		check(runOutage(l))
+		return
+	}
+	chosen, err := choose(*scenarioList)
 	check(err)
+	fmt.Printf("evorelay load: %d events a scenario of %d B data; sidecar backend %s%s\n",
+		*events, *size, *backendName, strings.Join(append([]string{""}, sidecarEnv...), " "))
+	var rows []row
+	failed := false
+	for _, sc := range chosen {
+		l := newLoad(sc.name, sc.shape, eventsOf(sc))
+		fmt.Printf("\n== %s: %s\n", sc.name, l.describe())
+		r, err := sc.run(l)
+		if err != nil {
+			fmt.Printf("   %s failed: %v\n", sc.name, err)
+			failed = true
+			continue
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) > 1 {
+		printSummary(rows)
+	}
+	if failed {
+		tearDown()
+		os.Exit(1)
+	}
 }
 
-type result struct {
-	delivered float64 // events/s end to end
-	ingest    float64 // events/s accepted (202) by the sidecar
+// choose returns the scenarios a -scenario list names, in its order.
+func choose(list string) ([]scenario, error) {
+	var names []string
+	for _, sc := range scenarios {
+		names = append(names, sc.name)
+	}
+	var chosen []scenario
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "all" {
+			return scenarios, nil
+		}
+		i := slices.Index(names, name)
+		if i < 0 {
+			return nil, fmt.Errorf("-scenario %q: expected %s or all", name, strings.Join(names, ", "))
+		}
+		if !slices.ContainsFunc(chosen, func(sc scenario) bool { return sc.name == name }) {
+			chosen = append(chosen, scenarios[i])
+		}
+	}
+	return chosen, nil
 }
 
-func report(name string, r, bare result, extra string) {
-	fmt.Printf("%-44s %9.0f events/s  %5.2f× bare  %s\n", name, r.delivered, r.delivered/bare.delivered, extra)
+// row is one scenario's line of the closing summary.
+type row struct {
+	name     string
+	bare     string // the baseline, as printed
+	evorelay string
+	ratio    float64
+	goal     string
 }
 
-// rate is -events over the time since start, in events/s.
-func rate(start time.Time) float64 { return float64(*events) / time.Since(start).Seconds() }
+// rate is events/s of n events in d.
+func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+
+func perSecond(r float64) string { return fmt.Sprintf("%.0f/s", r) }
+
+// line prints one measurement: its name, events/s, and its ratio to bare
+// unless it is the baseline itself (bare 0).
+func line(name string, r, bare float64, extra string) {
+	s := fmt.Sprintf("   %-46s %8.0f events/s", name, r)
+	if bare != 0 {
+		s += fmt.Sprintf("  %5.2f× bare", r/bare)
+	}
+	if extra != "" {
+		s += "  " + extra
+	}
+	fmt.Println(s)
+}
+
+// printSummary prints the rows as one table.
+func printSummary(rows []row) {
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "scenario\tbare\tevorelay\tratio\tgoal")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%.2f×\t%s\n", r.name, r.bare, r.evorelay, r.ratio, r.goal)
+	}
+	_ = w.Flush()
+}
 
 func check(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		tearDown()
 		os.Exit(1)
 	}
 }
+
+// setUp prepares what the flags ask for beyond one scenario: the -pprof
+// directory and the Redis of -backend redis.
+func setUp() error {
+	if *pprofDir != "" {
+		if err := os.MkdirAll(*pprofDir, 0o755); err != nil {
+			return fmt.Errorf("-pprof: %w", err)
+		}
+	}
+	return setUpBackend()
+}
+
+var tearDownOnce sync.Once
+
+// tearDown deletes what the run left in Redis.
+func tearDown() { tearDownOnce.Do(tearDownBackend) }
 
 // runID names what one run creates on a broker, so that runs never meet.
 func runID() string {
@@ -137,14 +271,8 @@ func runID() string {
 	return hex.EncodeToString(b)
 }
 
-// envelope is the body a sink publishes for one event: the envelope the
-// host builds, with the event named as EVORELAY_NAMING=seed names it.
-func envelope(instance, data string) []byte {
-	return fmt.Appendf(nil, `{"event":"MESSAGES_UPSERT","instance":%q,"data":%s,"date_time":"2024-01-01T12:00:00.000Z","sender":"","server_url":"","apikey":""}`, instance, data)
-}
-
-// counter counts the distinct ids that arrived at a destination and says
-// when all the expected ones have.
+// counter counts the distinct ids that arrived at a broker and says when
+// all the expected ones have.
 type counter struct {
 	mu   sync.Mutex
 	seen map[string]bool
@@ -179,180 +307,15 @@ func (c *counter) see(id string) {
 	c.mu.Unlock()
 }
 
-// wait returns once every expected id arrived, or fails at -timeout.
-func (c *counter) wait() error {
+// wait returns once every expected id arrived, or fails at -timeout or
+// when ctx ends.
+func (c *counter) wait(ctx context.Context) error {
 	select {
 	case <-c.all:
 		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("only %d of %d events arrived: %w", c.n.Load(), c.want, ctx.Err())
 	case <-time.After(*timeout):
 		return fmt.Errorf("only %d of %d events arrived within %s", c.n.Load(), c.want, *timeout)
 	}
-}
-
-// sidecar is one evorelay process the tool started, with one plugin.
-type sidecar struct {
-	plugin string
-	base   string
-	dir    string
-	cmd    *exec.Cmd
-	client *http.Client
-	logs   bytes.Buffer
-}
-
-const apiKey = "bench-key"
-
-// startSidecar starts bin/evorelay on a free loopback port with only the
-// named plugin, a fresh data dir and extra env, and waits until it is
-// ready. stop ends it and removes its files.
-func startSidecar(plugin string, env []string) (*sidecar, error) {
-	dir, err := os.MkdirTemp("", "evorelay-bench-")
-	if err != nil {
-		return nil, err
-	}
-	s := &sidecar{plugin: plugin, dir: dir, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *posters * 2}}}
-	plugins := filepath.Join(dir, "plugins")
-	src, err := filepath.Abs(filepath.Join(*binDir, "plugins", "evorelay-sink-"+plugin))
-	if err == nil {
-		err = os.MkdirAll(plugins, 0o755)
-	}
-	if err == nil {
-		err = os.Symlink(src, filepath.Join(plugins, "evorelay-sink-"+plugin))
-	}
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	s.base = "http://" + addr
-	s.cmd = exec.Command(filepath.Join(*binDir, "evorelay"))
-	s.cmd.Env = append(os.Environ(), "EVORELAY_ADDR="+addr, "EVORELAY_API_KEY="+apiKey,
-		"EVORELAY_DATA_DIR="+filepath.Join(dir, "data"), "EVORELAY_PLUGIN_DIR="+plugins, "EVORELAY_LOG_LEVEL=warn")
-	s.cmd.Env = append(s.cmd.Env, env...)
-	s.cmd.Stderr = &s.logs
-	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, _ := s.call("GET", "/readyz", nil); code == 200 {
-			return s, nil
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("sidecar not ready: %s", s.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (s *sidecar) stop() {
-	if *metrics {
-		s.printMetrics()
-	}
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	os.RemoveAll(s.dir)
-}
-
-// printMetrics prints the /metrics lines of the sidecar's sink (-metrics).
-func (s *sidecar) printMetrics() {
-	code, body := s.call("GET", "/metrics", nil)
-	if code != http.StatusOK {
-		fmt.Printf("GET /metrics: %d %s\n", code, body)
-		return
-	}
-	fmt.Printf("\nGET /metrics, sink %s:\n", s.plugin)
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.Contains(line, `sink="`+s.plugin+`"`) {
-			fmt.Println(line)
-		}
-	}
-	fmt.Println()
-}
-
-// call sends one request with the API key and returns the status and body.
-func (s *sidecar) call(method, path string, body []byte) (int, []byte) {
-	req, _ := http.NewRequest(method, s.base+path, bytes.NewReader(body))
-	req.Header.Set("apikey", apiKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
-// set stores an instance's settings for the sidecar's plugin.
-func (s *sidecar) set(sink, instance string, settings any) error {
-	b, _ := json.Marshal(settings)
-	if code, body := s.call("POST", "/"+sink+"/set/"+instance, b); code != 201 {
-		return fmt.Errorf("set %s for %s: %d %s", sink, instance, code, body)
-	}
-	return nil
-}
-
-// ingest posts -events MESSAGES_UPSERT events, spread round-robin over
-// the instances, from -posters connections in requests of -batch, as an
-// engine would; it returns once every request was answered 202, with how
-// long that took.
-func (s *sidecar) ingest(ctx context.Context, data string, instance func(i int) string) (time.Duration, error) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, *posters)
-	start := time.Now()
-	for range *posters {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				first := int(next.Add(int64(*perPost))) - *perPost
-				if first >= *events {
-					return
-				}
-				var b bytes.Buffer
-				b.WriteByte('[')
-				for i := first; i < min(first+*perPost, *events); i++ {
-					if i > first {
-						b.WriteByte(',')
-					}
-					fmt.Fprintf(&b, `{"event":"messages.upsert","instance":%q,"data":%s}`, instance(i), data)
-				}
-				b.WriteByte(']')
-				if code, body := s.call("POST", "/events", b.Bytes()); code != 202 {
-					errs <- fmt.Errorf("ingest: %d %s", code, body)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return 0, err
-	}
-	return time.Since(start), ctx.Err()
-}
-
-// measureSidecar ingests the events through s and waits until c counted
-// them all at the destination.
-func measureSidecar(s *sidecar, c *counter, data string, instance func(i int) string) (result, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	c.expect(*events)
-	start := time.Now()
-	ingested, err := s.ingest(ctx, data, instance)
-	if err != nil {
-		return result{}, err
-	}
-	if err := c.wait(); err != nil {
-		return result{}, err
-	}
-	return result{delivered: rate(start), ingest: float64(*events) / ingested.Seconds()}, nil
 }

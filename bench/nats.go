@@ -13,32 +13,31 @@ import (
 // natsURL is the NATS server the tool measures: this machine's only.
 const natsURL = "nats://127.0.0.1:4222"
 
-// runNATS measures a bare client, then the sidecar with and without
-// fsync, on one server and one file stream over the run's instances'
-// subjects (i.messages.upsert), counted by an ordered consumer of it.
-func runNATS(data string) error {
+// runNATS measures a bare client, then the sidecar, on one server and one
+// file stream over the run's instances' subjects (i.messages.upsert),
+// counted by an ordered consumer of it.
+func runNATS(l load) (row, error) {
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
-		return fmt.Errorf("NATS at %s: %w", natsURL, err)
+		return row{}, fmt.Errorf("NATS at %s: %w", natsURL, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2000))
 	if err != nil {
-		return err
+		return row{}, err
 	}
 	id := runID()
-	names := make([]string, *instances)
-	subjects := make([]string, *instances)
-	for i := range names {
-		names[i] = fmt.Sprintf("bench-%s-%d", id, i)
-		subjects[i] = names[i] + ".>"
+	subjects := make([]string, len(l.names))
+	for i := range l.names {
+		l.names[i] = fmt.Sprintf("bench-%s-%d", id, i)
+		subjects[i] = l.names[i] + ".>"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	streamName := "BENCH_" + id
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: streamName, Subjects: subjects, Storage: jetstream.FileStorage})
 	if err != nil {
-		return fmt.Errorf("create stream: %w", err)
+		return row{}, fmt.Errorf("create stream: %w", err)
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -50,33 +49,20 @@ func runNATS(data string) error {
 	c := newCounter()
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		return err
+		return row{}, err
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) { c.see(m.Headers().Get("Nats-Msg-Id")) })
 	if err != nil {
-		return err
+		return row{}, err
 	}
 	defer cc.Stop()
 
-	bare, err := bareNATS(js, names, data, c)
+	bare, err := bareNATS(js, l, c)
 	if err != nil {
-		return err
+		return row{}, err
 	}
-	report("bare nats.go client → JetStream (acks)", bare, bare, "")
-	for _, sc := range []struct {
-		name string
-		env  []string
-	}{
-		{"sidecar → nats (durable)", nil},
-		{"sidecar → nats (EVORELAY_SPOOL_NOSYNC)", []string{"EVORELAY_SPOOL_NOSYNC=true"}},
-	} {
-		res, err := sidecarBroker("nats", append(sc.env, "EVORELAY_NATS_URL="+natsURL), names, c, data)
-		if err != nil {
-			return err
-		}
-		report(sc.name, res, bare, fmt.Sprintf("ingest %.0f events/s", res.ingest))
-	}
-	return nil
+	line("bare: nats.go client → JetStream (acks)", bare, 0, "")
+	return sidecarBroker("nats", []string{"EVORELAY_NATS_URL=" + natsURL}, l, c, "POST /events → nats → stream", bare, "≥0.5×")
 }
 
 // bareNATS publishes the events as the plugin does: the same subject,
@@ -85,16 +71,19 @@ func runNATS(data string) error {
 // bound is twice that, as the plugin sets it, so it never stalls), one
 // publisher per instance, each in order. Every PubAck must come back without error; it
 // ends when c counted every message in the stream.
-func bareNATS(js jetstream.JetStream, names []string, data string, c *counter) (result, error) {
+func bareNATS(js jetstream.JetStream, l load, c *counter) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	c.expect(*events)
-	window := max(1, 1000/len(names))
+	bodies := make([][]byte, l.n)
+	for i := range bodies {
+		bodies[i] = l.envelope(i)
+	}
+	c.expect(l.n)
+	window := max(1, 1000/len(l.names))
 	start := time.Now()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(names))
-	for w, name := range names {
-		body := envelope(name, data)
+	errs := make(chan error, len(l.names))
+	for w, name := range l.names {
 		subject := name + ".messages.upsert"
 		wg.Go(func() {
 			var pending []jetstream.PubAckFuture // oldest first
@@ -110,7 +99,7 @@ func bareNATS(js jetstream.JetStream, names []string, data string, c *counter) (
 					return ctx.Err()
 				}
 			}
-			for i := w; i < *events; i += len(names) {
+			for i := w; i < l.n; i += len(l.names) {
 				if len(pending) == window {
 					if err := settle(); err != nil {
 						errs <- err
@@ -118,7 +107,7 @@ func bareNATS(js jetstream.JetStream, names []string, data string, c *counter) (
 					}
 				}
 				msg := nats.NewMsg(subject)
-				msg.Data = body
+				msg.Data = bodies[i]
 				msg.Header.Set("Nats-Msg-Id", fmt.Sprintf("bare-%d", i))
 				msg.Header.Set("Content-Type", "application/json")
 				msg.Header.Set("instance", name)
@@ -141,11 +130,10 @@ func bareNATS(js jetstream.JetStream, names []string, data string, c *counter) (
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
-		return result{}, err
+		return 0, err
 	}
-	if err := c.wait(); err != nil {
-		return result{}, err
+	if err := c.wait(ctx); err != nil {
+		return 0, err
 	}
-	r := rate(start)
-	return result{delivered: r, ingest: r}, nil
+	return rate(l.n, time.Since(start)), nil
 }

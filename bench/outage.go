@@ -13,7 +13,7 @@ import (
 )
 
 // runOutage measures what a receiver that is down costs (-outage): the
-// sidecar holds -events for -instances webhook destinations whose
+// sidecar holds -events for -instances (8) webhook destinations whose
 // receiver answers 503 for -outage, then comes back. It reports the
 // attempts the receiver saw while down, the dead letters left once every
 // event that can arrive has, how long the backlog took to arrive after
@@ -22,30 +22,26 @@ import (
 // the same before and after a change to how the sidecar treats failures.
 //
 //	make build && go run ./bench -outage 10m -events 10000 -instances 1
-func runOutage() error {
+func runOutage(l load) error {
 	recv, err := newOutageReceiver()
 	if err != nil {
 		return err
 	}
 	defer recv.Close()
-	s, err := startSidecar("webhook", nil)
+	s, err := startSidecar("webhook", l.scenario)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
-	names := make([]string, *instances)
-	for i := range names {
-		names[i] = fmt.Sprintf("outage%d", i)
-		if err := s.set("webhook", names[i], map[string]any{"url": recv.url, "enabled": true, "events": []string{"MESSAGES_UPSERT"}}); err != nil {
-			return err
-		}
+	if err := s.setWebhooks(l, recv.url); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout+*outage)
 	defer cancel()
 	start := time.Now()
 	// Each event's data carries its instance's sequence number, so the
 	// receiver can tell the order it arrives in.
-	if err := ingestNumbered(ctx, s, names); err != nil {
+	if err := ingestNumbered(ctx, s, l.names); err != nil {
 		return err
 	}
 	fmt.Printf("ingested %d events in %s; receiver down (503) for %s\n", *events, time.Since(start).Round(time.Millisecond), *outage)
@@ -55,7 +51,7 @@ func runOutage() error {
 	back := time.Now()
 	fmt.Printf("receiver back after %s: %d attempts while down (%.2f per event)\n", time.Since(start).Round(time.Second), down, float64(down)/float64(*events))
 
-	arrived := recv.wait()
+	arrived := recv.wait(ctx)
 	drain := time.Since(back)
 	dead, err := s.deadLetters("webhook")
 	if err != nil {

@@ -13,34 +13,33 @@ import (
 // amqpURI is the RabbitMQ the tool measures: this machine's only.
 const amqpURI = "amqp://guest:guest@127.0.0.1:5672/"
 
-// runRabbitMQ measures a bare client, then the sidecar with and without
-// fsync, on one broker and the same exchanges, routing key and queues:
-// per instance i a topic exchange i, key messages.upsert and a quorum
-// queue i.messages.upsert, as the plugin names and declares them.
-func runRabbitMQ(data string) error {
+// runRabbitMQ measures a bare client, then the sidecar, on one broker
+// and the same exchanges, routing key and queues: per instance i a topic
+// exchange i, key messages.upsert and a quorum queue i.messages.upsert, as
+// the plugin names and declares them.
+func runRabbitMQ(l load) (row, error) {
 	conn, err := amqp.Dial(amqpURI)
 	if err != nil {
-		return fmt.Errorf("RabbitMQ at %s: %w", amqpURI, err)
+		return row{}, fmt.Errorf("RabbitMQ at %s: %w", amqpURI, err)
 	}
 	defer conn.Close()
 	id := runID()
-	names := make([]string, *instances)
-	for i := range names {
-		names[i] = fmt.Sprintf("bench-%s-%d", id, i)
+	for i := range l.names {
+		l.names[i] = fmt.Sprintf("bench-%s-%d", id, i)
 	}
-	defer deleteRabbit(names)
-	if err := declareRabbit(conn, names); err != nil {
-		return err
+	defer deleteRabbit(l.names)
+	if err := declareRabbit(conn, l.names); err != nil {
+		return row{}, err
 	}
 	c := newCounter()
-	for _, name := range names {
+	for _, name := range l.names {
 		ch, err := conn.Channel()
 		if err != nil {
-			return err
+			return row{}, err
 		}
 		msgs, err := ch.Consume(name+".messages.upsert", "", true, false, false, false, nil)
 		if err != nil {
-			return fmt.Errorf("consume %s.messages.upsert: %w", name, err)
+			return row{}, fmt.Errorf("consume %s.messages.upsert: %w", name, err)
 		}
 		go func() {
 			for m := range msgs {
@@ -49,42 +48,30 @@ func runRabbitMQ(data string) error {
 		}()
 	}
 
-	bare, err := bareRabbit(conn, names, data, c)
+	bare, err := bareRabbit(conn, l, c)
 	if err != nil {
-		return err
+		return row{}, err
 	}
-	report("bare amqp091 client → RabbitMQ (confirms)", bare, bare, "")
-	for _, sc := range []struct {
-		name string
-		env  []string
-	}{
-		{"sidecar → rabbitmq (durable)", nil},
-		{"sidecar → rabbitmq (EVORELAY_SPOOL_NOSYNC)", []string{"EVORELAY_SPOOL_NOSYNC=true"}},
-	} {
-		res, err := sidecarBroker("rabbitmq", append(sc.env, "EVORELAY_RABBITMQ_URI="+amqpURI), names, c, data)
-		if err != nil {
-			return err
-		}
-		report(sc.name, res, bare, fmt.Sprintf("ingest %.0f events/s", res.ingest))
-	}
-	return nil
+	line("bare: amqp091 client → RabbitMQ (confirms)", bare, 0, "")
+	return sidecarBroker("rabbitmq", []string{"EVORELAY_RABBITMQ_URI=" + amqpURI}, l, c, "POST /events → rabbitmq → broker", bare, "≥0.8×")
 }
 
 // sidecarBroker starts evorelay with one broker plugin, enables it for
-// every instance, and measures the events through it until c counted
-// them all.
-func sidecarBroker(plugin string, env, names []string, c *counter, data string) (result, error) {
-	s, err := startSidecar(plugin, env)
+// every instance, and compares the load through it, counted by c, with
+// bare.
+func sidecarBroker(plugin string, env []string, l load, c *counter, path string, bare float64, goal string) (row, error) {
+	s, err := startSidecar(plugin, l.scenario, env...)
 	if err != nil {
-		return result{}, err
+		return row{}, err
 	}
 	defer s.stop()
-	for _, name := range names {
-		if err := s.set(plugin, name, map[string]any{"enabled": true, "events": []string{"MESSAGES_UPSERT"}}); err != nil {
-			return result{}, err
+	for _, name := range l.names {
+		if err := s.set(name, map[string]any{"enabled": true, "events": []string{"MESSAGES_UPSERT"}}); err != nil {
+			return row{}, err
 		}
 	}
-	return measureSidecar(s, c, data, func(i int) string { return names[i%len(names)] })
+	c.expect(l.n)
+	return s.compare(l, c, path, bare, goal)
 }
 
 // declareRabbit declares what the plugin declares for each instance.
@@ -140,25 +127,28 @@ func deleteRabbit(names []string) {
 // properties, mandatory, with publisher confirms, at most 1000 unconfirmed
 // in all (the plugin's default window), one channel per instance, each in
 // order. It ends when c counted every message in the queues.
-func bareRabbit(conn *amqp.Connection, names []string, data string, c *counter) (result, error) {
+func bareRabbit(conn *amqp.Connection, l load, c *counter) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	c.expect(*events)
-	window := max(1, 1000/len(names))
+	bodies := make([][]byte, l.n)
+	for i := range bodies {
+		bodies[i] = l.envelope(i)
+	}
+	c.expect(l.n)
+	window := max(1, 1000/len(l.names))
 	start := time.Now()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(names))
-	for w, name := range names {
+	errs := make(chan error, len(l.names))
+	for w, name := range l.names {
 		ch, err := conn.Channel()
 		if err != nil {
-			return result{}, err
+			return 0, err
 		}
 		defer ch.Close()
 		if err := ch.Confirm(false); err != nil {
-			return result{}, err
+			return 0, err
 		}
 		confirms := ch.NotifyPublish(make(chan amqp.Confirmation, window))
-		body := envelope(name, data)
 		wg.Go(func() {
 			outstanding := 0
 			settle := func() error {
@@ -176,7 +166,7 @@ func bareRabbit(conn *amqp.Connection, names []string, data string, c *counter) 
 					return ctx.Err()
 				}
 			}
-			for i := w; i < *events; i += len(names) {
+			for i := w; i < l.n; i += len(l.names) {
 				if outstanding == window {
 					if err := settle(); err != nil {
 						errs <- err
@@ -187,7 +177,7 @@ func bareRabbit(conn *amqp.Connection, names []string, data string, c *counter) 
 					ContentType: "application/json", DeliveryMode: amqp.Persistent,
 					MessageId: fmt.Sprintf("bare-%d", i), Timestamp: time.Now(), AppId: "evorelay",
 					Headers: amqp.Table{"instance": name, "event": "MESSAGES_UPSERT"},
-					Body:    body,
+					Body:    bodies[i],
 				})
 				if err != nil {
 					errs <- err
@@ -206,11 +196,10 @@ func bareRabbit(conn *amqp.Connection, names []string, data string, c *counter) 
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
-		return result{}, err
+		return 0, err
 	}
-	if err := c.wait(); err != nil {
-		return result{}, err
+	if err := c.wait(ctx); err != nil {
+		return 0, err
 	}
-	r := rate(start)
-	return result{delivered: r, ingest: r}, nil
+	return rate(l.n, time.Since(start)), nil
 }

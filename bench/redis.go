@@ -11,78 +11,102 @@ import (
 )
 
 var (
-	backendName = flag.String("backend", "embedded", "spool and settings of the sidecar: embedded, or redis (at -redis-url; webhook only)")
+	backendName = flag.String("backend", "embedded", "spool and settings of every sidecar: embedded, or redis (at -redis-url)")
 	redisURL    = flag.String("redis-url", "redis://127.0.0.1:6379/0", "the Redis of -backend redis; keys live under a prefix of the run's own, deleted at its end")
 )
 
-// runWebhookRedis measures, against one receiver: the bare HTTP client,
-// a bare pipelined XADD client (the ceiling of ingest into Redis), and
-// the sidecar with the embedded and with the redis backend.
-func runWebhookRedis(data string) error {
+// rdb and prefix are the Redis of -backend redis and the run's prefix in it.
+var (
+	rdb    *redis.Client
+	prefix string
+)
+
+// setUpBackend connects to the Redis of -backend redis.
+func setUpBackend() error {
+	switch *backendName {
+	case "embedded":
+		return nil
+	case "redis":
+	default:
+		return fmt.Errorf("-backend %q: expected embedded or redis", *backendName)
+	}
 	opts, err := redis.ParseURL(*redisURL)
 	if err != nil {
 		return fmt.Errorf("-redis-url: %w", err)
 	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	prefix := "evorelay-bench-" + runID() + ":"
-	defer deleteKeys(rdb, prefix)
-
-	recv, err := newReceiver()
-	if err != nil {
-		return err
-	}
-	defer recv.Close()
-	bare, err := runBareHTTP(recv, data)
-	if err != nil {
-		return err
-	}
-	report("bare client → receiver", bare, bare, "")
-	xadd, err := bareXADD(rdb, prefix+"bare", data)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%-44s %9.0f events/s  (ingest ceiling: Redis alone)\n", "bare pipelined XADD → Redis", xadd)
-	for _, sc := range []struct {
-		name string
-		env  []string
-	}{
-		{"sidecar → webhook (embedded, durable)", nil},
-		{"sidecar → webhook (redis)", []string{"EVORELAY_BACKEND=redis", "EVORELAY_REDIS_URL=" + *redisURL, "EVORELAY_REDIS_PREFIX=" + prefix}},
-	} {
-		res, err := sidecarWebhook(recv, data, sc.env)
-		if err != nil {
-			return err
-		}
-		report(sc.name, res, bare, fmt.Sprintf("ingest %.0f events/s (%.2f× bare XADD)", res.ingest, res.ingest/xadd))
+	rdb = redis.NewClient(opts)
+	prefix = "evorelay-bench-" + runID() + ":"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("Redis at %s: %w", *redisURL, err)
 	}
 	return nil
 }
 
-// bareXADD appends -events records the size of the sidecar's to one
-// stream, from -posters clients each pipelining 64 XADDs a round trip,
-// and returns events/s.
-func bareXADD(rdb *redis.Client, stream, data string) (float64, error) {
-	rec := envelope("bench0", data)
+// backendEnv is what makes a sidecar of scenario use -backend: a prefix of
+// its own under the run's, so that no scenario sees another's spool.
+func backendEnv(scenario string) []string {
+	if rdb == nil {
+		return nil
+	}
+	return []string{"EVORELAY_BACKEND=redis", "EVORELAY_REDIS_URL=" + *redisURL, "EVORELAY_REDIS_PREFIX=" + prefix + scenario + ":"}
+}
+
+// tearDownBackend deletes what the run stored in Redis.
+func tearDownBackend() {
+	if rdb == nil {
+		return
+	}
+	ctx := context.Background()
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		rdb.Del(ctx, iter.Val())
+	}
+	rdb.Close()
+}
+
+// bareXADDLine prints, with -backend redis, what Redis alone takes in:
+// the ingest ceiling of the redis spool.
+func bareXADDLine(l load) error {
+	if rdb == nil {
+		return nil
+	}
+	xadd, err := bareXADD(l)
+	if err != nil {
+		return err
+	}
+	line("bare: pipelined XADD → Redis (ingest ceiling)", xadd, 0, "")
+	return nil
+}
+
+// bareXADD appends the load's envelopes to one stream, from l.posters
+// clients each pipelining 64 XADDs a round trip, and returns events/s.
+func bareXADD(l load) (float64, error) {
+	stream := prefix + "bare"
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	recs := make([][]byte, l.n)
+	for i := range recs {
+		recs[i] = l.envelope(i)
+	}
 	var next sync.Mutex
-	left := *events
-	take := func() int {
+	done := 0
+	take := func() (int, int) {
 		next.Lock()
 		defer next.Unlock()
-		n := min(64, left)
-		left -= n
-		return n
+		from := done
+		done = min(done+64, l.n)
+		return from, done
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, *posters)
+	errs := make(chan error, l.posters)
 	start := time.Now()
-	for range *posters {
+	for range l.posters {
 		wg.Go(func() {
-			for n := take(); n > 0; n = take() {
+			for from, to := take(); from < to; from, to = take() {
 				pipe := rdb.Pipeline()
-				for range n {
+				for _, rec := range recs[from:to] {
 					pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"e", rec}})
 				}
 				if _, err := pipe.Exec(ctx); err != nil {
@@ -97,14 +121,5 @@ func bareXADD(rdb *redis.Client, stream, data string) (float64, error) {
 	if err := <-errs; err != nil {
 		return 0, err
 	}
-	return rate(start), nil
-}
-
-// deleteKeys removes what the run stored in Redis.
-func deleteKeys(rdb *redis.Client, prefix string) {
-	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		rdb.Del(ctx, iter.Val())
-	}
+	return rate(l.n, time.Since(start)), nil
 }

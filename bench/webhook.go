@@ -1,114 +1,115 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 )
 
-// runWebhook measures a bare HTTP client, then the sidecar with and
-// without fsync, against one receiver.
-func runWebhook(data string) error {
+// runEngine measures the engine load: bare keep-alive POSTers of the
+// webhook's bodies, then the sidecar delivering through the webhook
+// plugin, to one receiver.
+func runEngine(l load) (row, error) {
 	recv, err := newReceiver()
 	if err != nil {
-		return err
+		return row{}, err
 	}
 	defer recv.Close()
-	bare, err := runBareHTTP(recv, data)
-	if err != nil {
-		return err
-	}
-	report("bare client → receiver", bare, bare, "")
-	for _, sc := range []struct {
-		name string
-		env  []string
-	}{
-		{"sidecar → webhook (durable)", nil},
-		{"sidecar → webhook (EVORELAY_SPOOL_NOSYNC)", []string{"EVORELAY_SPOOL_NOSYNC=true"}},
-	} {
-		res, err := sidecarWebhook(recv, data, sc.env)
-		if err != nil {
-			return err
-		}
-		report(sc.name, res, bare, fmt.Sprintf("ingest %.0f events/s", res.ingest))
-	}
-	return nil
-}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
 
-// receiver counts distinct webhook-ids.
-type receiver struct {
-	*http.Server
-	*counter
-	url string
-}
-
-func newReceiver() (*receiver, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	r := &receiver{url: "http://" + l.Addr().String() + "/hook", counter: newCounter()}
-	r.Server = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		_, _ = io.Copy(io.Discard, req.Body)
-		r.see(req.Header.Get("webhook-id"))
-	})}
-	go func() { _ = r.Serve(l) }()
-	return r, nil
-}
-
-// runBareHTTP posts the body the webhook plugin would send, one worker
-// per instance, each waiting for its answer before the next (ordered).
-func runBareHTTP(recv *receiver, data string) (result, error) {
-	recv.expect(*events)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	body := fmt.Sprintf(`{"event":"MESSAGES_UPSERT","instance":"i","data":%s,"destination":%q,"date_time":"2024-01-01T12:00:00.000Z","sender":null,"server_url":null,"apikey":null}`, data, recv.url)
+	t := recv.expect(l.n)
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, *instances)
-	for w := range *instances {
-		wg.Go(func() {
-			for i := w; i < *events; i += *instances {
-				req, _ := http.NewRequest("POST", recv.url, strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("webhook-id", fmt.Sprint(i))
-				resp, err := client.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		})
+	if _, err := post(ctx, target{url: recv.url, want: http.StatusOK}, l.webhookRequests(recv.url), l.posters); err != nil {
+		return row{}, err
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return result{}, err
+	if err := t.wait(ctx); err != nil {
+		return row{}, err
 	}
-	if err := recv.wait(); err != nil {
-		return result{}, err
-	}
-	rate := rate(start)
-	return result{delivered: rate, ingest: rate}, nil
+	bare := rate(l.n, time.Since(start))
+	line(fmt.Sprintf("bare: %d keep-alive POSTers → receiver", l.posters), bare, 0, "")
+
+	return sidecarWebhook(l, recv, bare, "≥0.5×")
 }
 
 // sidecarWebhook starts evorelay with the webhook plugin, sets a webhook
-// per instance, and posts the events as an engine would.
-func sidecarWebhook(recv *receiver, data string, env []string) (result, error) {
-	s, err := startSidecar("webhook", env)
+// to the receiver for every instance, and compares the load through it
+// with bare.
+func sidecarWebhook(l load, recv *receiver, bare float64, goal string) (row, error) {
+	s, err := startSidecar("webhook", l.scenario)
 	if err != nil {
-		return result{}, err
+		return row{}, err
 	}
 	defer s.stop()
-	for i := range *instances {
-		if err := s.set("webhook", fmt.Sprintf("bench%d", i), map[string]any{"url": recv.url, "enabled": true, "events": []string{"MESSAGES_UPSERT"}}); err != nil {
-			return result{}, err
-		}
+	if err := s.setWebhooks(l, recv.url); err != nil {
+		return row{}, err
 	}
-	return measureSidecar(s, recv.counter, data, func(i int) string { return fmt.Sprintf("bench%d", i%*instances) })
+	return s.compare(l, recv.expect(l.n), "POST /events → webhook → receiver", bare, goal)
+}
+
+// runIngest measures ingest alone: the load posted to a bare server in a
+// process of its own that reads each body and answers 200, then to a
+// sidecar with the webhook plugin and no settings (nothing to deliver).
+func runIngest(l load) (row, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	reqs := l.ingestRequests()
+
+	srv, err := startBareServer()
+	if err != nil {
+		return row{}, err
+	}
+	took, err := post(ctx, target{url: srv.url + "/events", header: http.Header{"Apikey": {apiKey}}, want: http.StatusOK}, reqs, l.posters)
+	srv.stop()
+	if err != nil {
+		return row{}, fmt.Errorf("%w %s", err, srv.logs.String())
+	}
+	bare := rate(l.n, took)
+	line("bare: HTTP server (own process), read + 200", bare, 0, "")
+
+	if err := bareXADDLine(l); err != nil {
+		return row{}, err
+	}
+
+	s, err := startSidecar("webhook", l.scenario)
+	if err != nil {
+		return row{}, err
+	}
+	defer s.stop()
+	s.profile()
+	took, err = post(ctx, s.ingestTarget(), reqs, l.posters)
+	if err != nil {
+		return row{}, err
+	}
+	s.prof.loadDone()
+	ingest := rate(l.n, took)
+	line("evorelay: POST /events → spool (202), no sinks", ingest, bare, "goal ≥0.5×")
+	return row{l.scenario, perSecond(bare), perSecond(ingest), ingest / bare, "≥0.5×"}, nil
+}
+
+// runLane measures one ordered lane: one sequential keep-alive POSTer of
+// the webhook's bodies in a process of its own, then the sidecar
+// delivering through the webhook plugin, to one receiver.
+func runLane(l load) (row, error) {
+	recv, err := newReceiver()
+	if err != nil {
+		return row{}, err
+	}
+	defer recv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+
+	t := recv.expect(l.n)
+	took, err := runBarePoster(ctx, l, recv.url)
+	if err != nil {
+		return row{}, err
+	}
+	if err := t.wait(ctx); err != nil {
+		return row{}, err
+	}
+	bare := rate(l.n, took)
+	line("bare: one sequential POSTer (own process)", bare, 0, "")
+
+	return sidecarWebhook(l, recv, bare, "≥0.8×")
 }

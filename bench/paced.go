@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runPaced offers -rate events/s at a steady pace for -duration, one a
+// POST, over up to -posters connections (a POST waits for a free one),
+// and reports the delivered rate, whether the sidecar kept up, and the
+// latency from the start of each event's POST to its arrival.
+func runPaced(l load) (row, error) {
+	if l.n <= 0 {
+		return row{}, fmt.Errorf("-rate %d × -duration %s is no event", *paceRate, *paceFor)
+	}
+	recv, err := newReceiver()
+	if err != nil {
+		return row{}, err
+	}
+	defer recv.Close()
+	s, err := startSidecar("webhook", l.scenario)
+	if err != nil {
+		return row{}, err
+	}
+	defer s.stop()
+	if err := s.setWebhooks(l, recv.url); err != nil {
+		return row{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	pctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	reqs := l.ingestRequests()
+	posted := make([]atomic.Int64, l.n) // when each POST started, since epoch
+
+	t := recv.expect(l.n)
+	s.profile()
+	start := since()
+	due := func(k int) time.Duration { return start + time.Duration(k)*time.Second/time.Duration(*paceRate) }
+	jobs := make(chan int, l.n)
+	go func() {
+		// The feeder sleeps to the next due time and hands over every
+		// event due by then; the posters take them as they are free.
+		defer close(jobs)
+		for k := range l.n {
+			if pctx.Err() != nil {
+				return
+			}
+			if d := time.Until(epoch.Add(due(k))); d > 0 {
+				time.Sleep(d)
+			}
+			jobs <- k
+		}
+	}()
+	client := newPostClient(l.posters)
+	defer client.CloseIdleConnections()
+	var wg sync.WaitGroup
+	var maxLate atomic.Int64
+	for range l.posters {
+		wg.Go(func() {
+			for k := range jobs {
+				if pctx.Err() != nil {
+					continue
+				}
+				now := since()
+				posted[k].Store(int64(now))
+				for late := int64(now - due(k)); ; {
+					m := maxLate.Load()
+					if late <= m || maxLate.CompareAndSwap(m, late) {
+						break
+					}
+				}
+				if err := postOne(pctx, client, s.ingestTarget(), reqs[k]); err != nil {
+					stop(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ingested := since() - start
+	if err := context.Cause(pctx); err != nil {
+		return row{}, err
+	}
+	if err := t.wait(ctx); err != nil {
+		return row{}, err
+	}
+	s.prof.loadDone()
+
+	delivered := rate(l.n, t.last()-start)
+	lat := make([]time.Duration, l.n)
+	for k := range lat {
+		lat[k] = time.Duration(t.at[k].Load() - posted[k].Load())
+	}
+	slices.Sort(lat)
+	p50, p99 := lat[l.n/2], lat[min(l.n-1, l.n*99/100)]
+	kept := delivered >= 0.98*float64(*paceRate)
+	verdict := "fell behind"
+	if kept {
+		verdict = "kept up"
+	}
+	fmt.Printf("   offered %d events/s for %s (%d events); POSTs started up to %s late; ingest %.0f events/s\n",
+		*paceRate, *paceFor, l.n, time.Duration(maxLate.Load()).Round(100*time.Microsecond), rate(l.n, ingested))
+	line("evorelay: POST /events → webhook → receiver", delivered, 0, fmt.Sprintf("%.2f× offered, %s", delivered/float64(*paceRate), verdict))
+	fmt.Printf("   ingest → delivered: p50 %s, p99 %s, max %s   goal: kept up, p99 ≤ 50ms\n",
+		round(p50), round(p99), round(lat[l.n-1]))
+	return row{l.scenario, fmt.Sprintf("%d/s offered", *paceRate), fmt.Sprintf("%s, p99 %s", perSecond(delivered), round(p99)),
+		delivered / float64(*paceRate), "kept up, p99 ≤ 50ms: " + verdict}, nil
+}
+
+// round rounds a latency for printing.
+func round(d time.Duration) time.Duration {
+	if d >= 10*time.Millisecond {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(10 * time.Microsecond)
+}
