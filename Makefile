@@ -52,9 +52,13 @@ check:
 generate:
 	cd sdk && $(GO) generate ./...
 
-## bench: the Go benchmarks and the load tool
-bench:
+## bench: the Go benchmarks, then every scenario of the load tool (bench/),
+## each beside its bare baseline; more flags for it in BENCHFLAGS
+## (make bench BENCHFLAGS='-events 5000 -pprof /tmp/prof')
+bench: services build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./host/... ./plugins/...
+	cd sdk && $(GO) test -run '^$$' -bench . -benchtime 2s ./...
+	$(GO) run ./bench -bin $(BIN) -scenario all $(BENCHFLAGS)
 
 clean:
 	rm -rf $(BIN)
