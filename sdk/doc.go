@@ -24,7 +24,10 @@
 //     responses).
 //  2. Open: once, with the process settings. Every EVORELAY_<NAME>_* variable
 //     arrives in Config.Settings with the prefix cut and the rest lowercased:
-//     a kafka plugin's EVORELAY_KAFKA_BROKERS is Settings["brokers"].
+//     a kafka plugin's EVORELAY_KAFKA_BROKERS is Settings["brokers"]. Read
+//     them with Settings (a Setting a key: Duration, Count, Size, Bool,
+//     Text or one of the plugin's own), which names the variable in errors
+//     and returns the ones the plugin does not know, to warn about.
 //     Config.Egress is the egress policy (package sdk/egress): dial every
 //     address that comes from a user (a URL in settings or in an event)
 //     through Egress.Client or Egress.Dialer.

@@ -3,6 +3,7 @@ package sdk
 import (
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -58,6 +59,99 @@ func ParseCount(v string, lo, hi int) (int, error) {
 		return 0, fmt.Errorf("%q: expected a whole number from %d to %d", v, lo, hi)
 	}
 	return n, nil
+}
+
+// Settings says how a plugin reads its process settings (Config.Settings):
+// the Setting for each key it knows.
+//
+//	c := config{timeout: 10 * time.Second, retries: 3}
+//	unknown, err := sdk.Settings{
+//		"timeout": sdk.Duration(&c.timeout),
+//		"retries": sdk.Count(&c.retries, 0, 10),
+//		"brokers": func(v string) error { return c.setBrokers(v) },
+//	}.Read(cfg.Settings, "EVORELAY_KAFKA_")
+type Settings map[string]Setting
+
+// A Setting reads one process setting's value, white space trimmed and
+// never empty, into where the plugin keeps it. Its error says what was
+// wrong and what is expected; Read prefixes it with the variable.
+type Setting func(value string) error
+
+// Read hands each value in m, in key order and with white space trimmed,
+// to its key's Setting. An empty value is as if the variable were not set:
+// the setting keeps its default. It returns the first error, prefixed with
+// the variable it came from (prefix and the key in upper case), or the
+// variables of the keys s has no Setting for, sorted, for Open to warn
+// about.
+func (s Settings) Read(m map[string]string, prefix string) (unknown []string, err error) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		set, ok := s[k]
+		v := strings.TrimSpace(m[k])
+		switch {
+		case !ok:
+			unknown = append(unknown, prefix+strings.ToUpper(k))
+		case v == "":
+		default:
+			if err := set(v); err != nil {
+				return nil, fmt.Errorf("%s%s: %w", prefix, strings.ToUpper(k), err)
+			}
+		}
+	}
+	return unknown, nil
+}
+
+// Duration is a Setting for a positive duration (ParseDuration).
+func Duration(to *time.Duration) Setting {
+	return func(v string) error { return into(to, v, ParseDuration) }
+}
+
+// Count is a Setting for a whole number from lo to hi (ParseCount).
+func Count(to *int, lo, hi int) Setting {
+	return func(v string) error {
+		return into(to, v, func(v string) (int, error) { return ParseCount(v, lo, hi) })
+	}
+}
+
+// Size is a Setting for a number of bytes from 1 to max (ParseSize).
+func Size[T int | int64](to *T, max int64) Setting {
+	return func(v string) error {
+		return into(to, v, func(v string) (T, error) {
+			n, err := ParseSize(v, max)
+			return T(n), err
+		})
+	}
+}
+
+// Bool is a Setting for true or false (or what else strconv.ParseBool
+// takes: 1, 0, t, f).
+func Bool(to *bool) Setting {
+	return func(v string) error {
+		return into(to, v, func(v string) (bool, error) {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return false, fmt.Errorf("%q is not a boolean; expected true or false", v)
+			}
+			return b, nil
+		})
+	}
+}
+
+// into sets *to to what parse makes of v, unless parse fails.
+func into[T any](to *T, v string, parse func(string) (T, error)) error {
+	x, err := parse(v)
+	if err != nil {
+		return err
+	}
+	*to = x
+	return nil
+}
+
+// Text is a Setting for any text.
+func Text(to *string) Setting {
+	return func(v string) error {
+		*to = v
+		return nil
+	}
 }
 
 // ReadSettings hands each of a plugin's process settings (Config.Settings),

@@ -32,6 +32,44 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+func TestSettingsRead(t *testing.T) {
+	type config struct {
+		timeout time.Duration
+		count   int
+		size    int64
+		on      bool
+		name    string
+	}
+	read := func(m map[string]string) (config, []string, error) {
+		c := config{timeout: time.Second, count: 1, on: true, name: "default"}
+		unknown, err := Settings{
+			"timeout": Duration(&c.timeout),
+			"count":   Count(&c.count, 1, 10),
+			"size":    Size(&c.size, 1<<20),
+			"on":      Bool(&c.on),
+			"name":    Text(&c.name),
+		}.Read(m, "EVORELAY_X_")
+		return c, unknown, err
+	}
+	c, unknown, err := read(map[string]string{"timeout": "2s", "count": " 7 ", "size": "1KiB", "on": "false", "name": " a b ", "zeta": "x", "alpha": ""})
+	if err != nil || c != (config{2 * time.Second, 7, 1 << 10, false, "a b"}) || strings.Join(unknown, ",") != "EVORELAY_X_ALPHA,EVORELAY_X_ZETA" {
+		t.Errorf("Read = %+v, %v, %v; want every setting read, trimmed, and the unknown keys as sorted variables", c, unknown, err)
+	}
+	if c, _, err := read(map[string]string{"timeout": "", "count": " ", "name": ""}); err != nil || c != (config{time.Second, 1, 0, true, "default"}) {
+		t.Errorf("Read of empty values = %+v, %v; want the defaults kept", c, err)
+	}
+	for in, want := range map[string]string{
+		"timeout": `EVORELAY_X_TIMEOUT: "soon" is not a duration`,
+		"count":   `EVORELAY_X_COUNT: "soon": expected a whole number from 1 to 10`,
+		"size":    `EVORELAY_X_SIZE: "soon": expected a number of bytes from 1 to 1048576`,
+		"on":      `EVORELAY_X_ON: "soon" is not a boolean; expected true or false`,
+	} {
+		if _, _, err := read(map[string]string{in: "soon", "zeta": "x"}); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("Read of %s=soon: %v, want %s", in, err, want)
+		}
+	}
+}
+
 func TestReadSettings(t *testing.T) {
 	var n int
 	read := func(k, v string) (bool, error) {

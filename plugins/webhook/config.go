@@ -36,22 +36,12 @@ var retired = map[string]string{
 // know, sorted, for the caller to warn about.
 func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 	c := defaultProcessConfig()
-	unknown, err := sdk.ReadSettings(m, envName(""), func(k, v string) (bool, error) {
-		var err error
-		switch k {
-		case "timeout":
-			c.timeout, err = sdk.ParseDuration(v)
-		case "media_timeout":
-			c.mediaTimeout, err = sdk.ParseDuration(v)
-		case "media_max_bytes":
-			c.mediaMaxBytes, err = sdk.ParseSize(v, 1<<40)
-		case "max_conns_per_host":
-			c.maxConnsPerHost, err = sdk.ParseCount(v, 1, 4096)
-		default:
-			return false, nil
-		}
-		return true, err
-	})
+	unknown, err := sdk.Settings{
+		"timeout":            sdk.Duration(&c.timeout),
+		"media_timeout":      sdk.Duration(&c.mediaTimeout),
+		"media_max_bytes":    sdk.Size(&c.mediaMaxBytes, 1<<40),
+		"max_conns_per_host": sdk.Count(&c.maxConnsPerHost, 1, 4096),
+	}.Read(m, envName(""))
 	if err != nil {
 		return processConfig{}, nil, err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -56,72 +55,47 @@ func envName(key string) string { return "EVORELAY_WEBSOCKET_" + strings.ToUpper
 // know, as variable names, sorted, for the caller to warn about.
 func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 	c := defaultProcessConfig()
-	unknown, err := sdk.ReadSettings(m, envName(""), func(k, v string) (bool, error) {
-		var err error
-		switch k {
-		case "ping_interval":
-			c.pingInterval, err = sdk.ParseDuration(v)
-		case "pong_timeout":
-			c.pongTimeout, err = sdk.ParseDuration(v)
-		case "write_timeout":
-			c.writeTimeout, err = sdk.ParseDuration(v)
-		case "send_buffer":
-			c.sendBuffer, err = sdk.ParseCount(v, 1, 1<<20)
-		case "max_connections":
-			c.maxConns, err = sdk.ParseCount(v, 1, 1<<20)
-		case "max_connections_per_instance":
-			c.maxConnsPerRoom, err = sdk.ParseCount(v, 1, 1<<20)
-		case "resume_window":
-			c.resumeWindow, err = sdk.ParseCount(v, 0, 1<<20)
-		case "resume_window_global":
-			c.resumeWindowAll, err = sdk.ParseCount(v, 0, 1<<22)
-		case "resume_window_bytes":
-			c.resumeWindowBytes, err = parseIntSize(v)
-		case "compression":
-			c.compression, err = strconv.ParseBool(v)
-			if err != nil {
-				err = fmt.Errorf("%q is not a boolean; expected true or false", v)
-			}
-		case "allowed_origins":
-			c.anyOrigin, err = parseOrigins(v, c.origins)
-		case "cors_origins":
-			c.corsAny, err = parseOrigins(v, c.corsOrigins)
-		default:
-			return false, nil
-		}
-		return true, err
-	})
+	unknown, err := sdk.Settings{
+		"ping_interval":                sdk.Duration(&c.pingInterval),
+		"pong_timeout":                 sdk.Duration(&c.pongTimeout),
+		"write_timeout":                sdk.Duration(&c.writeTimeout),
+		"send_buffer":                  sdk.Count(&c.sendBuffer, 1, 1<<20),
+		"max_connections":              sdk.Count(&c.maxConns, 1, 1<<20),
+		"max_connections_per_instance": sdk.Count(&c.maxConnsPerRoom, 1, 1<<20),
+		"resume_window":                sdk.Count(&c.resumeWindow, 0, 1<<20),
+		"resume_window_global":         sdk.Count(&c.resumeWindowAll, 0, 1<<22),
+		"resume_window_bytes":          sdk.Size(&c.resumeWindowBytes, 64<<30),
+		"compression":                  sdk.Bool(&c.compression),
+		"allowed_origins":              origins(&c.anyOrigin, c.origins),
+		"cors_origins":                 origins(&c.corsAny, c.corsOrigins),
+	}.Read(m, envName(""))
 	if err != nil {
 		return processConfig{}, nil, err
 	}
 	return c, unknown, nil
 }
 
-// parseOrigins reads a comma-separated list of origins
-// (https://app.example.com, http://localhost:3000) into set, and reports
-// whether it holds "*".
-func parseOrigins(v string, set map[string]bool) (anyOrigin bool, err error) {
-	for _, o := range strings.Split(v, ",") {
-		o = strings.TrimSpace(o)
-		if o == "" {
-			continue
+// origins is the Setting for a comma-separated list of origins
+// (https://app.example.com, http://localhost:3000): each into set, and
+// whether it holds "*" into anyOrigin.
+func origins(anyOrigin *bool, set map[string]bool) sdk.Setting {
+	return func(v string) error {
+		for _, o := range strings.Split(v, ",") {
+			o = strings.TrimSpace(o)
+			if o == "" {
+				continue
+			}
+			if o == "*" {
+				*anyOrigin = true
+				continue
+			}
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+				(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+				return fmt.Errorf("%q is not an origin; expected scheme://host[:port], e.g. https://app.example.com, or *", o)
+			}
+			set[strings.ToLower(u.Scheme+"://"+u.Host)] = true
 		}
-		if o == "*" {
-			anyOrigin = true
-			continue
-		}
-		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-			return false, fmt.Errorf("%q is not an origin; expected scheme://host[:port], e.g. https://app.example.com, or *", o)
-		}
-		set[strings.ToLower(u.Scheme+"://"+u.Host)] = true
+		return nil
 	}
-	return anyOrigin, nil
-}
-
-// parseIntSize is sdk.ParseSize for a size held in an int (64GiB at most).
-func parseIntSize(v string) (int, error) {
-	n, err := sdk.ParseSize(v, 64<<30)
-	return int(n), err
 }
