@@ -296,6 +296,14 @@ func (w *worker) control(instance string) *control {
 	return c
 }
 
+// controlled reports whether an instance's lane is under a rate limit or
+// a circuit that is not closed: it then has one batch at a time. w.mu is
+// held.
+func (w *worker) controlled(instance string) bool {
+	c := w.controls[instance]
+	return c != nil && c.controlled()
+}
+
 // admit decides, at lease time, what becomes of a delivery the instance's
 // settings want: expired (a dead letter), held on the schedule, or queued
 // in its lane (nil). w.mu is held.

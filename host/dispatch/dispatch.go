@@ -5,9 +5,12 @@
 // schedule, or dead letter. Each sink has its own worker, position and
 // in-flight window, so a slow sink never holds up another.
 //
-// Within a sink, each instance is a lane: at most one batch of an
-// instance's deliveries is at the plugin at a time, in ingest order, while
-// other instances' lanes run concurrently. So without failures an
+// Within a sink, each instance is a lane: its deliveries go to the plugin
+// in ingest order, at most two batches of them at a time (the next batch
+// travels while the plugin works on the previous one; the SDK runs an
+// instance's batches one after the other), while other instances' lanes
+// run concurrently. A lane under a rate limit or an open circuit has one
+// batch at a time. So without failures an
 // instance's events reach a sink in the order they were accepted. A lane
 // whose batch has had no ack for StallAfter is stalled (its destination
 // hangs): its waiting deliveries, and the newer ones leased while it stays
@@ -136,6 +139,7 @@ func Run(ctx context.Context, sp Spool, st Settings, p Plugin, opts Options) {
 		retries:  newRetryLog(opts.RetryLogEvery),
 		sent:     map[string]*sentDelivery{},
 		wake:     make(chan struct{}, 1),
+		roomWake: make(chan struct{}, 1),
 		resWake:  make(chan struct{}, 1),
 	}
 	stop := make(chan struct{})
@@ -174,19 +178,36 @@ type worker struct {
 	open     int                      // instances whose circuit is open
 	sent     map[string]*sentDelivery // id → at the plugin
 	leased   int                      // held in lanes + sent
-	wake     chan struct{}            // something changed: pump, or room
+	perLane  int                      // batches of a lane at the plugin at once
+	wake     chan struct{}            // something changed: pump
+	roomWake chan struct{}            // acks came: the window may have room
 
 	resMu      sync.Mutex
 	pendingRes []spool.Result // waiting for the resolver
 	resWake    chan struct{}
 }
 
+// laneBatches is how many batches of one lane may be at the plugin at once,
+// unless the plugin's client says otherwise (LaneBatcher).
+const laneBatches = 2
+
+// LaneBatcher is implemented by a plugin client whose plugin does not run
+// an instance's batches in order (one built with an SDK of protocol 1): it
+// says how many of a lane's batches may be at the plugin at once.
+type LaneBatcher interface {
+	LaneBatches() int
+}
+
 // lane is one instance's deliveries waiting for the plugin, in order.
 type lane struct {
 	queue    []pending
-	busy     int       // deliveries of the lane's batch still at the plugin
-	progress time.Time // when its batch was sent or last acked
+	busy     int       // deliveries of the lane's batches still at the plugin
+	batches  int       // batches with deliveries still at the plugin
+	progress time.Time // when a batch was sent or last acked
 }
+
+// sentBatch counts the deliveries of one batch still at the plugin.
+type sentBatch struct{ left int }
 
 // stalled reports whether the lane's batch has gone without an ack for
 // too long.
@@ -200,13 +221,17 @@ type pending struct {
 }
 
 type sentDelivery struct {
-	d    spool.Delivery
-	lane *lane
+	d     spool.Delivery
+	lane  *lane
+	batch *sentBatch
 }
 
-func (w *worker) signal() {
+func (w *worker) signal() { notify(w.wake) }
+
+// notify leaves one pending signal on c.
+func notify(c chan struct{}) {
 	select {
-	case w.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -219,6 +244,13 @@ func (w *worker) session(ctx context.Context, client sinkv1.SinkClient) error {
 	if err != nil {
 		return fmt.Errorf("open stream: %w", err)
 	}
+	perLane := laneBatches
+	if lb, ok := client.(LaneBatcher); ok {
+		perLane = max(1, lb.LaneBatches())
+	}
+	w.mu.Lock()
+	w.perLane = perLane
+	w.mu.Unlock()
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- w.receive(stream) }()
 
@@ -318,9 +350,16 @@ func (w *worker) lease(ctx context.Context) {
 	}
 }
 
-// room blocks until the window has room, and returns it. While it waits,
-// the deliveries waiting in stalled lanes go back to the schedule.
+// room blocks until the window has room, and returns it; acks wake it.
+// While it waits, the deliveries waiting in stalled lanes go back to the
+// schedule.
 func (w *worker) room(ctx context.Context) int {
+	var check *time.Timer
+	defer func() {
+		if check != nil {
+			check.Stop()
+		}
+	}()
 	for {
 		w.mu.Lock()
 		n := w.leased
@@ -329,13 +368,23 @@ func (w *worker) room(ctx context.Context) int {
 			return w.opts.MaxInFlight - n
 		}
 		w.deferStalled()
+		if check == nil {
+			check = time.NewTimer(stallCheck)
+		} else {
+			check.Reset(stallCheck)
+		}
 		select {
 		case <-ctx.Done():
 			return 0
-		case <-time.After(20 * time.Millisecond):
+		case <-w.roomWake:
+		case <-check.C:
 		}
 	}
 }
+
+// stallCheck is how often a full window looks for stalled lanes when no
+// ack comes.
+const stallCheck = 100 * time.Millisecond
 
 // deferStalled moves the waiting deliveries of stalled lanes to the
 // spool's schedule.
@@ -375,11 +424,13 @@ func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
 	now := w.opts.Now()
 	w.mu.Lock()
 	for inst, l := range w.lanes {
-		if l.busy > 0 {
+		if len(l.queue) == 0 {
+			if l.busy == 0 {
+				delete(w.lanes, inst)
+			}
 			continue
 		}
-		if len(l.queue) == 0 {
-			delete(w.lanes, inst)
+		if l.batches >= w.perLane || (l.batches > 0 && w.controlled(inst)) {
 			continue
 		}
 		n := w.take(inst, min(len(l.queue), w.opts.BatchSize), now)
@@ -387,8 +438,9 @@ func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
 			continue
 		}
 		b := batch{instance: inst, deliveries: make([]*sinkv1.Delivery, 0, n)}
+		sb := &sentBatch{left: n}
 		for _, p := range l.queue[:n] {
-			w.sent[p.d.ID] = &sentDelivery{d: p.d, lane: l}
+			w.sent[p.d.ID] = &sentDelivery{d: p.d, lane: l, batch: sb}
 			b.deliveries = append(b.deliveries, &sinkv1.Delivery{
 				Id: p.d.ID, Instance: p.d.Instance, Event: p.d.Event.Event,
 				Attempt: uint32(p.d.Attempt), Envelope: p.d.Envelope,
@@ -396,7 +448,9 @@ func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
 			b.settings = p.settings
 		}
 		l.queue = l.queue[n:]
-		l.busy, l.progress = n, now
+		l.busy += n
+		l.batches++
+		l.progress = now
 		batches = append(batches, b)
 	}
 	w.opts.Metrics.inflight(w.sink, len(w.sent))
@@ -458,6 +512,9 @@ func (w *worker) apply(acks []*sinkv1.Ack) {
 		}
 		delete(w.sent, a.GetId())
 		s.lane.busy--
+		if s.batch.left--; s.batch.left == 0 {
+			s.lane.batches--
+		}
 		s.lane.progress = now
 		w.leased--
 		r, held := w.settleControls(s.d, a.GetOutcome() == sinkv1.Outcome_OUTCOME_OK || a.GetOutcome() == sinkv1.Outcome_OUTCOME_REJECT,
@@ -472,6 +529,7 @@ func (w *worker) apply(acks []*sinkv1.Ack) {
 	w.mu.Unlock()
 	w.resolve(results)
 	w.signal()
+	notify(w.roomWake)
 	for _, d := range gone {
 		reason := "disabled after the destination answered gone: " + d.LastError
 		if err := w.settings.Disable(context.Background(), w.sink, d.Instance, reason); err != nil {
@@ -492,10 +550,7 @@ func (w *worker) resolve(results []spool.Result) {
 	w.resMu.Lock()
 	w.pendingRes = append(w.pendingRes, results...)
 	w.resMu.Unlock()
-	select {
-	case w.resWake <- struct{}{}:
-	default:
-	}
+	notify(w.resWake)
 }
 
 // resolver settles queued results, all that piled up during the previous
@@ -551,13 +606,13 @@ func (w *worker) releaseAll() int {
 
 // settle turns one ack into a spool result.
 func (w *worker) settle(d spool.Delivery, a *sinkv1.Ack, now time.Time) spool.Result {
-	log := w.logger.With("instance", d.Instance, "event", d.Event.Event, "delivery_id", d.ID, "attempt", d.Attempt)
-	switch a.GetOutcome() {
-	case sinkv1.Outcome_OUTCOME_OK:
+	if a.GetOutcome() == sinkv1.Outcome_OUTCOME_OK {
 		w.opts.Metrics.count(w.sink, "ok", 1)
 		w.opts.Metrics.delivered(w.sink, d.ID, now)
 		return spool.Result{ID: d.ID, Outcome: spool.Done}
-	case sinkv1.Outcome_OUTCOME_REJECT:
+	}
+	log := w.logger.With("instance", d.Instance, "event", d.Event.Event, "delivery_id", d.ID, "attempt", d.Attempt)
+	if a.GetOutcome() == sinkv1.Outcome_OUTCOME_REJECT {
 		log.Warn("delivery rejected; dead-lettered", "error", a.GetReason())
 		w.opts.Metrics.count(w.sink, "dead", 1)
 		return spool.Result{ID: d.ID, Outcome: spool.Dead, Reason: a.GetReason()}

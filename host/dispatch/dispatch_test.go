@@ -22,27 +22,49 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // plugin is a scripted sink over a real gRPC stream: answer decides each
-// delivery's ack, and may block.
+// delivery's ack, and may block. Like the SDK, it runs an instance's
+// batches one after the other, in the order they came (unless v1, like
+// an SDK of protocol 1, which runs them at once).
 type plugin struct {
 	sinkv1.UnimplementedSinkServer
 	answer func(d *sinkv1.Delivery) *sinkv1.Ack
+	v1     bool
 
-	mu       sync.Mutex
-	got      []*sinkv1.Delivery
-	reqs     []*sinkv1.DeliverRequest // as received, without deliveries
-	batches  map[string]int           // instance → batches at the plugin now
-	overlap  bool                     // two batches of one instance at once
-	streams  int
-	breakAt  int // close the stream after this many deliveries (once)
-	conn     *grpc.ClientConn
-	listener *bufconn.Listener
-	server   *grpc.Server
+	mu         sync.Mutex
+	got        []*sinkv1.Delivery
+	reqs       []*sinkv1.DeliverRequest // as received, without deliveries
+	batches    map[string]int           // instance → batches at the plugin now
+	maxBatches int                      // the most batches of one instance at the plugin at once
+	running    map[string]int           // instance → batches being delivered now
+	overlap    bool                     // two batches of one instance delivered at once
+	streams    int
+	breakAt    int // close the stream after this many deliveries (once)
+	conn       *grpc.ClientConn
+	listener   *bufconn.Listener
+	server     *grpc.Server
 }
 
 func (p *plugin) Name() string { return "test" }
 
 func (p *plugin) Client(context.Context) (sinkv1.SinkClient, error) {
-	return sinkv1.NewSinkClient(p.conn), nil
+	c := sinkv1.NewSinkClient(p.conn)
+	if p.v1 {
+		return v1Client{c}, nil
+	}
+	return c, nil
+}
+
+// v1Client is the client of a plugin of protocol 1 (LaneBatcher).
+type v1Client struct{ sinkv1.SinkClient }
+
+func (v1Client) LaneBatches() int { return 1 }
+
+// atPlugin says the most batches of one instance that were at the plugin
+// at once.
+func (p *plugin) atPlugin() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.maxBatches
 }
 
 func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
@@ -52,6 +74,7 @@ func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
 	var sendMu sync.Mutex
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	lanes := map[string]chan struct{}{} // instance → done of its last batch
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -66,8 +89,10 @@ func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
 			}
 		}
 		p.batches[inst]++
-		if p.batches[inst] > 1 {
-			p.overlap = true
+		p.maxBatches = max(p.maxBatches, p.batches[inst])
+		prev, done := lanes[inst], make(chan struct{})
+		if !p.v1 {
+			lanes[inst] = done
 		}
 		p.got = append(p.got, ds...)
 		p.reqs = append(p.reqs, &sinkv1.DeliverRequest{Instance: req.GetInstance(), Settings: req.GetSettings()})
@@ -82,12 +107,22 @@ func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer close(done)
+			if prev != nil {
+				<-prev
+			}
+			p.mu.Lock()
+			if p.running[inst]++; p.running[inst] > 1 {
+				p.overlap = true
+			}
+			p.mu.Unlock()
 			var acks []*sinkv1.Ack
 			for _, d := range ds {
 				acks = append(acks, p.answer(d))
 			}
 			p.mu.Lock()
 			p.batches[inst]--
+			p.running[inst]--
 			p.mu.Unlock()
 			sendMu.Lock()
 			_ = stream.Send(&sinkv1.DeliverResponse{Acks: acks})
@@ -117,6 +152,12 @@ type rig struct {
 
 func newRig(t *testing.T, answer func(*sinkv1.Delivery) *sinkv1.Ack, opts Options) *rig {
 	t.Helper()
+	return newRigOf(t, &plugin{answer: answer}, opts)
+}
+
+// newRigOf runs p, whose answer (and v1) the caller set.
+func newRigOf(t *testing.T, p *plugin, opts Options) *rig {
+	t.Helper()
 	sp, err := spool.Open(t.TempDir(), spool.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +173,7 @@ func newRig(t *testing.T, answer func(*sinkv1.Delivery) *sinkv1.Ack, opts Option
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &plugin{answer: answer, batches: map[string]int{}, listener: bufconn.Listen(1 << 20)}
+	p.batches, p.running, p.listener = map[string]int{}, map[string]int{}, bufconn.Listen(1<<20)
 	p.server = grpc.NewServer()
 	sinkv1.RegisterSinkServer(p.server, p)
 	go func() { _ = p.server.Serve(p.listener) }()
@@ -201,7 +242,7 @@ func byInstance(ds []*sinkv1.Delivery) map[string][]string {
 }
 
 // Without failures, each instance's events reach the plugin in ingest
-// order, one batch of an instance at a time, instances interleaved.
+// order, instances interleaved.
 func TestOrderPerInstance(t *testing.T) {
 	r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack {
 		time.Sleep(50 * time.Microsecond)
@@ -224,7 +265,44 @@ func TestOrderPerInstance(t *testing.T) {
 		}
 	}
 	if r.plugin.overlap {
-		t.Error("two batches of one instance were at the plugin at once, or a batch mixed instances")
+		t.Error("two batches of one instance were delivered at once, or a batch mixed instances")
+	}
+}
+
+// A lane's next batch goes to the plugin while the plugin still works on
+// the previous one, at most two at a time; a plugin of protocol 1, which
+// would run them at once, gets one at a time.
+func TestLanePipelinesBatches(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v1   bool
+		want int
+	}{{"protocol 2", false, 2}, {"protocol 1", true, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var first sync.Once
+			p := &plugin{v1: tc.v1}
+			p.answer = func(d *sinkv1.Delivery) *sinkv1.Ack {
+				// The first delivery waits until more batches came, as
+				// long as a slow destination would.
+				first.Do(func() {
+					deadline := time.Now().Add(time.Second)
+					for p.atPlugin() < 3 && time.Now().Before(deadline) {
+						time.Sleep(time.Millisecond)
+					}
+				})
+				return ok(d)
+			}
+			r := newRigOf(t, p, Options{BatchSize: 5})
+			r.set("a", `{"enabled":true,"events":[]}`)
+			want := r.add("a", "MESSAGES_UPSERT", 40)
+			eventually(t, "40 deliveries", func() bool { return len(r.plugin.delivered()) >= 40 })
+			if got := byInstance(r.plugin.delivered())["a"]; fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("order differs from ingest order")
+			}
+			if got := r.plugin.atPlugin(); got != tc.want {
+				t.Errorf("at most %d batches of the lane were at the plugin at once, want %d", got, tc.want)
+			}
+		})
 	}
 }
 

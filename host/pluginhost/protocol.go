@@ -26,6 +26,11 @@ func adaptV1(c sinkv1.SinkClient) sinkv1.SinkClient { return v1Client{c} }
 
 type v1Client struct{ sinkv1.SinkClient }
 
+// LaneBatches is 1: an SDK of protocol 1 runs the batches it gets at once,
+// so an instance's next batch must wait for the previous one's acks
+// (dispatch.LaneBatcher).
+func (v1Client) LaneBatches() int { return 1 }
+
 func (c v1Client) Deliver(ctx context.Context, opts ...grpc.CallOption) (sinkv1.Sink_DeliverClient, error) {
 	s, err := c.SinkClient.Deliver(ctx, opts...)
 	if err != nil {
