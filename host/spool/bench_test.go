@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -188,4 +189,110 @@ func BenchmarkCodec(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(rec)), "record-bytes")
 	})
+}
+
+// BenchmarkResolveWhileLeasing is the pattern of a dispatch worker: one
+// goroutine leases batches of 100 while at most 1,000 deliveries are in
+// flight, each delivery is acked on its own, and one resolver goroutine
+// settles whatever acks piled up (Done) in one Resolve, so a slow Resolve
+// means fewer, bigger calls. One op is one event leased and resolved;
+// "prefilled" leases a full log, "appenders=16" leases while 16 callers
+// append one event each (what the engine's requests do), so the acks and
+// the appends share the writer. Besides events/s it reports the acks per
+// Resolve call and the mean time of one Lease call (a Lease waits for a
+// Resolve that holds the sink).
+func BenchmarkResolveWhileLeasing(b *testing.B) {
+	for _, appenders := range []int{0, 16} {
+		name := "prefilled"
+		if appenders > 0 {
+			name = fmt.Sprintf("appenders=%d", appenders)
+		}
+		b.Run(name, func(b *testing.B) {
+			s := open(b, b.TempDir(), Options{})
+			register(b, s, "a")
+			if appenders == 0 {
+				fill(b, s, b.N)
+			}
+			const window, batch = 1000, 100
+			var (
+				ctx, cancel = context.WithCancel(context.Background())
+				room        = make(chan struct{}, window) // a token per delivery in flight
+				acks        = make(chan string, window)
+				leased      sync.WaitGroup
+				leaseTime   time.Duration
+				leaseCalls  int
+			)
+			defer cancel()
+			b.ResetTimer()
+			var appended sync.WaitGroup
+			for w := range appenders {
+				appended.Add(1)
+				go func() {
+					defer appended.Done()
+					n := b.N / appenders
+					if w < b.N%appenders {
+						n++
+					}
+					for i := range n {
+						ev := benchEvents(fmt.Sprintf("w%d-%d", w, i), 1)
+						if err := s.Append(ctx, ev); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			leased.Add(1)
+			go func() {
+				defer leased.Done()
+				for n := 0; n < b.N; {
+					for range min(batch, b.N-n) {
+						room <- struct{}{}
+					}
+					t := time.Now()
+					ds, err := s.Lease(ctx, "a", min(batch, b.N-n))
+					leaseTime += time.Since(t)
+					leaseCalls++
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					for range min(batch, b.N-n) - len(ds) {
+						<-room
+					}
+					for _, d := range ds {
+						acks <- d.ID
+					}
+					n += len(ds)
+				}
+			}()
+			calls := 0
+			for n := 0; n < b.N; {
+				rs := []Result{{ID: <-acks, Outcome: Done}}
+			more:
+				for {
+					select {
+					case id := <-acks:
+						rs = append(rs, Result{ID: id, Outcome: Done})
+					default:
+						break more
+					}
+				}
+				if err := s.Resolve("a", rs); err != nil {
+					b.Fatal(err)
+				}
+				for range rs {
+					<-room
+				}
+				calls++
+				n += len(rs)
+			}
+			leased.Wait()
+			appended.Wait()
+			b.StopTimer()
+			eventsPerSec(b, b.N)
+			b.ReportMetric(float64(b.N)/float64(calls), "acks/resolve")
+			b.ReportMetric(float64(leaseTime.Microseconds())/float64(leaseCalls), "µs/lease")
+		})
+	}
 }
