@@ -91,7 +91,8 @@ func crashChild(dir string) {
 // TestCrash kills a process that appends and resolves with SIGKILL, three
 // times on the same directory, and checks that every event it was told
 // had been accepted is still there, and that every resolve it was told
-// about held.
+// about held: a Retry is scheduled, a Dead is a dead letter, and a Done
+// is not lost (it may come again: see Options.AckDelay).
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
@@ -216,8 +217,14 @@ func checkCrash(t *testing.T, dir string, round int, f crashFacts) {
 			}
 		}
 	}
+	redelivered := 0
 	for id, o := range f.resolved {
-		if again[id] > 0 {
+		switch {
+		case again[id] > 0 && o == Done:
+			// A Done is committed after Resolve returns (AckDelay at
+			// most): the kill may send it again, never lose it.
+			redelivered++
+		case again[id] > 0:
 			t.Errorf("round %d: %s resolved (%d) and leased again", round, id, o)
 		}
 		switch {
@@ -227,9 +234,106 @@ func checkCrash(t *testing.T, dir string, round int, f crashFacts) {
 			t.Errorf("round %d: %s resolved as dead, not a dead letter", round, id)
 		}
 	}
-	t.Logf("round %d: %d acknowledged, %d resolved; after the kill: %d leased again, %d scheduled, %d dead",
-		round, len(f.acked), len(f.resolved), len(again), len(scheduled), len(dead))
+	t.Logf("round %d: %d acknowledged, %d resolved; after the kill: %d leased again (%d of them resolved Done), %d scheduled, %d dead",
+		round, len(f.acked), len(f.resolved), len(again), redelivered, len(scheduled), len(dead))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// doneChildEnv makes the test binary a done child (see TestMain): on the
+// spool in the directory the variable names, with an AckDelay of an hour,
+// it appends e-0000…e-0009 and leases them, resolves e-0000…e-0002 Done,
+// appends x-0000 (whose commit carries those marks), resolves e-0005 and
+// e-0006 Done (in memory only: nothing commits after), writes "ready" on
+// stdout and waits to be killed.
+const doneChildEnv = "EVORELAY_SPOOL_DONE_CHILD"
+
+func doneChild(dir string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	s, err := Open(dir, Options{AckDelay: time.Hour})
+	if err != nil {
+		fail(err)
+	}
+	if err := s.Register("a"); err != nil {
+		fail(err)
+	}
+	if err := s.Append(context.Background(), events("e", 10)); err != nil {
+		fail(err)
+	}
+	if ds, err := s.Lease(context.Background(), "a", 10); err != nil || len(ds) != 10 {
+		fail(fmt.Errorf("lease: %d deliveries, %v", len(ds), err))
+	}
+	if err := s.Resolve("a", []Result{{ID: "e-0000", Outcome: Done}, {ID: "e-0001", Outcome: Done}, {ID: "e-0002", Outcome: Done}}); err != nil {
+		fail(err)
+	}
+	if err := s.Append(context.Background(), events("x", 1)); err != nil {
+		fail(err)
+	}
+	if err := s.Resolve("a", []Result{{ID: "e-0006", Outcome: Done}, {ID: "e-0005", Outcome: Done}}); err != nil {
+		fail(err)
+	}
+	os.Stdout.WriteString("ready\n")
+	select {}
+}
+
+// TestCrashAfterDone kills a process (SIGKILL) right after it resolved
+// deliveries Done: those whose marks went with a later commit (an
+// Append's) are not leased again; those still in memory are, with the
+// same ids: a crash re-sends, it does not lose.
+func TestCrashAfterDone(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), doneChildEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if line != "ready\n" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("child wrote %q (%v), want ready", line, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	s := open(t, dir, Options{})
+	register(t, s, "a")
+	got := ids(poll(t, s, "a", 100))
+	wantIDs(t, "after the kill", got, []string{"e-0003", "e-0004", "e-0005", "e-0006", "e-0007", "e-0008", "e-0009", "x-0000"})
+}
+
+// TestAcksCommitOnTheirOwn: with nothing else to commit, the writer
+// commits Done marks by itself after AckDelay.
+func TestAcksCommitOnTheirOwn(t *testing.T) {
+	s := open(t, t.TempDir(), Options{AckDelay: time.Millisecond})
+	register(t, s, "a")
+	appendT(t, s, events("e", 3)...)
+	resolve(t, s, "a", done(wait(t, s, "a", 3))...)
+	onDisk := func() uint64 {
+		var pos uint64
+		if err := s.db.View(func(tx *bolt.Tx) error {
+			pos = keySeq(tx.Bucket(bucketSinks).Bucket([]byte("a")).Get(keyPos))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return pos
+	}
+	// A minute bounds the wait so that a bug fails instead of hanging.
+	for deadline := time.Now().Add(time.Minute); onDisk() != 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("position on disk %d a minute after resolving 3 events, want 3", onDisk())
+		}
 	}
 }

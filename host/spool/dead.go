@@ -107,8 +107,6 @@ func (e *Embedded) moveDead(name, instance string, ids []string, replay bool) (i
 	if err != nil {
 		return 0, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := e.now()
 	var moved int
 	o := &op{}
@@ -166,6 +164,8 @@ func (e *Embedded) moveDead(name, instance string, ids []string, replay bool) (i
 	if err := e.submit(context.Background(), o); err != nil {
 		return 0, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.dead -= moved
 	if replay && moved > 0 {
 		s.retries += moved

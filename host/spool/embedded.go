@@ -27,6 +27,11 @@ type Options struct {
 	// only of the process) may then lose accepted events. It exists to
 	// measure what durability costs; never set it in production.
 	NoSync bool
+	// AckDelay is the longest a Done may wait in memory before the writer
+	// commits it on its own (it goes with any earlier commit); zero means
+	// DefaultAckDelay. A crash of the process or the machine may deliver
+	// again what was resolved Done within the last AckDelay.
+	AckDelay time.Duration
 	// Logger receives the spool's logs; nil discards them.
 	Logger hclog.Logger
 }
@@ -60,8 +65,11 @@ type Embedded struct {
 	now       func() time.Time
 
 	ops        chan *op
+	acks       chan struct{} // one pending signal: a Done waits in memory
+	ackDelay   time.Duration
 	quit       chan struct{} // closed once every call has returned: stops the writer
 	writerDone chan struct{}
+	closeErr   error         // the writer's last commit of Done marks, once writerDone is closed
 	done       chan struct{} // closed when Close starts: wakes Lease
 
 	mu     sync.RWMutex // guards closed, sinks and each sink's registered
@@ -106,10 +114,15 @@ func Open(dir string, opts Options) (*Embedded, error) {
 		limits:     opts.Limits,
 		now:        time.Now,
 		ops:        make(chan *op, opQueue),
+		acks:       make(chan struct{}, 1),
+		ackDelay:   opts.AckDelay,
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 		sinks:      make(map[string]*sink),
+	}
+	if e.ackDelay <= 0 {
+		e.ackDelay = DefaultAckDelay
 	}
 	if err := db.Update(e.load); err != nil {
 		_ = db.Close()
@@ -161,24 +174,26 @@ func (e *Embedded) load(tx *bolt.Tx) error {
 
 	return sinks.ForEachBucket(func(name []byte) error {
 		sb := sinks.Bucket(name)
-		s := newSink(string(name), keySeq(sb.Get(keyPos)))
-		acked := sb.Bucket(bucketAcked)
+		pos := keySeq(sb.Get(keyPos))
+		ab := sb.Bucket(bucketAcked)
+		acked := make(map[uint64]struct{})
 		var stale [][]byte
-		if err := acked.ForEach(func(k, _ []byte) error {
-			if seq := keySeq(k); seq <= s.durable.Load() {
+		if err := ab.ForEach(func(k, _ []byte) error {
+			if seq := keySeq(k); seq <= pos {
 				stale = append(stale, append([]byte(nil), k...))
 			} else {
-				s.acked[seq] = struct{}{}
+				acked[seq] = struct{}{}
 			}
 			return nil
 		}); err != nil {
 			return err
 		}
 		for _, k := range stale {
-			if err := acked.Delete(k); err != nil {
+			if err := ab.Delete(k); err != nil {
 				return err
 			}
 		}
+		s := newSink(string(name), pos, acked)
 		s.retries = countKeys(sb.Bucket(bucketRetry))
 		e.scheduled.Add(int64(s.retries))
 		s.dead = countKeys(sb.Bucket(bucketDead))
@@ -261,7 +276,7 @@ func (e *Embedded) Register(name string) error {
 				return err
 			}
 		}
-		s = newSink(name, w.c.last)
+		s = newSink(name, w.c.last, nil)
 		return nil
 	}
 	o.after = func() {
@@ -421,7 +436,9 @@ func (e *Embedded) Stats() Stats {
 	snaps := make([]snap, len(sinks))
 	for i, s := range sinks {
 		s.mu.Lock()
-		snaps[i] = snap{int(s.durable.Load()), len(s.acked), s.retries}
+		s.ackMu.Lock()
+		snaps[i] = snap{int(s.pos), len(s.acked), s.retries}
+		s.ackMu.Unlock()
 		st.Dead[s.name] = s.dead
 		s.mu.Unlock()
 	}
@@ -439,8 +456,9 @@ func (e *Embedded) Stats() Stats {
 }
 
 // Close waits for the calls in progress (a blocked Lease returns
-// ErrClosed), commits what they handed over and closes the file. Leases
-// not yet resolved are lost, and leased again after the next Open.
+// ErrClosed), commits what they handed over and the Done marks still in
+// memory, and closes the file. Leases not yet resolved are lost, and
+// leased again after the next Open.
 func (e *Embedded) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -454,7 +472,11 @@ func (e *Embedded) Close() error {
 	e.calls.Wait()
 	close(e.quit)
 	<-e.writerDone
-	if err := e.db.Close(); err != nil {
+	err := e.db.Close()
+	if e.closeErr != nil {
+		return fmt.Errorf("spool: close: committing acknowledged deliveries: %w (they will be delivered again)", e.closeErr)
+	}
+	if err != nil {
 		return fmt.Errorf("spool: close: %w", err)
 	}
 	return nil

@@ -18,23 +18,35 @@ const leaseMaxBytes = 32 << 20
 // sink is one consumer's state. On disk: its position (every log sequence
 // up to it is resolved), acked (sequences above the position already
 // resolved, so a restart does not lease them again), the retry schedule
-// and the dead letters. In memory only: what is leased.
+// and the dead letters. In memory only: what is leased, and what is
+// resolved Done but not yet committed (see flush in writer.go).
+//
+// Two locks, never held across a commit: mu guards the leases, ackMu what
+// is resolved. ackMu is taken under mu (by Resolve) or alone (by the
+// writer), never the other way round, so the writer never waits for a
+// Lease reading the log.
 type sink struct {
 	name       string
 	wake       chan struct{} // one pending signal: something may be leasable
-	durable    atomic.Uint64 // position on disk; written under mu, read by the writer without it
+	durable    atomic.Uint64 // the position on disk; stored by the writer once committed
 	registered bool          // guarded by Embedded.mu
 
 	mu          sync.Mutex
 	next        uint64              // next log sequence to look at
-	acked       map[uint64]struct{} // resolved log sequences above the position
+	skip        map[uint64]struct{} // sequences from next on that were acked on disk at Open
 	open        map[uint64]struct{} // leased or released log sequences
-	order       []uint64            // those sequences (and some resolved ones) in lease order
+	order       []uint64            // those sequences (and some resolved ones) in lease order, ascending
 	leases      map[string][]*lease // by delivery id; more than one only if ids repeat
 	released    []*lease            // handed back, leased again first
-	leasedRetry map[string]struct{} // retry keys leased or released
+	leasedRetry map[string]struct{} // retry keys leased, released or being resolved
 	retries     int                 // entries in the retry schedule
 	dead        int                 // dead letters
+
+	ackMu   sync.Mutex
+	pos     uint64              // every log sequence up to it is resolved; durable ≤ pos
+	acked   map[uint64]struct{} // resolved log sequences above pos
+	unsaved []uint64            // resolved Done, not yet committed (some may be ≤ pos by now)
+	saved   map[uint64]struct{} // the sequences in the acked bucket, all above durable
 }
 
 // lease is one leased delivery and where it came from: a log sequence, or
@@ -45,15 +57,25 @@ type lease struct {
 	retryKey string
 }
 
-func newSink(name string, pos uint64) *sink {
+// newSink makes the state of a sink at pos, with the sequences above it
+// that are acked on disk.
+func newSink(name string, pos uint64, acked map[uint64]struct{}) *sink {
 	s := &sink{
 		name:        name,
 		wake:        make(chan struct{}, 1),
 		next:        pos + 1,
-		acked:       make(map[uint64]struct{}),
+		skip:        make(map[uint64]struct{}, len(acked)),
 		open:        make(map[uint64]struct{}),
 		leases:      make(map[string][]*lease),
 		leasedRetry: make(map[string]struct{}),
+		pos:         pos,
+		acked:       make(map[uint64]struct{}, len(acked)),
+		saved:       make(map[uint64]struct{}, len(acked)),
+	}
+	for seq := range acked {
+		s.skip[seq] = struct{}{}
+		s.acked[seq] = struct{}{}
+		s.saved[seq] = struct{}{}
 	}
 	s.durable.Store(pos)
 	return s
@@ -190,7 +212,7 @@ func (e *Embedded) take(s *sink, max int) (out []Delivery, due time.Time, err er
 		for k, v := c.Seek(seqKey(next)); k != nil && !full(); k, v = c.Next() {
 			seq := keySeq(k)
 			next = seq + 1
-			if _, done := s.acked[seq]; done {
+			if _, done := s.skip[seq]; done {
 				continue
 			}
 			ev, err := decodeEvent(v)
@@ -213,6 +235,9 @@ func (e *Embedded) take(s *sink, max int) (out []Delivery, due time.Time, err er
 		s.released[i] = nil
 	}
 	s.released = s.released[nrel:]
+	for seq := s.next; seq < next && len(s.skip) > 0; seq++ {
+		delete(s.skip, seq)
+	}
 	s.next = next
 	for _, l := range fresh {
 		s.leases[l.d.ID] = append(s.leases[l.d.ID], l)
@@ -247,11 +272,20 @@ func (s *sink) dropLease(id string, l *lease) {
 	}
 }
 
-// Resolve settles leased deliveries in one durable commit. A result whose
-// Outcome is not one of the five is an error, and nothing is resolved;
-// ids not leased are skipped and reported with ErrNotLeased. A Retry with
-// (or Defer) with a zero Due is due at once. When one id is leased more than once, each
-// result resolves the oldest lease left.
+// Resolve settles leased deliveries. A result whose Outcome is not one of
+// the five is an error, and nothing is resolved; ids not leased are
+// skipped and reported with ErrNotLeased. A Retry (or Defer) with a zero
+// Due is due at once. When one id is leased more than once, each result
+// resolves the oldest lease left.
+//
+// Done for a delivery from the log, the outcome of nearly every result,
+// is settled in memory at once (it is never leased again by this process)
+// and committed by the writer with its next transaction, or on its own
+// within AckDelay: Resolve does not wait for it. Release changes only
+// memory. The other outcomes (Retry, Defer, Dead, and any outcome of a
+// delivery leased from the retry schedule) are committed before Resolve
+// returns; if that commit fails, those deliveries stay leased and the
+// error says so, while the Done and Release among the results hold.
 func (e *Embedded) Resolve(name string, results []Result) error {
 	for _, r := range results {
 		if r.Outcome < Done || r.Outcome > Defer {
@@ -268,50 +302,87 @@ func (e *Embedded) Resolve(name string, results []Result) error {
 	}
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := e.now()
-
-	type item struct {
-		r Result
-		l *lease
-	}
-	items := make([]item, 0, len(results))
-	taken := make(map[*lease]bool, len(results))
-	var unknown []string
+	var (
+		settle  []settling // committed before returning
+		unknown []string
+		wake    bool
+		lazy    bool
+	)
 	for _, r := range results {
-		var l *lease
-		for _, x := range s.leases[r.ID] {
-			if !taken[x] {
-				l = x
-				break
-			}
-		}
-		if l == nil {
+		ls := s.leases[r.ID]
+		if len(ls) == 0 {
 			unknown = append(unknown, r.ID)
 			continue
 		}
-		taken[l] = true
-		items = append(items, item{r, l})
+		// Taken out at once: a concurrent Resolve of the same id finds
+		// it gone, not half settled.
+		l := ls[0]
+		s.dropLease(r.ID, l)
+		switch {
+		case r.Outcome == Release:
+			s.released = append(s.released, l)
+			wake = true
+		case r.Outcome == Done && l.retryKey == "":
+			delete(s.open, l.seq)
+			s.ackMu.Lock()
+			s.acked[l.seq] = struct{}{}
+			s.unsaved = append(s.unsaved, l.seq)
+			s.ackMu.Unlock()
+			lazy = true
+		default:
+			settle = append(settle, settling{r, l})
+		}
+	}
+	if lazy {
+		s.advance()
+	}
+	s.mu.Unlock()
+	if lazy {
+		e.ackSoon()
+	}
+	if wake {
+		s.signal()
 	}
 
-	// The plan: what changes on disk.
+	if len(settle) > 0 {
+		if err := e.settle(s, settle, now); err != nil {
+			return fmt.Errorf("spool: resolve: %w; those deliveries stay leased", err)
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("%w: %s", ErrNotLeased, strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
+// settling is one result Resolve commits before it returns, and its lease.
+type settling struct {
+	r Result
+	l *lease
+}
+
+// settle commits the results that move a delivery to the retry schedule
+// or the dead letters, or take one out of the schedule, with the acked
+// marks of their log sequences, and then updates the memory. s.mu is not
+// held during the commit: the leases are out of s.leases meanwhile, and
+// are put back if it fails.
+func (e *Embedded) settle(s *sink, items []settling, now time.Time) error {
 	var (
 		delRetry   []string
 		putRetry   [][2][]byte
 		dead       []*record
-		resolved   = make(map[uint64]bool)
+		acked      []uint64
 		retryDelta int
+		wake       bool
 	)
 	for _, it := range items {
 		l, r := it.l, it.r
-		if r.Outcome == Release {
-			continue
-		}
 		if l.retryKey != "" {
 			delRetry = append(delRetry, l.retryKey)
 			retryDelta--
 		} else {
-			resolved[l.seq] = true
+			acked = append(acked, l.seq)
 		}
 		switch r.Outcome {
 		case Retry, Defer:
@@ -325,108 +396,92 @@ func (e *Embedded) Resolve(name string, results []Result) error {
 			}
 			putRetry = append(putRetry, [2][]byte{retryKey(due, l.d.ID), encodeRecord(rec)})
 			retryDelta++
+			wake = true
 		case Dead:
 			dead = append(dead, &record{Event: l.d.Event, Attempts: l.d.Attempt, FirstTry: l.d.FirstTry, FailedAt: now, Reason: r.Reason})
 		}
 	}
-	oldPos := s.durable.Load()
-	pos := s.positionAfter(resolved)
-	var ackPut, ackDel []uint64
-	for seq := range resolved {
-		if seq > pos {
-			ackPut = append(ackPut, seq)
-		}
-	}
-	if pos > oldPos {
-		for seq := range s.acked {
-			if seq <= pos {
-				ackDel = append(ackDel, seq)
-			}
-		}
-	}
 
 	var deadAdded int
-	if len(delRetry)+len(putRetry)+len(dead)+len(ackPut)+len(ackDel) > 0 || pos > oldPos {
-		o := &op{}
-		for _, kv := range putRetry {
-			o.size += int64(len(kv[1]))
+	o := &op{}
+	for _, kv := range putRetry {
+		o.size += int64(len(kv[1]))
+	}
+	o.apply = func(w *wtx) error {
+		deadAdded = 0
+		sb, err := s.bucket(w.tx)
+		if err != nil {
+			return err
 		}
-		o.apply = func(w *wtx) error {
-			deadAdded = 0
-			sb, err := s.bucket(w.tx)
+		rb := sb.Bucket(bucketRetry)
+		for _, k := range delRetry {
+			if err := rb.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		for _, kv := range putRetry {
+			if err := rb.Put(kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+		for _, rec := range dead {
+			n, err := putDead(sb, rec)
 			if err != nil {
 				return err
 			}
-			rb := sb.Bucket(bucketRetry)
-			for _, k := range delRetry {
-				if err := rb.Delete([]byte(k)); err != nil {
-					return err
-				}
-			}
-			for _, kv := range putRetry {
-				if err := rb.Put(kv[0], kv[1]); err != nil {
-					return err
-				}
-			}
-			for _, rec := range dead {
-				n, err := putDead(sb, rec)
-				if err != nil {
-					return err
-				}
-				deadAdded += n
-			}
-			ab := sb.Bucket(bucketAcked)
-			for _, seq := range ackPut {
-				if err := ab.Put(seqKey(seq), nil); err != nil {
-					return err
-				}
-			}
-			for _, seq := range ackDel {
-				if err := ab.Delete(seqKey(seq)); err != nil {
-					return err
-				}
-			}
-			if pos > oldPos {
-				return sb.Put(keyPos, seqKey(pos))
-			}
-			return nil
+			deadAdded += n
 		}
-		if err := e.submit(context.Background(), o); err != nil {
-			return fmt.Errorf("spool: resolve: %w", err)
+		// Each sequence is still leased, so above the position on disk
+		// and in memory: an acked mark, which the position passes later.
+		ab := sb.Bucket(bucketAcked)
+		for _, seq := range acked {
+			if err := ab.Put(seqKey(seq), nil); err != nil {
+				return err
+			}
 		}
+		return nil
 	}
+	err := e.submit(context.Background(), o)
 
-	// Committed: now the memory.
-	wake := false
-	for _, it := range items {
-		l := it.l
-		s.dropLease(l.d.ID, l)
-		switch it.r.Outcome {
-		case Release:
-			s.released = append(s.released, l)
-			wake = true
-			continue
-		case Retry, Defer:
-			wake = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		for i := len(items) - 1; i >= 0; i-- {
+			l := items[i].l
+			s.leases[l.d.ID] = append([]*lease{l}, s.leases[l.d.ID]...)
 		}
-		if l.retryKey != "" {
-			delete(s.leasedRetry, l.retryKey)
+		return err
+	}
+	for _, it := range items {
+		if it.l.retryKey != "" {
+			delete(s.leasedRetry, it.l.retryKey)
 		} else {
-			delete(s.open, l.seq)
+			delete(s.open, it.l.seq)
 		}
 	}
 	s.retries += retryDelta
 	e.scheduled.Add(int64(retryDelta))
 	s.dead += deadAdded
-	for _, seq := range ackDel {
-		delete(s.acked, seq)
+	if len(acked) > 0 {
+		s.ackMu.Lock()
+		for _, seq := range acked {
+			s.acked[seq] = struct{}{}
+			s.saved[seq] = struct{}{}
+		}
+		s.ackMu.Unlock()
+		s.advance()
+		e.ackSoon() // the position may have moved
 	}
-	for _, seq := range ackPut {
-		s.acked[seq] = struct{}{}
+	if wake {
+		s.signal()
 	}
-	if pos > oldPos {
-		s.durable.Store(pos)
-	}
+	return nil
+}
+
+// advance moves the position in memory to just below the lowest log
+// sequence still leased or released (or below the next one to lease), and
+// forgets the acked marks it passes. Called with s.mu held.
+func (s *sink) advance() {
 	i := 0
 	for i < len(s.order) {
 		if _, open := s.open[s.order[i]]; open {
@@ -435,27 +490,44 @@ func (e *Embedded) Resolve(name string, results []Result) error {
 		i++
 	}
 	s.order = s.order[i:]
-	if wake {
-		s.signal()
+	pos := s.next - 1
+	if len(s.order) > 0 {
+		pos = s.order[0] - 1
 	}
-	if len(unknown) > 0 {
-		return fmt.Errorf("%w: %s", ErrNotLeased, strings.Join(unknown, ", "))
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
+	if pos <= s.pos {
+		return
 	}
-	return nil
+	forgetRange(s.acked, s.pos, pos)
+	s.pos = pos
 }
 
-// positionAfter is the position once the sequences in resolving are
-// resolved: just below the lowest sequence still leased or released, or
-// below the next one to lease.
-func (s *sink) positionAfter(resolving map[uint64]bool) uint64 {
-	pos := s.next - 1
-	for _, seq := range s.order {
-		if _, open := s.open[seq]; open && !resolving[seq] {
-			pos = seq - 1
-			break
+// forgetRange deletes the sequences in (from, to] from set.
+func forgetRange(set map[uint64]struct{}, from, to uint64) {
+	for _, seq := range inRange(set, from, to) {
+		delete(set, seq)
+	}
+}
+
+// inRange returns the sequences of set in (from, to], walking whichever
+// is shorter: the set or the range.
+func inRange(set map[uint64]struct{}, from, to uint64) []uint64 {
+	var out []uint64
+	if uint64(len(set)) < to-from {
+		for seq := range set {
+			if seq > from && seq <= to {
+				out = append(out, seq)
+			}
+		}
+		return out
+	}
+	for seq := from + 1; seq <= to && len(out) < len(set); seq++ {
+		if _, ok := set[seq]; ok {
+			out = append(out, seq)
 		}
 	}
-	return max(pos, s.durable.Load())
+	return out
 }
 
 // putDead stores a dead letter, replacing one with the same id; it

@@ -33,13 +33,13 @@ func (e *Embedded) Oldest() (map[string]time.Time, error) {
 	err := e.db.View(func(tx *bolt.Tx) error {
 		log := tx.Bucket(bucketLog)
 		for _, s := range sinks {
-			s.mu.Lock()
-			pos := s.durable.Load()
+			s.ackMu.Lock()
+			pos := s.pos
 			acked := make(map[uint64]struct{}, len(s.acked))
 			for seq := range s.acked {
 				acked[seq] = struct{}{}
 			}
-			s.mu.Unlock()
+			s.ackMu.Unlock()
 
 			var oldest time.Time
 			older := func(id string) {

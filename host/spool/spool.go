@@ -122,7 +122,11 @@ type Spool interface {
 	// starve the log, nor the log retries. A delivery stays leased until
 	// Resolve.
 	Lease(ctx context.Context, sink string, max int) ([]Delivery, error)
-	// Resolve settles leased deliveries, durably.
+	// Resolve settles leased deliveries. A delivery resolved Done is never
+	// leased again by this process; a backend may commit a Done shortly
+	// after Resolve returns (the embedded one within Options.AckDelay,
+	// and at Close), so a crash may deliver it again, never lose it.
+	// Every other outcome is durable when Resolve returns.
 	Resolve(sink string, results []Result) error
 	// DeadLetters lists a sink's dead letters for instance, newest first;
 	// a limit of 0 means all. before pages: "" starts at the newest; the

@@ -19,6 +19,10 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		return
 	}
+	if dir := os.Getenv(doneChildEnv); dir != "" {
+		doneChild(dir)
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -808,6 +812,38 @@ func TestRestart(t *testing.T) {
 		register(t, s, "a")
 		if got := poll(t, s, "a", 10); len(got) != 0 {
 			t.Fatalf("leased again after all resolved: %v", ids(got))
+		}
+	})
+}
+
+// TestDoneDurableAfterClose: Done outcomes, out of order, hold across
+// Close and Open even when they would wait an hour for a commit of their
+// own.
+func TestDoneDurableAfterClose(t *testing.T) {
+	forEachSpool(t, func(t *testing.T, k spoolKit) {
+		opts := Options{AckDelay: time.Hour}
+		s := k.open(t, opts)
+		register(t, s, "a")
+		appendT(t, s, events("e", 5)...)
+		wait(t, s, "a", 5)
+		resolve(t, s, "a", Result{ID: "e-0003", Outcome: Done}, Result{ID: "e-0000", Outcome: Done}, Result{ID: "e-0002", Outcome: Done})
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		s = k.open(t, opts)
+		register(t, s, "a")
+		got := wait(t, s, "a", 10)
+		wantIDs(t, "after reopen", ids(got), []string{"e-0001", "e-0004"})
+		resolve(t, s, "a", done(got)...)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		s = k.open(t, opts)
+		register(t, s, "a")
+		if got := poll(t, s, "a", 10); len(got) != 0 {
+			t.Fatalf("leased again after all resolved and closed: %v", ids(got))
 		}
 	})
 }

@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -15,6 +16,11 @@ import (
 // delay and many callers share each fsync. (bbolt's own DB.Batch also
 // groups, but waits up to MaxBatchDelay to fill a batch and re-runs a
 // function whose batch failed; see doc.go for the measurement.)
+//
+// Every transaction also carries the sinks' Done marks that are only in
+// memory so far (flush): Resolve does not wait for them. When nothing
+// else commits, Resolve's signal on e.acks has the writer commit them on
+// their own AckDelay later; Close commits what is left.
 
 const (
 	opQueue         = 4096     // ops that may wait for the writer
@@ -22,6 +28,13 @@ const (
 	maxCommitBytes  = 32 << 20 // record bytes in one transaction (more if one op is bigger)
 	truncateAfter   = 512      // resolved log entries that make the writer truncate
 	truncateChunk   = 16384    // log entries deleted by one transaction, unless Append needs room
+
+	// DefaultAckDelay is how long a Done may wait in memory for a commit
+	// when Options.AckDelay is zero.
+	DefaultAckDelay = 10 * time.Millisecond
+	// ackRetry is how long the writer waits to commit Done marks again
+	// after a commit of them failed.
+	ackRetry = time.Second
 )
 
 // op is one caller's share of a write transaction. apply runs inside the
@@ -54,6 +67,9 @@ type wtx struct {
 	log      *bolt.Bucket
 	c        counters // as they will be once the transaction commits
 	appended bool
+	// pos holds the positions this transaction writes (flush): they
+	// commit with it, so its truncation may go up to them.
+	pos map[*sink]uint64
 }
 
 // submit hands o to the writer and waits for its answer. ctx bounds the
@@ -72,33 +88,67 @@ func (e *Embedded) submit(ctx context.Context, o *op) error {
 func (e *Embedded) writer() {
 	defer close(e.writerDone)
 	batch := make([]*op, 0, maxOpsPerCommit)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var fire <-chan time.Time // the timer's channel while it is set
 	for {
 		select {
 		case o := <-e.ops:
 			batch = append(batch[:0], o)
+		case <-e.acks:
+			if fire == nil {
+				timer.Reset(e.ackDelay)
+				fire = timer.C
+			}
+			continue
+		case <-fire:
+			fire = nil
+			batch = batch[:0]
 		case <-e.quit:
+			timer.Stop()
+			e.closeErr = e.commit(nil)
 			return
 		}
-		size := batch[0].size
-	gather:
-		for len(batch) < maxOpsPerCommit && size < maxCommitBytes {
-			select {
-			case o := <-e.ops:
-				batch = append(batch, o)
-				size += o.size
-			default:
-				break gather
+		if len(batch) > 0 {
+			size := batch[0].size
+		gather:
+			for len(batch) < maxOpsPerCommit && size < maxCommitBytes {
+				select {
+				case o := <-e.ops:
+					batch = append(batch, o)
+					size += o.size
+				default:
+					break gather
+				}
 			}
 		}
-		e.commit(batch)
+		err := e.commit(batch)
 		clear(batch)
+		switch {
+		case err != nil:
+			e.logger.Error("committing acknowledged deliveries failed; trying again", "error", err)
+			timer.Reset(ackRetry)
+			fire = timer.C
+		case fire != nil:
+			// Whatever signalled was committed; a Resolve since signals
+			// again.
+			timer.Stop()
+			fire = nil
+		}
 	}
 }
 
-// commit runs batch in one transaction. An op whose apply fails is taken
-// out and answered with its error, and the others are run again without it.
-func (e *Embedded) commit(batch []*op) {
-	batch = append([]*op(nil), batch...)
+// commit runs batch in one transaction, with the sinks' Done marks that
+// are not yet on disk. An op whose apply fails is taken out and answered
+// with its error, and the others are run again without it. It returns the
+// error of committing the marks.
+func (e *Embedded) commit(batch []*op) error {
+	f, undo := e.flush()
+	if f != nil {
+		batch = append([]*op{f}, batch...)
+	} else {
+		batch = append([]*op(nil), batch...)
+	}
 	for len(batch) > 0 {
 		e.logMu.Lock()
 		w := &wtx{e: e, c: e.c}
@@ -108,6 +158,7 @@ func (e *Embedded) commit(batch []*op) {
 			w.tx = tx
 			w.log = tx.Bucket(bucketLog)
 			w.log.FillPercent = 1 // keys only ever grow: pack the pages
+			w.pos = nil
 			for i, o := range batch {
 				o.res = nil
 				if err := o.apply(w); err != nil {
@@ -132,7 +183,7 @@ func (e *Embedded) commit(batch []*op) {
 			for _, o := range batch {
 				o.done <- err
 			}
-			return
+			break
 		}
 		e.logMu.Lock()
 		e.c = w.c
@@ -148,8 +199,113 @@ func (e *Embedded) commit(batch []*op) {
 		for _, o := range batch {
 			o.done <- o.res
 		}
-		return
+		break
 	}
+	if f == nil {
+		return nil
+	}
+	if err := <-f.done; err != nil {
+		undo()
+		return err
+	}
+	return nil
+}
+
+// flushing is what a flush writes for one sink.
+type flushing struct {
+	s        *sink
+	pos      uint64   // the position to store, if above durable
+	put, del []uint64 // acked marks to store and to delete
+	taken    []uint64 // the sink's unsaved marks this flush took
+}
+
+// flush makes the op that commits every sink's Done marks that are in
+// memory only: the position, which may have moved past them, and an acked
+// mark for each one above it; nil when there is nothing to commit. If the
+// op fails, undo hands the marks back, to be committed later.
+func (e *Embedded) flush() (o *op, undo func()) {
+	e.mu.RLock()
+	sinks := make([]*sink, 0, len(e.sinks))
+	for _, s := range e.sinks {
+		sinks = append(sinks, s)
+	}
+	e.mu.RUnlock()
+	var fs []flushing
+	for _, s := range sinks {
+		s.ackMu.Lock()
+		durable := s.durable.Load()
+		if s.pos > durable || len(s.unsaved) > 0 {
+			f := flushing{s: s, pos: s.pos, taken: s.unsaved}
+			s.unsaved = nil
+			for _, seq := range f.taken {
+				if seq > f.pos {
+					f.put = append(f.put, seq)
+				}
+			}
+			if f.pos > durable && len(s.saved) > 0 {
+				f.del = inRange(s.saved, durable, f.pos)
+			}
+			fs = append(fs, f)
+		}
+		s.ackMu.Unlock()
+	}
+	if len(fs) == 0 {
+		return nil, nil
+	}
+	o = &op{done: make(chan error, 1)}
+	o.apply = func(w *wtx) error {
+		for _, f := range fs {
+			sb, err := f.s.bucket(w.tx)
+			if err != nil {
+				return err
+			}
+			ab := sb.Bucket(bucketAcked)
+			for _, seq := range f.put {
+				if err := ab.Put(seqKey(seq), nil); err != nil {
+					return err
+				}
+			}
+			for _, seq := range f.del {
+				if err := ab.Delete(seqKey(seq)); err != nil {
+					return err
+				}
+			}
+			if f.pos > f.s.durable.Load() {
+				if err := sb.Put(keyPos, seqKey(f.pos)); err != nil {
+					return err
+				}
+				if w.pos == nil {
+					w.pos = make(map[*sink]uint64)
+				}
+				w.pos[f.s] = f.pos
+			}
+		}
+		return nil
+	}
+	o.after = func() {
+		for _, f := range fs {
+			s := f.s
+			s.ackMu.Lock()
+			for _, seq := range f.put {
+				s.saved[seq] = struct{}{}
+			}
+			for _, seq := range f.del {
+				delete(s.saved, seq)
+			}
+			if f.pos > s.durable.Load() {
+				s.durable.Store(f.pos)
+			}
+			s.ackMu.Unlock()
+		}
+	}
+	undo = func() {
+		for _, f := range fs {
+			f.s.ackMu.Lock()
+			f.s.unsaved = append(f.taken, f.s.unsaved...)
+			f.s.ackMu.Unlock()
+		}
+	}
+	return o, undo
 }
 
 // fits reports whether n more events of size bytes stay within the limits.
@@ -184,7 +340,7 @@ func (w *wtx) room(n int, size int64) (bool, error) {
 
 // truncatable counts the log entries every known sink is past.
 func (w *wtx) truncatable() uint64 {
-	min, ok := w.e.minPosition()
+	min, ok := w.minPosition()
 	if !ok || min < w.c.first {
 		return 0
 	}
@@ -194,7 +350,7 @@ func (w *wtx) truncatable() uint64 {
 // truncate deletes up to max (all if max < 0) of the log entries every
 // known sink is past.
 func (w *wtx) truncate(max int) error {
-	min, ok := w.e.minPosition()
+	min, ok := w.minPosition()
 	if !ok {
 		return nil
 	}
@@ -232,17 +388,33 @@ func (w *wtx) truncate(max int) error {
 	return nil
 }
 
-// minPosition is the lowest durable position of the known sinks, those
-// registered by this process or an earlier one; false when there are none.
-func (e *Embedded) minPosition() (uint64, bool) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
+// minPosition is the lowest position of the known sinks, those
+// registered by this process or an earlier one: the one on disk, or the
+// one this transaction writes; false when there are none. A position only
+// in memory never counts, so the log is never cut under a Done that a
+// crash could still lose.
+func (w *wtx) minPosition() (uint64, bool) {
+	w.e.mu.RLock()
+	defer w.e.mu.RUnlock()
 	var min uint64
 	ok := false
-	for _, s := range e.sinks {
-		if p := s.durable.Load(); !ok || p < min {
+	for _, s := range w.e.sinks {
+		p := s.durable.Load()
+		if q, writes := w.pos[s]; writes && q > p {
+			p = q
+		}
+		if !ok || p < min {
 			min, ok = p, true
 		}
 	}
 	return min, ok
+}
+
+// ackSoon tells the writer that Done marks wait in memory: it commits them
+// with its next transaction, or on their own within AckDelay.
+func (e *Embedded) ackSoon() {
+	select {
+	case e.acks <- struct{}{}:
+	default:
+	}
 }
