@@ -20,7 +20,7 @@ func defaultProcessConfig() processConfig {
 		timeout:         10 * time.Second,
 		mediaMaxBytes:   64 << 20,
 		mediaTimeout:    30 * time.Second,
-		maxConnsPerHost: 32,
+		maxConnsPerHost: 64,
 	}
 }
 

@@ -48,7 +48,7 @@
 //	EVORELAY_WEBHOOK_TIMEOUT             request timeout (10s); a Go duration or seconds
 //	EVORELAY_WEBHOOK_MEDIA_MAX_BYTES     largest mediaUrl fetch (64MiB); bytes, or KiB/MiB/GiB
 //	EVORELAY_WEBHOOK_MEDIA_TIMEOUT       mediaUrl fetch timeout (30s)
-//	EVORELAY_WEBHOOK_MAX_CONNS_PER_HOST  concurrent requests to one host (32)
+//	EVORELAY_WEBHOOK_MAX_CONNS_PER_HOST  concurrent requests to one host (64: as many as the lanes the SDK runs at once)
 //
 // A bad value stops the plugin's Open with an error naming the variable; an
 // unknown EVORELAY_WEBHOOK_* variable is logged as a warning.

@@ -425,41 +425,65 @@ func (s *Sink) deliver(ctx context.Context, d sdk.Delivery) error {
 	if err != nil {
 		return err
 	}
+	raw, event, err := s.envelope(d)
+	if err != nil {
+		return err
+	}
+	dest, err := s.destination(set, event)
+	if err != nil {
+		return sdk.Permanent(fmt.Errorf("url: %v", err))
+	}
+	key, err := signingKey(set)
+	if err != nil {
+		return err
+	}
+	cs := s.clientsFor(set)
+	if raw.Data, err = s.mediaRule(ctx, d, cs, set.WebhookBase64, raw.Data); err != nil {
+		return err
+	}
+	return s.post(ctx, cs, dest, set.Headers, key, d.ID, raw.Append(nil, dest.String()))
+}
+
+// envelope is the delivery's envelope, to which the body adds its
+// destination, and its event's constant. The host's bytes are cut as
+// they are (Envelope.Append's shape: every event it accepted), so that
+// data is neither decoded nor re-encoded; another envelope is decoded,
+// completed and written again.
+func (s *Sink) envelope(d sdk.Delivery) (events.Raw, string, error) {
+	if raw, ok := events.Cut(d.Envelope); ok && d.Event != "" && d.Instance != "" {
+		return raw, d.Event, nil
+	}
 	env, err := d.Decode()
 	if err != nil {
-		return sdk.Permanent(fmt.Errorf("malformed envelope: %v", err))
+		return events.Raw{}, "", sdk.Permanent(fmt.Errorf("malformed envelope: %v", err))
 	}
 	event := d.Event
 	if event == "" {
 		event = events.Normalize(env.Event)
 	}
 	if event == "" {
-		return sdk.Permanent(fmt.Errorf("malformed envelope: no event name"))
+		return events.Raw{}, "", sdk.Permanent(fmt.Errorf("malformed envelope: no event name"))
 	}
-	instance := d.Instance
-	if instance == "" {
-		instance = env.Instance
-	}
-	dest, err := s.destination(set, event)
-	if err != nil {
-		return sdk.Permanent(fmt.Errorf("url: %v", err))
-	}
-	var key []byte
-	if set.Secret != "" {
-		if key, err = decodeSecret(set.Secret); err != nil {
-			return sdk.Permanent(fmt.Errorf("secret: %v", err))
-		}
-	}
-	cs := s.clientsFor(set)
-	data, err := s.mediaRule(ctx, d, cs, set.WebhookBase64, env.Data)
-	if err != nil {
-		return err
+	if d.Instance != "" {
+		env.Instance = d.Instance
 	}
 	if env.ServerURL == "" {
 		env.ServerURL = s.serverURL
 	}
-	env.Event, env.Instance, env.Data, env.Destination = s.naming.Name(event), instance, data, dest.String()
-	return s.post(ctx, cs, dest, set.Headers, key, d.ID, env.Append(nil))
+	env.Event, env.Destination = s.naming.Name(event), ""
+	return env.Raw(), event, nil
+}
+
+// signingKey is the key of the settings' secret, nil without one.
+func signingKey(set Settings) ([]byte, error) {
+	if set.Secret == "" {
+		return nil, nil
+	}
+	key, err := decodeSecret(set.Secret)
+	if err != nil {
+		return nil, sdk.Permanent(fmt.Errorf("secret: %v", err))
+	}
+	return key, nil
 }
 
 // destination is the URL one event is posted to: url, plus the event's

@@ -46,20 +46,31 @@ type Envelope struct {
 // server_url or apikey, as Evolution API writes what it does not have.
 func (e Envelope) Append(b []byte) []byte {
 	b = slices.Grow(b, len(e.Data)+len(e.Event)+len(e.Instance)+len(e.Destination)+len(e.Sender)+len(e.ServerURL)+len(e.APIKey)+128)
-	b = append(b, `{"event":`...)
+	b = e.appendHead(b)
+	b = appendData(b, e.Data, e.Destination)
+	return e.appendTail(b)
+}
+
+// Raw is the envelope cut around its data: what Cut returns for the bytes
+// of Append (Destination aside).
+func (e Envelope) Raw() Raw {
+	b := e.appendHead(nil)
+	n := len(b)
+	b = e.appendTail(b)
+	return Raw{head: b[:n:n], Data: e.Data, tail: b[n:]}
+}
+
+// appendHead appends what comes before data's value.
+func (e Envelope) appendHead(b []byte) []byte {
+	b = append(b, rawEvent...)
 	b = appendString(b, e.Event)
-	b = append(b, `,"instance":`...)
+	b = append(b, rawInstance...)
 	b = appendString(b, e.Instance)
-	b = append(b, `,"data":`...)
-	if len(bytes.TrimSpace(e.Data)) == 0 {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, e.Data...)
-	}
-	if e.Destination != "" {
-		b = append(b, `,"destination":`...)
-		b = appendString(b, e.Destination)
-	}
+	return append(b, rawData...)
+}
+
+// appendTail appends what comes after data (and destination).
+func (e Envelope) appendTail(b []byte) []byte {
 	for _, m := range []struct{ name, value string }{
 		{`,"date_time":`, e.DateTime}, {`,"sender":`, e.Sender}, {`,"server_url":`, e.ServerURL}, {`,"apikey":`, e.APIKey},
 	} {
@@ -82,13 +93,114 @@ func (e Envelope) MarshalJSON() ([]byte, error) {
 	return e.Append(nil), nil
 }
 
+// appendData appends data's value (null when empty) and, when set, the
+// destination member that follows it.
+func appendData(b, data []byte, destination string) []byte {
+	if len(bytes.TrimSpace(data)) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, data...)
+	}
+	if destination != "" {
+		b = append(b, `,"destination":`...)
+		b = appendString(b, destination)
+	}
+	return b
+}
+
+// Raw is an envelope as Append wrote it, cut around its data, so that a
+// sink can replace data or add a destination without decoding the rest
+// (the webhook's body is the envelope with its destination).
+type Raw struct {
+	head []byte // {"event":…,"instance":…,"data":
+	// Data is the value of data, as the envelope has it.
+	Data []byte
+	tail []byte // ,"date_time":…}
+}
+
+var (
+	rawEvent    = []byte(`{"event":`)
+	rawInstance = []byte(`,"instance":`)
+	rawData     = []byte(`,"data":`)
+	rawDateTime = []byte(`,"date_time":`)
+	rawDest     = []byte(`,"destination":`)
+)
+
+// Cut cuts env, as Append wrote it without a destination, around its
+// data. ok is false for an envelope of any other shape: decode it instead.
+// It reads only the first two members and looks for the date_time member
+// from the end: the last `,"date_time":` of the envelope is that member's,
+// since the strings after it cannot hold an unescaped quote.
+func Cut(env []byte) (r Raw, ok bool) {
+	i, ok := skipMember(env, 0, rawEvent)
+	if ok {
+		i, ok = skipMember(env, i, rawInstance)
+	}
+	if !ok || !bytes.HasPrefix(env[i:], rawData) {
+		return Raw{}, false
+	}
+	i += len(rawData)
+	j := bytes.LastIndex(env, rawDateTime)
+	if j < i || env[len(env)-1] != '}' || bytes.Contains(env[i:j], rawDest) {
+		return Raw{}, false
+	}
+	return Raw{head: env[:i:i], Data: env[i:j:j], tail: env[j:]}, true
+}
+
+// skipMember checks that env[i:] starts with key (`,"name":`) and a JSON
+// string, and returns where the string ends.
+func skipMember(env []byte, i int, key []byte) (int, bool) {
+	if !bytes.HasPrefix(env[i:], key) {
+		return 0, false
+	}
+	i += len(key)
+	if i >= len(env) || env[i] != '"' {
+		return 0, false
+	}
+	for i++; i < len(env); i++ {
+		switch env[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, true
+		}
+	}
+	return 0, false
+}
+
+// Append appends the envelope, with r.Data as its data and destination
+// (when not "") after it: the bytes Envelope.Append writes for the same
+// members.
+func (r Raw) Append(b []byte, destination string) []byte {
+	b = slices.Grow(b, len(r.head)+len(r.Data)+len(r.tail)+len(destination)+24)
+	b = append(b, r.head...)
+	b = appendData(b, r.Data, destination)
+	return append(b, r.tail...)
+}
+
 // appendString appends s as a JSON string, without HTML escaping.
 func appendString(b []byte, s string) []byte {
+	if plain(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s) // a string always encodes
 	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+}
+
+// plain reports whether s is printable ASCII without a quote or a
+// backslash: a JSON string of it is s between quotes.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // WithEvent returns the envelope with its top-level "event" member set to
