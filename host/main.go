@@ -61,6 +61,11 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 		logger.Info("no EVORELAY_API_KEY set: generated one; it is kept for the next start", "file", cfg.APIKeyFile, "apikey", cfg.APIKey)
 	}
 	logger.Info("starting", append([]any{"version", hostVersion()}, cfg.LogFields()...)...)
+	if gogc, limit, err := tuneGC(); err != nil {
+		logger.Warn("GOMEMLIMIT not set: the memory limit could not be read; set GOMEMLIMIT", "error", err)
+	} else {
+		logger.Debug("garbage collector", "GOGC", gogc, "GOMEMLIMIT", limit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
