@@ -97,6 +97,26 @@ type Config struct {
 	Egress egress.Policy
 }
 
+// Log is Logger, or a logger that discards when it is nil (a plugin's own
+// tests may open it without one).
+func (c Config) Log() hclog.Logger {
+	if c.Logger == nil {
+		return hclog.NewNullLogger()
+	}
+	return c.Logger
+}
+
+// ReadSettings reads Settings with s (see Settings.Read), the variables
+// named with prefix, and warns on Log about each one s does not know (a
+// typo, or a setting another version reads): Open's first step.
+func (c Config) ReadSettings(s Settings, prefix string) error {
+	unknown, err := s.Read(c.Settings, prefix)
+	for _, v := range unknown {
+		c.Log().Warn("unknown setting ignored", "setting", v)
+	}
+	return err
+}
+
 // scopedKey marks a Validate context; see ScopedKey.
 type scopedKey struct{}
 

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 func TestParseDuration(t *testing.T) {
@@ -67,6 +69,22 @@ func TestSettingsRead(t *testing.T) {
 		if _, _, err := read(map[string]string{in: "soon", "zeta": "x"}); err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("Read of %s=soon: %v, want %s", in, err, want)
 		}
+	}
+}
+
+func TestConfigReadSettings(t *testing.T) {
+	var log strings.Builder
+	var n int
+	cfg := Config{Settings: map[string]string{"count": "3", "cuont": "4"}, Logger: hclog.New(&hclog.LoggerOptions{Output: &log})}
+	if err := cfg.ReadSettings(Settings{"count": Count(&n, 1, 10)}, "EVORELAY_X_"); err != nil || n != 3 {
+		t.Errorf("ReadSettings = %v, count %d; want 3", err, n)
+	}
+	if !strings.Contains(log.String(), "[WARN]  unknown setting ignored: setting=EVORELAY_X_CUONT") {
+		t.Errorf("log %q, want a warning naming EVORELAY_X_CUONT", log.String())
+	}
+	cfg.Logger = nil
+	if err := cfg.ReadSettings(Settings{}, "EVORELAY_X_"); err != nil {
+		t.Errorf("ReadSettings without a logger: %v", err)
 	}
 }
 

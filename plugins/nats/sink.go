@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -59,16 +58,9 @@ type processSettings struct {
 	pingInterval time.Duration // ping_interval: default 20s
 }
 
-var knownSettings = []string{
-	"url", "creds", "nkey", "token", "user", "password", "tls_ca", "tls_cert", "tls_key",
-	"subject_prefix", "max_in_flight", "ack_timeout", "flush_timeout", "stream_cache_ttl",
-	"reconnect_max_delay", "ping_interval",
-}
-
-// parseProcessSettings reads the process settings; its errors name the
-// variable and say what is expected. It returns the keys it does not know
-// so that Open can warn about typos.
-func parseProcessSettings(m map[string]string) (processSettings, []string, error) {
+// parseProcessSettings reads the process settings and warns about those
+// it does not know; its errors name the variable and say what is expected.
+func parseProcessSettings(cfg sdk.Config) (processSettings, error) {
 	ps := processSettings{
 		maxInFlight:  1000,
 		ackTimeout:   30 * time.Second,
@@ -77,76 +69,80 @@ func parseProcessSettings(m map[string]string) (processSettings, []string, error
 		reconnectMax: 30 * time.Second,
 		pingInterval: 20 * time.Second,
 	}
-	unknown := sdk.UnknownSettings(m, "EVORELAY_NATS_", knownSettings)
-	get := func(k string) string { return strings.TrimSpace(m[k]) }
-
-	if raw := get("url"); raw != "" {
-		var shown []string
-		for _, one := range strings.Split(raw, ",") {
-			u, err := url.Parse(strings.TrimSpace(one))
-			if err != nil {
-				var ue *url.Error
-				msg := err.Error()
-				if errors.As(err, &ue) { // it repeats the URL, password included
-					msg = ue.Err.Error()
-				}
-				return ps, unknown, fmt.Errorf("EVORELAY_NATS_URL: %s; expected %s", msg, urlForm)
+	err := cfg.ReadSettings(sdk.Settings{
+		"url": func(v string) (err error) {
+			ps.url = v
+			ps.addr, err = serverAddrs(v)
+			return err
+		},
+		"creds":    file(&ps.creds),
+		"nkey":     file(&ps.nkey),
+		"tls_ca":   file(&ps.tlsCA),
+		"tls_cert": file(&ps.tlsCert),
+		"tls_key":  file(&ps.tlsKey),
+		"token":    sdk.Text(&ps.token),
+		"user":     sdk.Text(&ps.user),
+		// As given: a password may begin or end with a space.
+		"password": func(string) error { ps.password = cfg.Settings["password"]; return nil },
+		"subject_prefix": func(v string) error {
+			if why := subjectProblem(v); why != "" {
+				return fmt.Errorf("%q %s; expected subject tokens such as evolution", v, why)
 			}
-			switch u.Scheme {
-			case "nats", "tls", "ws", "wss":
-			default:
-				return ps, unknown, fmt.Errorf("EVORELAY_NATS_URL: scheme %q; expected %s (or tls://, ws://, wss://)", u.Scheme, urlForm)
-			}
-			if u.Host == "" {
-				return ps, unknown, fmt.Errorf("EVORELAY_NATS_URL: no host; expected %s", urlForm)
-			}
-			shown = append(shown, u.Scheme+"://"+u.Host)
-		}
-		ps.url, ps.addr = raw, strings.Join(shown, ",")
-	}
-	for _, f := range []struct {
-		key string
-		to  *string
-	}{{"creds", &ps.creds}, {"nkey", &ps.nkey}, {"tls_ca", &ps.tlsCA}, {"tls_cert", &ps.tlsCert}, {"tls_key", &ps.tlsKey}} {
-		*f.to = get(f.key)
-		if *f.to == "" {
-			continue
-		}
-		if _, err := os.Stat(*f.to); err != nil {
-			return ps, unknown, fmt.Errorf("EVORELAY_NATS_%s: %v", strings.ToUpper(f.key), err)
-		}
+			ps.prefix = v
+			return nil
+		},
+		"max_in_flight":       sdk.Count(&ps.maxInFlight, 1, 1<<20),
+		"ack_timeout":         sdk.Duration(&ps.ackTimeout),
+		"flush_timeout":       sdk.Duration(&ps.flushTimeout),
+		"stream_cache_ttl":    sdk.Duration(&ps.streamTTL),
+		"reconnect_max_delay": sdk.Duration(&ps.reconnectMax),
+		"ping_interval":       sdk.Duration(&ps.pingInterval),
+	}, "EVORELAY_NATS_")
+	if err != nil {
+		return ps, err
 	}
 	if (ps.tlsCert == "") != (ps.tlsKey == "") {
-		return ps, unknown, errors.New("EVORELAY_NATS_TLS_CERT and EVORELAY_NATS_TLS_KEY: set both or neither")
+		return ps, errors.New("EVORELAY_NATS_TLS_CERT and EVORELAY_NATS_TLS_KEY: set both or neither")
 	}
-	ps.token, ps.user, ps.password = get("token"), get("user"), m["password"]
-	if p := get("subject_prefix"); p != "" {
-		if why := subjectProblem(p); why != "" {
-			return ps, unknown, fmt.Errorf("EVORELAY_NATS_SUBJECT_PREFIX: %q %s; expected subject tokens such as evolution", p, why)
-		}
-		ps.prefix = p
-	}
-	for _, d := range []struct {
-		key string
-		to  *time.Duration
-	}{{"ack_timeout", &ps.ackTimeout}, {"flush_timeout", &ps.flushTimeout}, {"stream_cache_ttl", &ps.streamTTL},
-		{"reconnect_max_delay", &ps.reconnectMax}, {"ping_interval", &ps.pingInterval}} {
-		if v := get(d.key); v != "" {
-			dur, err := sdk.ParseDuration(v)
-			if err != nil {
-				return ps, unknown, fmt.Errorf("EVORELAY_NATS_%s: %v", strings.ToUpper(d.key), err)
+	return ps, nil
+}
+
+// serverAddrs checks a comma-separated list of server URLs and returns it
+// without credentials, for messages.
+func serverAddrs(raw string) (string, error) {
+	var shown []string
+	for _, one := range strings.Split(raw, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil {
+			var ue *url.Error
+			msg := err.Error()
+			if errors.As(err, &ue) { // it repeats the URL, password included
+				msg = ue.Err.Error()
 			}
-			*d.to = dur
+			return "", fmt.Errorf("%s; expected %s", msg, urlForm)
 		}
-	}
-	if v := get("max_in_flight"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return ps, unknown, fmt.Errorf("EVORELAY_NATS_MAX_IN_FLIGHT: %q; expected a positive integer", v)
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return "", fmt.Errorf("scheme %q; expected %s (or tls://, ws://, wss://)", u.Scheme, urlForm)
 		}
-		ps.maxInFlight = n
+		if u.Host == "" {
+			return "", fmt.Errorf("no host; expected %s", urlForm)
+		}
+		shown = append(shown, u.Scheme+"://"+u.Host)
 	}
-	return ps, unknown, nil
+	return strings.Join(shown, ","), nil
+}
+
+// file is the Setting for the name of a file that must exist.
+func file(to *string) sdk.Setting {
+	return func(v string) error {
+		if _, err := os.Stat(v); err != nil {
+			return err
+		}
+		*to = v
+		return nil
+	}
 }
 
 // Sink publishes events to NATS: through JetStream, acknowledged, when a
@@ -235,18 +231,11 @@ func (s *Sink) modeOf(ctx context.Context, instance string, subscribed []string)
 // error (the plugin stays up and Health says what to set); a bad one is.
 // A server that cannot be reached is retried forever in the background.
 func (s *Sink) Open(_ context.Context, cfg sdk.Config) error {
-	if cfg.Logger != nil {
-		s.log = cfg.Logger
-	}
-	s.naming = cfg.Naming
-	ps, unknown, err := parseProcessSettings(cfg.Settings)
+	ps, err := parseProcessSettings(cfg)
 	if err != nil {
 		return err
 	}
-	for _, k := range unknown {
-		s.log.Warn("unknown setting ignored", "sink", sinkName, "setting", k)
-	}
-	s.cfg = ps
+	s.cfg, s.naming, s.log = ps, cfg.Naming, cfg.Log()
 	if ps.url == "" {
 		s.log.Warn("NATS is "+notSetHint, "sink", sinkName)
 		return nil

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -46,15 +45,9 @@ type processSettings struct {
 	tls            *tls.Config   // tls_ca: the CA that signed an amqps:// broker's certificate
 }
 
-var knownSettings = []string{
-	"uri", "global", "global_exchange", "global_prefix", "queue_type",
-	"heartbeat", "max_in_flight", "confirm_timeout", "reconnect_max_delay", "tls_ca",
-}
-
-// parseProcessSettings reads the process settings; its errors name the
-// variable and say what is expected. It returns the keys it does not know
-// so that Open can warn about typos.
-func parseProcessSettings(m map[string]string) (processSettings, []string, error) {
+// parseProcessSettings reads the process settings and warns about those
+// it does not know; its errors name the variable and say what is expected.
+func parseProcessSettings(cfg sdk.Config) (processSettings, error) {
 	ps := processSettings{
 		global:         global{exchange: "evolution_exchange"},
 		queueType:      "quorum",
@@ -63,67 +56,46 @@ func parseProcessSettings(m map[string]string) (processSettings, []string, error
 		confirmTimeout: 30 * time.Second,
 		reconnectMax:   30 * time.Second,
 	}
-	unknown := sdk.UnknownSettings(m, "EVORELAY_RABBITMQ_", knownSettings)
-	get := func(k string) string { return strings.TrimSpace(m[k]) }
-
-	if raw := get("uri"); raw != "" {
-		u, err := amqp.ParseURI(raw)
-		if err != nil {
-			msg := err.Error()
-			var ue *url.Error
-			if errors.As(err, &ue) { // it repeats the URI, password included
-				msg = strings.Replace(msg, ue.Error(), ue.Err.Error(), 1)
-			}
-			return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_URI: %s; expected %s", msg, uriForm)
-		}
-		ps.uri = raw
-		ps.addr = fmt.Sprintf("%s://%s:%d/%s", u.Scheme, u.Host, u.Port, strings.TrimPrefix(u.Vhost, "/"))
-	}
-	if v := get("global"); v != "" {
-		on, err := strconv.ParseBool(v)
-		if err != nil {
-			return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_GLOBAL: %q is not a boolean; expected true or false", v)
-		}
-		ps.global.on = on
-	}
-	if v := get("global_exchange"); v != "" {
-		ps.global.exchange = v
-	}
-	ps.global.prefix = get("global_prefix")
-	switch v := strings.ToLower(get("queue_type")); v {
-	case "":
-	case "quorum", "classic":
-		ps.queueType = v
-	default:
-		return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_QUEUE_TYPE: %q; expected quorum or classic", v)
-	}
-	for _, d := range []struct {
-		key string
-		to  *time.Duration
-	}{{"heartbeat", &ps.heartbeat}, {"confirm_timeout", &ps.confirmTimeout}, {"reconnect_max_delay", &ps.reconnectMax}} {
-		if v := get(d.key); v != "" {
-			dur, err := sdk.ParseDuration(v)
+	err := cfg.ReadSettings(sdk.Settings{
+		"uri": func(v string) error {
+			u, err := amqp.ParseURI(v)
 			if err != nil {
-				return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_%s: %v", strings.ToUpper(d.key), err)
+				msg := err.Error()
+				var ue *url.Error
+				if errors.As(err, &ue) { // it repeats the URI, password included
+					msg = strings.Replace(msg, ue.Error(), ue.Err.Error(), 1)
+				}
+				return fmt.Errorf("%s; expected %s", msg, uriForm)
 			}
-			*d.to = dur
-		}
-	}
-	if v := get("tls_ca"); v != "" {
-		pool, err := sdk.LoadCA(v)
-		if err != nil {
-			return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_TLS_CA: %w", err)
-		}
-		ps.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	if v := get("max_in_flight"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return ps, unknown, fmt.Errorf("EVORELAY_RABBITMQ_MAX_IN_FLIGHT: %q; expected a positive integer", v)
-		}
-		ps.maxInFlight = n
-	}
-	return ps, unknown, nil
+			ps.uri = v
+			ps.addr = fmt.Sprintf("%s://%s:%d/%s", u.Scheme, u.Host, u.Port, strings.TrimPrefix(u.Vhost, "/"))
+			return nil
+		},
+		"global":          sdk.Bool(&ps.global.on),
+		"global_exchange": sdk.Text(&ps.global.exchange),
+		"global_prefix":   sdk.Text(&ps.global.prefix),
+		"queue_type": func(v string) error {
+			switch v = strings.ToLower(v); v {
+			case "quorum", "classic":
+				ps.queueType = v
+				return nil
+			}
+			return fmt.Errorf("%q; expected quorum or classic", v)
+		},
+		"heartbeat":           sdk.Duration(&ps.heartbeat),
+		"max_in_flight":       sdk.Count(&ps.maxInFlight, 1, 1<<20),
+		"confirm_timeout":     sdk.Duration(&ps.confirmTimeout),
+		"reconnect_max_delay": sdk.Duration(&ps.reconnectMax),
+		"tls_ca": func(v string) error {
+			pool, err := sdk.LoadCA(v)
+			if err != nil {
+				return err
+			}
+			ps.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			return nil
+		},
+	}, "EVORELAY_RABBITMQ_")
+	return ps, err
 }
 
 // Sink publishes events to RabbitMQ with publisher confirms.
@@ -203,18 +175,11 @@ func refusal(code int) bool {
 // is. Open waits for the first connection attempt, not for success: a
 // broker that is down is retried forever in the background.
 func (s *Sink) Open(ctx context.Context, cfg sdk.Config) error {
-	if cfg.Logger != nil {
-		s.log = cfg.Logger
-	}
-	s.naming = cfg.Naming
-	ps, unknown, err := parseProcessSettings(cfg.Settings)
+	ps, err := parseProcessSettings(cfg)
 	if err != nil {
 		return err
 	}
-	for _, k := range unknown {
-		s.log.Warn("unknown setting ignored", "sink", sinkName, "setting", k)
-	}
-	s.cfg = ps
+	s.cfg, s.naming, s.log = ps, cfg.Naming, cfg.Log()
 	if ps.uri == "" {
 		s.log.Warn("RabbitMQ is "+notSetHint, "sink", sinkName)
 		return nil

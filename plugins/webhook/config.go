@@ -7,6 +7,9 @@ import (
 	"github.com/evorelay/evorelay/sdk"
 )
 
+// envPrefix starts the variables of the plugin's process settings.
+const envPrefix = "EVORELAY_WEBHOOK_"
+
 // processConfig is the plugin's process settings (EVORELAY_WEBHOOK_*).
 type processConfig struct {
 	timeout         time.Duration
@@ -24,26 +27,29 @@ func defaultProcessConfig() processConfig {
 	}
 }
 
-// envName is the variable a process settings key came from.
-func envName(key string) string { return "EVORELAY_WEBHOOK_" + strings.ToUpper(key) }
-
-// retired are settings an older version read, and what replaced them.
-var retired = map[string]string{
-	"allow_link_local": "the egress policy replaces it: list the addresses to allow in EVORELAY_EGRESS_ALLOW, e.g. 169.254.0.0/16",
-}
-
-// parseProcessConfig reads Config.Settings. It returns the keys it does not
-// know, sorted, for the caller to warn about.
-func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
+// parseProcessConfig reads Config.Settings and warns about those it does
+// not know or no longer reads.
+func parseProcessConfig(cfg sdk.Config) (processConfig, error) {
 	c := defaultProcessConfig()
-	unknown, err := sdk.Settings{
+	err := cfg.ReadSettings(sdk.Settings{
 		"timeout":            sdk.Duration(&c.timeout),
 		"media_timeout":      sdk.Duration(&c.mediaTimeout),
 		"media_max_bytes":    sdk.Size(&c.mediaMaxBytes, 1<<40),
 		"max_conns_per_host": sdk.Count(&c.maxConnsPerHost, 1, 4096),
-	}.Read(m, envName(""))
+		"allow_link_local": retired(cfg, "allow_link_local",
+			"the egress policy replaces it: list the addresses to allow in EVORELAY_EGRESS_ALLOW, e.g. 169.254.0.0/16"),
+	}, envPrefix)
 	if err != nil {
-		return processConfig{}, nil, err
+		return processConfig{}, err
 	}
-	return c, unknown, nil
+	return c, nil
+}
+
+// retired is the Setting for one an older version read: it warns that the
+// setting is no longer read, and why.
+func retired(cfg sdk.Config, key, why string) sdk.Setting {
+	return func(string) error {
+		cfg.Log().Warn("setting no longer read", "setting", envPrefix+strings.ToUpper(key), "why", why)
+		return nil
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
@@ -213,7 +215,7 @@ func TestProcessSettings(t *testing.T) {
 		{in: map[string]string{"max_conns_per_host": "0"}, errWith: "EVORELAY_WEBHOOK_MAX_CONNS_PER_HOST: "},
 		{in: map[string]string{"max_conns_per_host": "many"}, errWith: "EVORELAY_WEBHOOK_MAX_CONNS_PER_HOST: "},
 	} {
-		got, _, err := parseProcessConfig(tc.in)
+		got, err := parseProcessConfig(sdk.Config{Settings: tc.in})
 		if tc.errWith != "" {
 			if err == nil || !strings.HasPrefix(err.Error(), tc.errWith) {
 				t.Errorf("%v: error %v, want one starting %q", tc.in, err, tc.errWith)
@@ -230,9 +232,15 @@ func TestProcessSettings(t *testing.T) {
 			t.Errorf("%v: %+v, %v; want %+v", tc.in, got, err, want)
 		}
 	}
-	_, unknown, err := parseProcessConfig(map[string]string{"timout": "5s", "timeout": "5s"})
-	if err != nil || !reflect.DeepEqual(unknown, []string{"EVORELAY_WEBHOOK_TIMOUT"}) {
-		t.Errorf("unknown settings %v, %v; want [EVORELAY_WEBHOOK_TIMOUT]", unknown, err)
+	var log strings.Builder
+	in := map[string]string{"timout": "5s", "timeout": "5s", "allow_link_local": "true"}
+	if _, err := parseProcessConfig(sdk.Config{Settings: in, Logger: hclog.New(&hclog.LoggerOptions{Output: &log})}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"unknown setting ignored: setting=EVORELAY_WEBHOOK_TIMOUT", "setting no longer read: setting=EVORELAY_WEBHOOK_ALLOW_LINK_LOCAL"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log %q, want %q", log.String(), want)
+		}
 	}
 }
 

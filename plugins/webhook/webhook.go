@@ -288,19 +288,12 @@ func (s *Sink) Validate(ctx context.Context, _ string, raw json.RawMessage) (jso
 
 // Open reads the process settings and builds the HTTP client.
 func (s *Sink) Open(_ context.Context, c sdk.Config) error {
-	cfg, unknown, err := parseProcessConfig(c.Settings)
+	cfg, err := parseProcessConfig(c)
 	if err != nil {
 		return err
 	}
 	if c.Logger != nil {
 		s.log = c.Logger.With("sink", "webhook")
-	}
-	for _, name := range unknown {
-		if why, ok := retired[strings.ToLower(strings.TrimPrefix(name, envName("")))]; ok {
-			s.log.Warn("setting no longer read", "setting", name, "why", why)
-			continue
-		}
-		s.log.Warn("unknown setting ignored", "setting", name)
 	}
 	s.naming = c.Naming
 	s.serverURL = c.ServerURL

@@ -9,6 +9,9 @@ import (
 	"github.com/evorelay/evorelay/sdk"
 )
 
+// envPrefix starts the variables of the plugin's process settings.
+const envPrefix = "EVORELAY_WEBSOCKET_"
+
 // processConfig is the plugin's process settings (EVORELAY_WEBSOCKET_*).
 type processConfig struct {
 	pingInterval      time.Duration
@@ -48,14 +51,11 @@ func defaultProcessConfig() processConfig {
 	}
 }
 
-// envName is the variable a process settings key came from.
-func envName(key string) string { return "EVORELAY_WEBSOCKET_" + strings.ToUpper(key) }
-
-// parseProcessConfig reads Config.Settings. It returns the keys it does not
-// know, as variable names, sorted, for the caller to warn about.
-func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
+// parseProcessConfig reads Config.Settings and warns about those it does
+// not know.
+func parseProcessConfig(cfg sdk.Config) (processConfig, error) {
 	c := defaultProcessConfig()
-	unknown, err := sdk.Settings{
+	err := cfg.ReadSettings(sdk.Settings{
 		"ping_interval":                sdk.Duration(&c.pingInterval),
 		"pong_timeout":                 sdk.Duration(&c.pongTimeout),
 		"write_timeout":                sdk.Duration(&c.writeTimeout),
@@ -68,11 +68,11 @@ func parseProcessConfig(m map[string]string) (processConfig, []string, error) {
 		"compression":                  sdk.Bool(&c.compression),
 		"allowed_origins":              origins(&c.anyOrigin, c.origins),
 		"cors_origins":                 origins(&c.corsAny, c.corsOrigins),
-	}.Read(m, envName(""))
+	}, envPrefix)
 	if err != nil {
-		return processConfig{}, nil, err
+		return processConfig{}, err
 	}
-	return c, unknown, nil
+	return c, nil
 }
 
 // origins is the Setting for a comma-separated list of origins

@@ -4,6 +4,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/evorelay/evorelay/sdk"
 )
 
 func TestParseProcessConfig(t *testing.T) {
@@ -42,9 +46,9 @@ func TestParseProcessConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, unknown, err := parseProcessConfig(tt.in)
-			if err != nil || len(unknown) != 0 {
-				t.Fatalf("err %v, unknown %v", err, unknown)
+			c, err := parseProcessConfig(sdk.Config{Settings: tt.in})
+			if err != nil {
+				t.Fatal(err)
 			}
 			if !tt.check(c) {
 				t.Errorf("parsed %+v", c)
@@ -73,7 +77,7 @@ func TestParseProcessConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
-			_, _, err := parseProcessConfig(map[string]string{tt.key: tt.value})
+			_, err := parseProcessConfig(sdk.Config{Settings: map[string]string{tt.key: tt.value}})
 			if err == nil || !strings.HasPrefix(err.Error(), tt.want+": ") || !strings.Contains(err.Error(), tt.value) {
 				t.Errorf("err = %v; want one naming %s and the value", err, tt.want)
 			}
@@ -82,11 +86,14 @@ func TestParseProcessConfigErrors(t *testing.T) {
 }
 
 func TestUnknownSettingsReported(t *testing.T) {
-	_, unknown, err := parseProcessConfig(map[string]string{"pingz": "1", "send_buffer": "9", "apple": "x"})
-	if err != nil {
+	var log strings.Builder
+	in := map[string]string{"pingz": "1", "send_buffer": "9", "apple": "x"}
+	if _, err := parseProcessConfig(sdk.Config{Settings: in, Logger: hclog.New(&hclog.LoggerOptions{Output: &log})}); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"EVORELAY_WEBSOCKET_APPLE", "EVORELAY_WEBSOCKET_PINGZ"}; !equal(unknown, want) {
-		t.Errorf("unknown = %v, want %v", unknown, want)
+	for _, v := range []string{"EVORELAY_WEBSOCKET_APPLE", "EVORELAY_WEBSOCKET_PINGZ"} {
+		if !strings.Contains(log.String(), "unknown setting ignored: setting="+v) {
+			t.Errorf("log %q, want a warning about %s", log.String(), v)
+		}
 	}
 }

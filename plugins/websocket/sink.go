@@ -67,16 +67,10 @@ func (s *Sink) Open(_ context.Context, c sdk.Config) error {
 	if s.opened {
 		return errors.New("websocket: Open called twice")
 	}
-	log := c.Logger
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
-	cfg, unknown, err := parseProcessConfig(c.Settings)
+	log := c.Log()
+	cfg, err := parseProcessConfig(c)
 	if err != nil {
 		return err
-	}
-	for _, name := range unknown {
-		log.Warn("unknown setting ignored", "setting", name)
 	}
 	if c.ListenSocket == "" {
 		return errors.New("websocket: the host gave no Unix socket to listen on (Config.ListenSocket); this sink needs a host that proxies /ws to it")

@@ -38,17 +38,19 @@ type SettingsCase[P any] struct {
 	Check func(t *testing.T, ps P)
 	// Err, if set, is in the error parsing must return.
 	Err string
-	// Unknown, if set, is among the unknown settings reported.
+	// Unknown, if set, is a variable parsing must warn about.
 	Unknown string
 }
 
 // ParseSettings runs each case through a plugin's process settings
-// parser. An error must contain the case's Err and never the password
-// "s3cret" a case may put in a URL.
-func ParseSettings[P any](t *testing.T, parse func(map[string]string) (P, []string, error), cases []SettingsCase[P]) {
+// parser, which reads Config.Settings and warns on Config.Logger. An error
+// must contain the case's Err and never the password "s3cret" a case may
+// put in a URL.
+func ParseSettings[P any](t *testing.T, parse func(sdk.Config) (P, error), cases []SettingsCase[P]) {
 	for _, tt := range cases {
 		t.Run(tt.Name, func(t *testing.T) {
-			ps, unknown, err := parse(tt.In)
+			var log strings.Builder
+			ps, err := parse(sdk.Config{Settings: tt.In, Logger: hclog.New(&hclog.LoggerOptions{Output: &log})})
 			if tt.Err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.Err) {
 					t.Fatalf("error = %v, want one containing %q", err, tt.Err)
@@ -61,8 +63,8 @@ func ParseSettings[P any](t *testing.T, parse func(map[string]string) (P, []stri
 			if err != nil {
 				t.Fatalf("error: %v", err)
 			}
-			if tt.Unknown != "" && !strings.Contains(strings.Join(unknown, ","), tt.Unknown) {
-				t.Errorf("unknown = %v, want %s among them", unknown, tt.Unknown)
+			if tt.Unknown != "" && !strings.Contains(log.String(), "unknown setting ignored: setting="+tt.Unknown) {
+				t.Errorf("log %q, want a warning about %s", log.String(), tt.Unknown)
 			}
 			if tt.Check != nil {
 				tt.Check(t, ps)
