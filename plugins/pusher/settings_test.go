@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/sinktest"
@@ -71,33 +73,43 @@ func TestValidate(t *testing.T) {
 }
 
 func TestParseProcess(t *testing.T) {
-	tests := []struct {
-		name    string
-		env     map[string]string
-		wantErr string // the variable the error must start with; "" means none
-	}{
-		{"nothing", map[string]string{}, ""},
-		{"host", map[string]string{"host": "127.0.0.1:6001"}, ""},
-		{"host with scheme", map[string]string{"host": "http://127.0.0.1:6001"}, "EVORELAY_PUSHER_HOST"},
-		{"host with path", map[string]string{"host": "pusher.local/x"}, "EVORELAY_PUSHER_HOST"},
-		{"global", map[string]string{"global": "true", "app_id": "1", "key": "k", "secret": "s", "cluster": "eu"}, ""},
-		{"global not bool", map[string]string{"global": "si"}, "EVORELAY_PUSHER_GLOBAL"},
-		{"global without secret", map[string]string{"global": "true", "app_id": "1", "key": "k", "cluster": "eu"}, "EVORELAY_PUSHER_SECRET"},
-		{"global without app id", map[string]string{"global": "1", "key": "k", "secret": "s", "cluster": "eu"}, "EVORELAY_PUSHER_APP_ID"},
-		{"app without global", map[string]string{"app_id": "1"}, "EVORELAY_PUSHER_APP_ID"},
-		{"use_tls", map[string]string{"global": "true", "app_id": "1", "key": "k", "secret": "s", "cluster": "eu", "use_tls": "maybe"}, "EVORELAY_PUSHER_USE_TLS"},
-		{"timeout", map[string]string{"timeout": "soon"}, "EVORELAY_PUSHER_TIMEOUT"},
-		{"timeout seconds", map[string]string{"timeout": "5"}, ""},
+	global := map[string]string{"global": "true", "app_id": "1", "key": "k", "secret": "s", "cluster": "eu"}
+	with := func(k, v string) map[string]string {
+		m := maps.Clone(global)
+		m[k] = v
+		return m
 	}
-	for _, tt := range tests {
-		_, err := parseProcess(tt.env)
-		switch {
-		case tt.wantErr == "" && err != nil:
-			t.Errorf("%s: %v", tt.name, err)
-		case tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr+":")):
-			t.Errorf("%s: %v, want an error naming %s", tt.name, err, tt.wantErr)
-		}
-	}
+	sinktest.ParseSettings(t, parseProcess, []sinktest.SettingsCase[process]{
+		{Name: "nothing", In: map[string]string{}, Check: func(t *testing.T, p process) {
+			if p.global != nil || p.host != "" || p.timeout != 10*time.Second {
+				t.Errorf("defaults: %+v", p)
+			}
+		}},
+		{Name: "host", In: map[string]string{"host": "127.0.0.1:6001"}, Check: func(t *testing.T, p process) {
+			if p.host != "127.0.0.1:6001" {
+				t.Errorf("host = %q", p.host)
+			}
+		}},
+		{Name: "host with scheme", In: map[string]string{"host": "http://127.0.0.1:6001"}, Err: "EVORELAY_PUSHER_HOST: "},
+		{Name: "host with path", In: map[string]string{"host": "pusher.local/x"}, Err: "EVORELAY_PUSHER_HOST: "},
+		{Name: "global", In: global, Check: func(t *testing.T, p process) {
+			if p.global == nil || *p.global != (app{AppID: "1", Key: "k", Secret: "s", Cluster: "eu", UseTLS: true}) {
+				t.Errorf("global app = %+v", p.global)
+			}
+		}},
+		{Name: "global not bool", In: map[string]string{"global": "si"}, Err: "EVORELAY_PUSHER_GLOBAL: "},
+		{Name: "global without secret", In: with("secret", ""), Err: "EVORELAY_PUSHER_SECRET: "},
+		{Name: "global without app id", In: map[string]string{"global": "1", "key": "k", "secret": "s", "cluster": "eu"}, Err: "EVORELAY_PUSHER_APP_ID: "},
+		{Name: "app without global", In: map[string]string{"app_id": "1"}, Err: "EVORELAY_PUSHER_APP_ID: "},
+		{Name: "use_tls", In: with("use_tls", "maybe"), Err: "EVORELAY_PUSHER_USE_TLS: "},
+		{Name: "timeout", In: map[string]string{"timeout": "soon"}, Err: "EVORELAY_PUSHER_TIMEOUT: "},
+		{Name: "timeout seconds", In: map[string]string{"timeout": "5"}, Check: func(t *testing.T, p process) {
+			if p.timeout != 5*time.Second {
+				t.Errorf("timeout = %v", p.timeout)
+			}
+		}},
+		{Name: "typo is reported", In: map[string]string{"clustr": "eu"}, Unknown: "EVORELAY_PUSHER_CLUSTR"},
+	})
 }
 
 func TestOpenNeverLogsSecrets(t *testing.T) {

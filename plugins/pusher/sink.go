@@ -128,9 +128,6 @@ func (a app) hash() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// processKeys are the EVORELAY_PUSHER_* variables the sink reads.
-var processKeys = []string{"global", "app_id", "key", "secret", "cluster", "use_tls", "host", "timeout"}
-
 func envName(key string) string { return "EVORELAY_PUSHER_" + strings.ToUpper(key) }
 
 // process are the EVORELAY_PUSHER_* settings.
@@ -140,50 +137,37 @@ type process struct {
 	timeout time.Duration
 }
 
-// parseProcess reads and checks the EVORELAY_PUSHER_* variables. Errors
-// name the variable.
-func parseProcess(m map[string]string) (process, error) {
-	get := func(k string) string { return strings.TrimSpace(m[k]) }
-	p := process{host: get("host"), timeout: 10 * time.Second}
-	if p.host != "" {
-		if strings.Contains(p.host, "://") || strings.ContainsAny(p.host, "/ ?#") {
-			return p, fmt.Errorf("%s: %q: give host or host:port, without a scheme or path (TLS follows useTLS)", envName("host"), p.host)
-		}
-		if _, err := url.Parse("http://" + p.host); err != nil {
-			return p, fmt.Errorf("%s: %q: %v", envName("host"), p.host, err)
-		}
-	}
-	if v := get("timeout"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			if s, serr := strconv.Atoi(v); serr == nil {
-				d, err = time.Duration(s)*time.Second, nil
-			}
-		}
-		if err != nil || d <= 0 {
-			return p, fmt.Errorf("%s: %q: want a duration such as 10s", envName("timeout"), v)
-		}
-		p.timeout = d
-	}
+// parseProcess reads and checks the EVORELAY_PUSHER_* variables and warns
+// about those it does not know. Errors name the variable.
+func parseProcess(cfg sdk.Config) (process, error) {
+	p := process{timeout: 10 * time.Second}
+	a := app{UseTLS: true}
 	global := false
-	if v := get("global"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return p, fmt.Errorf("%s: %q: want true or false", envName("global"), v)
-		}
-		global = b
-	}
-	a := app{AppID: get("app_id"), Key: get("key"), Secret: get("secret"), Cluster: get("cluster"), UseTLS: true}
-	if v := get("use_tls"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return p, fmt.Errorf("%s: %q: want true or false", envName("use_tls"), v)
-		}
-		a.UseTLS = b
+	err := cfg.ReadSettings(sdk.Settings{
+		"host": func(v string) error {
+			if strings.Contains(v, "://") || strings.ContainsAny(v, "/ ?#") {
+				return fmt.Errorf("%q: give host or host:port, without a scheme or path (TLS follows useTLS)", v)
+			}
+			if _, err := url.Parse("http://" + v); err != nil {
+				return fmt.Errorf("%q: %v", v, err)
+			}
+			p.host = v
+			return nil
+		},
+		"timeout": sdk.Duration(&p.timeout),
+		"global":  sdk.Bool(&global),
+		"app_id":  sdk.Text(&a.AppID),
+		"key":     sdk.Text(&a.Key),
+		"secret":  sdk.Text(&a.Secret),
+		"cluster": sdk.Text(&a.Cluster),
+		"use_tls": sdk.Bool(&a.UseTLS),
+	}, envName(""))
+	if err != nil {
+		return p, err
 	}
 	if !global {
 		for _, k := range []string{"app_id", "key", "secret", "cluster"} {
-			if get(k) != "" {
+			if strings.TrimSpace(cfg.Settings[k]) != "" {
 				return p, fmt.Errorf("%s: set, but %s is not true; set it to send to this app", envName(k), envName("global"))
 			}
 		}
@@ -228,18 +212,11 @@ func (s *Sink) Describe() sdk.Description {
 
 // Open reads the EVORELAY_PUSHER_* variables.
 func (s *Sink) Open(_ context.Context, cfg sdk.Config) error {
-	if cfg.Logger != nil {
-		s.log = cfg.Logger
-	}
-	s.naming = cfg.Naming
-	for _, v := range sdk.UnknownSettings(cfg.Settings, envName(""), processKeys) {
-		s.log.Warn("unknown setting ignored", "variable", v)
-	}
-	p, err := parseProcess(cfg.Settings)
+	p, err := parseProcess(cfg)
 	if err != nil {
 		return err
 	}
-	s.proc = p
+	s.log, s.naming, s.proc = cfg.Log(), cfg.Naming, p
 	s.transport = http.DefaultTransport.(*http.Transport).Clone()
 	s.http = &http.Client{Timeout: p.timeout, Transport: statusTransport{next: s.transport}}
 	if p.global != nil {

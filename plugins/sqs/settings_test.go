@@ -59,7 +59,7 @@ func TestParseProcess(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := parseProcess(tt.env)
+			p, err := parseProcess(sdk.Config{Settings: tt.env})
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("error %v, want none", err)

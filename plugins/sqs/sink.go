@@ -49,34 +49,65 @@ type process struct {
 	retention time.Duration
 }
 
-// processKeys are the EVORELAY_SQS_* variables the sink reads.
-var processKeys = []string{
-	"region", "endpoint", "access_key_id", "secret_access_key", "session_token",
-	"account_id", "queue_url_prefix", "global", "global_prefix", "global_queue", "group_by",
-	"message_retention",
-}
-
 func envName(key string) string { return "EVORELAY_SQS_" + strings.ToUpper(key) }
 
 var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
 
-// parseProcess reads and checks the EVORELAY_SQS_* variables. Errors name
-// the variable.
-func parseProcess(m map[string]string) (process, error) {
-	get := func(k string) string { return strings.TrimSpace(m[k]) }
-	p := process{
-		region:          get("region"),
-		accessKeyID:     get("access_key_id"),
-		secretAccessKey: get("secret_access_key"),
-		sessionToken:    get("session_token"),
-		accountID:       get("account_id"),
-	}
-	if v := get("endpoint"); v != "" {
-		u, err := parseHTTPURL(v)
-		if err != nil {
-			return p, fmt.Errorf("%s: %v; expected e.g. http://127.0.0.1:4100", envName("endpoint"), err)
-		}
-		p.endpoint = u
+// parseProcess reads and checks the EVORELAY_SQS_* variables and warns
+// about those it does not know. Errors name the variable.
+func parseProcess(cfg sdk.Config) (process, error) {
+	p := process{groupBy: groupByInstance}
+	err := cfg.ReadSettings(sdk.Settings{
+		"region": sdk.Text(&p.region),
+		"endpoint": func(v string) (err error) {
+			if p.endpoint, err = parseHTTPURL(v); err != nil {
+				return fmt.Errorf("%v; expected e.g. http://127.0.0.1:4100", err)
+			}
+			return nil
+		},
+		"access_key_id":     sdk.Text(&p.accessKeyID),
+		"secret_access_key": sdk.Text(&p.secretAccessKey),
+		"session_token":     sdk.Text(&p.sessionToken),
+		"account_id": func(v string) error {
+			if !accountIDPattern.MatchString(v) {
+				return fmt.Errorf("%q is not an AWS account id (12 digits)", v)
+			}
+			p.accountID = v
+			return nil
+		},
+		"queue_url_prefix": func(v string) error {
+			u, err := parseHTTPURL(v)
+			if err != nil {
+				return fmt.Errorf("%v; expected e.g. https://sqs.us-east-1.amazonaws.com/123456789012", err)
+			}
+			p.queueURLPrefix = strings.TrimRight(u, "/")
+			return nil
+		},
+		"global":        sdk.Bool(&p.naming.Global),
+		"global_prefix": sdk.Text(&p.naming.Prefix),
+		"global_queue":  sdk.Text(&p.naming.Single),
+		"message_retention": func(v string) error {
+			d, err := sdk.ParseDuration(v)
+			if err != nil || d < time.Minute || d > 14*24*time.Hour || d%time.Second != 0 {
+				return fmt.Errorf("%q: want whole seconds from 1m to 336h (14 days), SQS's range, e.g. 6h", v)
+			}
+			p.retention = d
+			return nil
+		},
+		"group_by": func(v string) error {
+			switch v {
+			case "instance":
+				p.groupBy = groupByInstance
+			case "chat":
+				p.groupBy = groupByChat
+			default:
+				return fmt.Errorf("%q: want instance or chat", v)
+			}
+			return nil
+		},
+	}, envName(""))
+	if err != nil {
+		return p, err
 	}
 	if (p.accessKeyID == "") != (p.secretAccessKey == "") {
 		missing, set := envName("secret_access_key"), envName("access_key_id")
@@ -88,25 +119,7 @@ func parseProcess(m map[string]string) (process, error) {
 	if p.sessionToken != "" && p.accessKeyID == "" {
 		return p, fmt.Errorf("%s: needs %s and %s", envName("session_token"), envName("access_key_id"), envName("secret_access_key"))
 	}
-	if p.accountID != "" && !accountIDPattern.MatchString(p.accountID) {
-		return p, fmt.Errorf("%s: %q is not an AWS account id (12 digits)", envName("account_id"), p.accountID)
-	}
-	if v := get("queue_url_prefix"); v != "" {
-		u, err := parseHTTPURL(v)
-		if err != nil {
-			return p, fmt.Errorf("%s: %v; expected e.g. https://sqs.us-east-1.amazonaws.com/123456789012", envName("queue_url_prefix"), err)
-		}
-		p.queueURLPrefix = strings.TrimRight(u, "/")
-	}
-	if v := get("global"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return p, fmt.Errorf("%s: %q: want true or false", envName("global"), v)
-		}
-		p.naming.Global = b
-	}
-	p.naming.Prefix = get("global_prefix")
-	if single := get("global_queue"); single != "" {
+	if single := p.naming.Single; single != "" {
 		if !p.naming.Global {
 			return p, fmt.Errorf("%s: applies only when %s is true", envName("global_queue"), envName("global"))
 		}
@@ -128,21 +141,6 @@ func parseProcess(m map[string]string) (process, error) {
 				return p, fmt.Errorf("%s: %v", envName("global_prefix"), err)
 			}
 		}
-	}
-	if v := get("message_retention"); v != "" {
-		d, err := sdk.ParseDuration(v)
-		if err != nil || d < time.Minute || d > 14*24*time.Hour || d%time.Second != 0 {
-			return p, fmt.Errorf("%s: %q: want whole seconds from 1m to 336h (14 days), SQS's range, e.g. 6h", envName("message_retention"), v)
-		}
-		p.retention = d
-	}
-	switch v := get("group_by"); v {
-	case "", "instance":
-		p.groupBy = groupByInstance
-	case "chat":
-		p.groupBy = groupByChat
-	default:
-		return p, fmt.Errorf("%s: %q: want instance or chat", envName("group_by"), v)
 	}
 	return p, nil
 }
@@ -196,18 +194,11 @@ func (s *Sink) Describe() sdk.Description {
 // Without EVORELAY_SQS_REGION the sink loads but is not ready: enabling it
 // for an instance is refused with a message saying what to set.
 func (s *Sink) Open(ctx context.Context, cfg sdk.Config) error {
-	if cfg.Logger != nil {
-		s.log = cfg.Logger
-	}
-	s.naming = cfg.Naming
-	for _, v := range sdk.UnknownSettings(cfg.Settings, envName(""), processKeys) {
-		s.log.Warn("unknown setting ignored", "variable", v)
-	}
-	p, err := parseProcess(cfg.Settings)
+	p, err := parseProcess(cfg)
 	if err != nil {
 		return err
 	}
-	s.proc = p
+	s.log, s.naming, s.proc = cfg.Log(), cfg.Naming, p
 	if p.region == "" {
 		s.notReady = envName("region") + " is not set"
 		s.log.Warn("SQS is not configured: set " + envName("region") + " (e.g. us-east-1)")
