@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -152,55 +151,6 @@ func Text(to *string) Setting {
 		*to = v
 		return nil
 	}
-}
-
-// ReadSettings hands each of a plugin's process settings (Config.Settings),
-// in key order and with white space trimmed, to read, which says whether
-// it knows the key. It returns the keys read did not know as the variables
-// they came from (prefix and the key in upper case, sorted), for Open to
-// warn about, or read's first error prefixed with that variable:
-//
-//	unknown, err := sdk.ReadSettings(cfg.Settings, "EVORELAY_KAFKA_", func(k, v string) (bool, error) {
-//		var err error
-//		switch k {
-//		case "timeout":
-//			timeout, err = sdk.ParseDuration(v)
-//		default:
-//			return false, nil
-//		}
-//		return true, err
-//	})
-func ReadSettings(m map[string]string, prefix string, read func(key, value string) (bool, error)) ([]string, error) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var unknown []string
-	for _, k := range keys {
-		known, err := read(k, strings.TrimSpace(m[k]))
-		if err != nil {
-			return nil, fmt.Errorf("%s%s: %w", prefix, strings.ToUpper(k), err)
-		}
-		if !known {
-			unknown = append(unknown, prefix+strings.ToUpper(k))
-		}
-	}
-	return unknown, nil
-}
-
-// UnknownSettings returns the process settings in m whose keys are not
-// among known, as the variables they came from (prefix and the key in
-// upper case), sorted, for Open to warn about.
-func UnknownSettings(m map[string]string, prefix string, known []string) []string {
-	var unknown []string
-	for k := range m {
-		if !slices.Contains(known, k) {
-			unknown = append(unknown, prefix+strings.ToUpper(k))
-		}
-	}
-	sort.Strings(unknown)
-	return unknown
 }
 
 // Backoff is the delay before reconnect attempt n (from 1): 500ms doubling

@@ -88,33 +88,6 @@ func TestConfigReadSettings(t *testing.T) {
 	}
 }
 
-func TestReadSettings(t *testing.T) {
-	var n int
-	read := func(k, v string) (bool, error) {
-		if k != "count" {
-			return false, nil
-		}
-		var err error
-		n, err = ParseCount(v, 1, 10)
-		return true, err
-	}
-	unknown, err := ReadSettings(map[string]string{"count": " 7 ", "zeta": "x", "alpha": "y"}, "EVORELAY_X_", read)
-	if err != nil || n != 7 || strings.Join(unknown, ",") != "EVORELAY_X_ALPHA,EVORELAY_X_ZETA" {
-		t.Errorf("ReadSettings = %d, %v, %v; want 7, the unknown keys as sorted variables", n, unknown, err)
-	}
-	_, err = ReadSettings(map[string]string{"count": "11"}, "EVORELAY_X_", read)
-	if err == nil || err.Error() != `EVORELAY_X_COUNT: "11": expected a whole number from 1 to 10` {
-		t.Errorf("ReadSettings of an out-of-range count: %v", err)
-	}
-}
-
-func TestUnknownSettings(t *testing.T) {
-	got := UnknownSettings(map[string]string{"url": "x", "uri": "y", "a": "z"}, "EVORELAY_X_", []string{"url"})
-	if strings.Join(got, ",") != "EVORELAY_X_A,EVORELAY_X_URI" {
-		t.Errorf("UnknownSettings = %v, want the unknown keys as sorted variables", got)
-	}
-}
-
 func TestBackoff(t *testing.T) {
 	for n, want := range map[int]time.Duration{1: 500 * time.Millisecond, 2: time.Second, 3: 2 * time.Second, 10: 4 * time.Second} {
 		if got := Backoff(n, 4*time.Second); got < want/2 || got > want {
