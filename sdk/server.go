@@ -224,25 +224,40 @@ func (s *server) dequeue(instance string, done chan struct{}) {
 	}
 }
 
+// ackDelay is how long an ack may wait for others to share its stream
+// message. Acks one at a time cost a message, and a wake-up of the host's
+// receiver and its spool, per delivery; a sink that delivers one by one
+// (a lane of a webhook) acks every ~100 µs.
+const ackDelay = time.Millisecond
+
+// maxAcksPerMessage bounds one stream message of acks.
+const maxAcksPerMessage = 512
+
+// sendAcks streams the acks from in, those that come within ackDelay of
+// the first in one message, until in is closed.
 func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan *sinkv1.Ack) error {
 	var failed error
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for ack := range in {
 		if failed != nil {
 			continue // drain so producers never block
 		}
 		resp := &sinkv1.DeliverResponse{Acks: []*sinkv1.Ack{ack}}
+		timer.Reset(ackDelay)
 	more:
-		for len(resp.Acks) < 512 {
+		for len(resp.Acks) < maxAcksPerMessage {
 			select {
 			case a, ok := <-in:
 				if !ok {
 					break more
 				}
 				resp.Acks = append(resp.Acks, a)
-			default:
+			case <-timer.C:
 				break more
 			}
 		}
+		timer.Stop()
 		failed = stream.Send(resp)
 	}
 	return failed
