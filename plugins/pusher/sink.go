@@ -267,18 +267,17 @@ const maxBatchEvents = 10
 // maxSenders bounds the TriggerBatch calls one Deliver has in flight.
 const maxSenders = 8
 
-// job is one delivery ready to trigger.
+// job is one delivery ready to trigger on its app.
 type job struct {
 	id    string
+	app   app
 	event pusher.Event
 }
 
 // Deliver triggers the batch with TriggerBatch, app by app: at most 10
 // events a call, in order for one app; different apps in parallel.
 func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks) error {
-	var order []string
-	apps := map[string]app{}
-	jobs := map[string][]job{}
+	var lanes sdk.Lanes[job]
 	for _, d := range batch {
 		st, err := sdk.SettingsOf[settings](d)
 		if err != nil {
@@ -300,42 +299,29 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 			acks.Done(d.ID, err)
 			continue
 		}
-		h := a.hash()
-		if _, ok := apps[h]; !ok {
-			apps[h] = a
-			order = append(order, h)
-		}
-		jobs[h] = append(jobs[h], job{id: d.ID, event: pusher.Event{Channel: channel, Name: events.Wire(d.Event), Data: data}})
+		lanes.Add(a.hash(), job{id: d.ID, app: a, event: pusher.Event{Channel: channel, Name: events.Wire(d.Event), Data: data}})
 	}
-
-	sem := make(chan struct{}, maxSenders)
-	var wg sync.WaitGroup
-	for _, h := range order {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			a, c := apps[h], s.client(apps[h])
-			for js := range slices.Chunk(jobs[h], maxBatchEvents) {
-				if ctx.Err() != nil {
-					for _, j := range js {
-						acks.Done(j.id, fmt.Errorf("pusher: %w", ctx.Err()))
-					}
-					continue
-				}
-				evs := make([]pusher.Event, len(js))
-				for i, j := range js {
-					evs[i] = j.event
-				}
-				_, err := c.TriggerBatch(evs)
-				err = outcome(a, err)
+	lanes.Run(maxSenders, func(_ string, jobs []job) {
+		a := jobs[0].app
+		c := s.client(a)
+		for js := range slices.Chunk(jobs, maxBatchEvents) {
+			if ctx.Err() != nil {
 				for _, j := range js {
-					acks.Done(j.id, err)
+					acks.Done(j.id, fmt.Errorf("pusher: %w", ctx.Err()))
 				}
+				continue
 			}
-		}()
-	}
-	wg.Wait()
+			evs := make([]pusher.Event, len(js))
+			for i, j := range js {
+				evs[i] = j.event
+			}
+			_, err := c.TriggerBatch(evs)
+			err = outcome(a, err)
+			for _, j := range js {
+				acks.Done(j.id, err)
+			}
+		}
+	})
 	return nil
 }
 

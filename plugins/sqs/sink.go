@@ -306,33 +306,20 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 	if s.client == nil {
 		return fmt.Errorf("sqs: not configured: %s", s.notReady)
 	}
-	var order []string
-	byQueue := map[string][]entry{}
+	var lanes sdk.Lanes[entry]
 	for _, d := range batch {
 		e, err := s.newEntry(d)
 		if err != nil {
 			acks.Done(d.ID, err)
 			continue
 		}
-		if _, ok := byQueue[e.queue]; !ok {
-			order = append(order, e.queue)
+		lanes.Add(e.queue, e)
+	}
+	lanes.Run(maxSenders, func(queue string, entries []entry) {
+		for _, chunk := range chunks(entries) {
+			s.send(ctx, queue, chunk, acks)
 		}
-		byQueue[e.queue] = append(byQueue[e.queue], e)
-	}
-
-	sem := make(chan struct{}, maxSenders)
-	var wg sync.WaitGroup
-	for _, q := range order {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			for _, chunk := range chunks(byQueue[q]) {
-				s.send(ctx, q, chunk, acks)
-			}
-		}()
-	}
-	wg.Wait()
+	})
 	return nil
 }
 
