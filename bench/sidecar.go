@@ -174,6 +174,7 @@ func (s *sidecar) ingestTarget() target {
 type result struct {
 	delivered float64 // events/s from the first POST to the last arrival
 	ingest    float64 // events/s accepted (202)
+	cpu       string  // CPU per event of the host and the plugin
 }
 
 // waiter is a destination's count of arrivals (a receiver's tally, a
@@ -188,6 +189,7 @@ func (s *sidecar) measure(l load, arrived waiter) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	prof := s.profile()
+	cpu := s.cpu()
 	start := time.Now()
 	ingested, err := post(ctx, s.ingestTarget(), l.ingestRequests(), l.posters)
 	if err != nil {
@@ -198,7 +200,7 @@ func (s *sidecar) measure(l load, arrived waiter) (result, error) {
 	}
 	delivered := time.Since(start)
 	prof.loadDone()
-	return result{delivered: rate(l.n, delivered), ingest: rate(l.n, ingested)}, nil
+	return result{delivered: rate(l.n, delivered), ingest: rate(l.n, ingested), cpu: perEvent(cpu, s.cpu(), l.n)}, nil
 }
 
 // compare measures the load through s, prints it beside the bare rate,
@@ -209,6 +211,9 @@ func (s *sidecar) compare(l load, arrived waiter, path string, bare float64, goa
 		return row{}, err
 	}
 	line("evorelay: "+path, res.delivered, bare, fmt.Sprintf("goal %s   ingest %.0f events/s", goal, res.ingest))
+	if res.cpu != "" {
+		fmt.Println("   " + res.cpu)
+	}
 	return row{l.scenario, perSecond(bare), perSecond(res.delivered), res.delivered / bare, goal}, nil
 }
 
