@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -21,16 +20,12 @@ func TestConformance(t *testing.T) {
 	inst := sinktest.Unique("t-conf")
 	stream := sinktest.Unique("T-CONF")
 	dial(t, serverURL).stream(stream, inst+".>") // fails, not skips, when the server is down
-	enabled := json.RawMessage(`{"enabled":true,"events":[]}`)
 
 	sinktest.Run(t, sinktest.Config{
 		New:      func() sdk.Sink { return New() },
 		Open:     map[string]string{"url": serverURL},
 		Instance: inst,
-		Good:     sinktest.SubscriptionGood(),
-		Bad:      sinktest.SubscriptionBad(),
 		Deliver: &sinktest.DeliverCase{
-			Settings: enabled,
 			Received: func(t testing.TB, want []string) []string {
 				nc, err := nats.Connect(serverURL)
 				if err != nil {
@@ -56,8 +51,7 @@ func TestConformance(t *testing.T) {
 		},
 		// A server nobody listens on: every delivery is retried.
 		Retry: &sinktest.Failure{
-			Settings: enabled,
-			Open:     map[string]string{"url": "nats://127.0.0.1:1"},
+			Open: map[string]string{"url": "nats://127.0.0.1:1"},
 		},
 		// Reject is nil: nothing the server answers makes one message fail
 		// for good. A PubAck error (a full stream, a stream that went away)

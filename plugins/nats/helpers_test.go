@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"maps"
 	"testing"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
 	"github.com/evorelay/evorelay/sdk/sinktest"
 )
@@ -25,11 +23,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // it is connected.
 func openSink(t testing.TB, url string, naming events.Naming, extra map[string]string) *Sink {
 	t.Helper()
-	settings := map[string]string{"url": url}
-	maps.Copy(settings, extra)
-	s := New()
-	sinktest.Open(t, s, sdk.Config{Settings: settings, Naming: naming, Logger: sinktest.Logger("nats-test")})
-	return s
+	return sinktest.OpenWith(t, New(), naming, map[string]string{"url": url}, extra)
 }
 
 // client is a plain connection the tests observe the server with.

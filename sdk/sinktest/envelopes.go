@@ -161,11 +161,15 @@ func media() []byte {
 	return b
 }
 
+// everyEvent are the settings of an instance enabled for every event, as
+// the host passes them to a sink that takes no other settings.
+func everyEvent() json.RawMessage { return json.RawMessage(`{"enabled":true,"events":[]}`) }
+
 // SubscriptionGood is Config.Good for a sink whose instance settings are a
 // bare sdk.Subscription: enabled for every event, for two, and disabled.
 func SubscriptionGood() []json.RawMessage {
 	return []json.RawMessage{
-		json.RawMessage(`{"enabled":true,"events":[]}`),
+		everyEvent(),
 		json.RawMessage(`{"enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"]}`),
 		json.RawMessage(`{"enabled":false,"events":[]}`),
 	}

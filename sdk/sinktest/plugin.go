@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -137,4 +138,19 @@ func Open(t testing.TB, s sdk.Sink, cfg sdk.Config) {
 		}
 	})
 	Eventually(t, "the sink to connect", 30*time.Second, func() bool { return s.Health(ctx).Ready })
+}
+
+// OpenWith opens s as Open does, with naming and the process settings of
+// every map in settings (a later map's keys win), its log on stderr
+// (Logger), and returns it:
+//
+//	s := sinktest.OpenWith(t, New(), events.NamingSeed, map[string]string{"url": url}, extra)
+func OpenWith[S sdk.Sink](t testing.TB, s S, naming events.Naming, settings ...map[string]string) S {
+	t.Helper()
+	cfg := sdk.Config{Settings: map[string]string{}, Naming: naming, Logger: Logger(s.Describe().Name + "-test")}
+	for _, m := range settings {
+		maps.Copy(cfg.Settings, m)
+	}
+	Open(t, s, cfg)
+	return s
 }

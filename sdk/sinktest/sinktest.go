@@ -109,10 +109,11 @@ type Config struct {
 	Instance string
 
 	// Good are settings that must validate, as the host passes them to
-	// Validate: with "enabled" and "events" (constants) already there.
+	// Validate: with "enabled" and "events" (constants) already there. Nil
+	// is SubscriptionGood(), for a sink that takes no other settings.
 	Good []json.RawMessage
 	// Bad maps a field name to settings that must fail validation with a
-	// field error naming that field.
+	// field error naming that field. Nil is SubscriptionBad().
 	Bad map[string]json.RawMessage
 
 	// Deliver sends deliveries to a real destination and asks it what it got.
@@ -136,7 +137,8 @@ type Config struct {
 // DeliverCase is a delivery to a real destination the plugin's test runs.
 type DeliverCase struct {
 	// Settings are the instance's settings, in the form Good takes; the
-	// suite validates them and delivers with the normalized result.
+	// suite validates them and delivers with the normalized result. Nil is
+	// {"enabled":true,"events":[]}: every event.
 	Settings json.RawMessage
 	// Events are the events to send, cycled over BatchSize deliveries; nil
 	// is DefaultEvents. A test that reads per-event queues can narrow it.
@@ -153,7 +155,8 @@ type DeliverCase struct {
 
 // Failure is a way to make the destination fail.
 type Failure struct {
-	// Settings are the instance's settings, in the form Good takes.
+	// Settings are the instance's settings, in the form Good takes; nil is
+	// {"enabled":true,"events":[]}.
 	Settings json.RawMessage
 	// Open, when not nil, opens a fresh sink with these process settings
 	// for this case instead of using the one opened with Config.Open (an
@@ -177,6 +180,12 @@ func Run(t *testing.T, c Config) {
 	t.Helper()
 	if c.New == nil {
 		t.Fatal("sinktest: Config.New is nil; it must return a fresh sink")
+	}
+	if c.Good == nil {
+		c.Good = SubscriptionGood()
+	}
+	if c.Bad == nil {
+		c.Bad = SubscriptionBad()
 	}
 	ignore := append([]goleak.Option{goleak.IgnoreCurrent()}, c.IgnoreGoroutines...)
 	r := &runner{c: c, instance: c.Instance, tag: newRunTag(), log: newTestLog(t)}
@@ -372,10 +381,13 @@ func (r *runner) wantFieldError(t *testing.T, settings json.RawMessage, field st
 	}
 }
 
-// validOK validates settings and reports them normalized, failing t when
-// they do not validate.
+// validOK validates settings (nil is everyEvent) and reports them
+// normalized, failing t when they do not validate.
 func (r *runner) validOK(t testing.TB, p *plugin, settings json.RawMessage) (json.RawMessage, bool) {
 	t.Helper()
+	if settings == nil {
+		settings = everyEvent()
+	}
 	ctx, cancel := callCtx(t)
 	defer cancel()
 	resp, err := p.Validate(ctx, &sinkv1.ValidateRequest{Instance: r.instance, Settings: settings})
@@ -650,7 +662,8 @@ func orMissing(b []byte) []byte {
 // Outage takes the destination away and brings it back: a broker stopped
 // and started, a directory removed and made again, a proxy cut.
 type Outage struct {
-	// Settings are the instance's settings, in the form Good takes.
+	// Settings are the instance's settings, in the form Good takes; nil is
+	// {"enabled":true,"events":[]}.
 	Settings json.RawMessage
 	// Down takes the destination away; Up brings it back.
 	Down, Up func(t testing.TB)
