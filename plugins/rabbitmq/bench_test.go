@@ -23,8 +23,7 @@ import (
 func BenchmarkPublish(b *testing.B) {
 	dialBroker(b) // fail, not skip, when the broker is down
 	s := openSink(b, events.NamingSeed, nil)
-	inst := sinktest.Unique("b-sink")
-	cleanupBroker(b, inst, instanceQueues(inst)...)
+	inst := newInstance(b, "b-sink")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
 	if _, err := s.Validate(context.Background(), inst, []byte(settings)); err != nil {
 		b.Fatal(err)

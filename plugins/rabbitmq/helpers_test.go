@@ -2,14 +2,12 @@ package main
 
 import (
 	"fmt"
-	"maps"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
 
-	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
 	"github.com/evorelay/evorelay/sdk/sinktest"
 )
@@ -23,20 +21,11 @@ const (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// openSink opens a sink on the local broker with extra process settings.
+// openSink opens a sink on the local broker with extra process settings,
+// which may name another broker's uri.
 func openSink(t testing.TB, naming events.Naming, extra map[string]string) *Sink {
 	t.Helper()
-	return openSinkAt(t, brokerURI, naming, extra)
-}
-
-// openSinkAt opens a sink on the broker at uri.
-func openSinkAt(t testing.TB, uri string, naming events.Naming, extra map[string]string) *Sink {
-	t.Helper()
-	settings := map[string]string{"uri": uri}
-	maps.Copy(settings, extra)
-	s := New()
-	sinktest.Open(t, s, sdk.Config{Settings: settings, Naming: naming, Logger: sinktest.Logger("rabbitmq-test")})
-	return s
+	return sinktest.OpenWith(t, New(), naming, map[string]string{"uri": brokerURI}, extra)
 }
 
 // broker is a plain client connection the tests observe the broker with.
@@ -53,6 +42,19 @@ func dialBroker(t testing.TB) *broker {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return &broker{t: t, conn: conn}
+}
+
+// onBroker runs f with a connection of its own, closed when f returns: for
+// a test that must leave no connection open when it checks for leaked
+// goroutines.
+func onBroker(t testing.TB, f func(b *broker)) {
+	t.Helper()
+	conn, err := amqp.Dial(brokerURI)
+	if err != nil {
+		t.Fatalf("dial %s: %v", brokerURI, err)
+	}
+	defer conn.Close()
+	f(&broker{t: t, conn: conn})
 }
 
 // channel opens a channel closed with the test; a failed operation closes
@@ -151,6 +153,14 @@ func cleanupBroker(t testing.TB, exchange string, queues ...string) {
 			_ = ch.Close()
 		}
 	})
+}
+
+// newInstance returns an instance name no other test uses; its exchange
+// and queues are deleted when the test ends.
+func newInstance(t testing.TB, prefix string) string {
+	i := sinktest.Unique(prefix)
+	cleanupBroker(t, i, instanceQueues(i)...)
+	return i
 }
 
 // instanceQueues are the names of every queue instance i may get.

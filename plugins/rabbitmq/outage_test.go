@@ -23,10 +23,9 @@ func TestBrokerOutage(t *testing.T) {
 
 func brokerOutage(t *testing.T, fault faultproxy.Fault) {
 	proxy := faultproxy.Start(t, brokerAddr)
-	s := openSinkAt(t, "amqp://guest:guest@"+proxy.Addr()+"/", events.NamingSeed,
-		map[string]string{"heartbeat": "1s", "reconnect_max_delay": "1s", "confirm_timeout": "5s"})
-	inst := sinktest.Unique("t-outage")
-	cleanupBroker(t, inst, instanceQueues(inst)...)
+	s := openSink(t, events.NamingSeed, map[string]string{"uri": "amqp://guest:guest@" + proxy.Addr() + "/",
+		"heartbeat": "1s", "reconnect_max_delay": "1s", "confirm_timeout": "5s"})
+	inst := newInstance(t, "t-outage")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
 	if _, err := s.Validate(context.Background(), inst, []byte(settings)); err != nil {
 		t.Fatalf("Validate: %v", err)

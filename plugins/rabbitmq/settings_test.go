@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -74,10 +73,7 @@ func TestValidateRefusesReservedInstanceNames(t *testing.T) {
 	defer s.Close(context.Background())
 	for _, inst := range []string{"amq.direct", strings.Repeat("x", 201)} {
 		_, err := s.Validate(context.Background(), inst, json.RawMessage(`{"enabled":true,"events":[]}`))
-		var fe sdk.FieldErrors
-		if !errors.As(err, &fe) || fe[0].Field != "instance" {
-			t.Errorf("Validate(%.20q) = %v, want a field error on instance", inst, err)
-		}
+		sinktest.FieldError(t, err, "instance", "RabbitMQ exchange")
 	}
 }
 

@@ -47,8 +47,7 @@ func checkMessage(t *testing.T, m amqp.Delivery, d sdk.Delivery, exchange, key, 
 func TestPublishPerInstance(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingSeed, nil)
-	inst := sinktest.Unique("t-inst")
-	cleanupBroker(t, inst, instanceQueues(inst)...)
+	inst := newInstance(t, "t-inst")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"]}`
 
 	out, err := s.Validate(context.Background(), inst, json.RawMessage(settings))
@@ -85,8 +84,7 @@ func TestPublishPerInstance(t *testing.T) {
 func TestNamingEvolution(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingEvolution, nil)
-	inst := sinktest.Unique("t-evo")
-	cleanupBroker(t, inst, instanceQueues(inst)...)
+	inst := newInstance(t, "t-evo")
 	settings := `{"enabled":true,"events":[]}`
 
 	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "GROUP_PARTICIPANTS_UPDATE", settings)
@@ -142,8 +140,7 @@ func TestGlobalMode(t *testing.T) {
 func TestReturnedMessageIsRetried(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingSeed, nil)
-	inst := sinktest.Unique("t-ret")
-	cleanupBroker(t, inst, instanceQueues(inst)...)
+	inst := newInstance(t, "t-ret")
 	settings := `{"enabled":true,"events":["CALL"]}`
 	if _, err := s.Validate(context.Background(), inst, json.RawMessage(settings)); err != nil {
 		t.Fatalf("Validate: %v", err)
@@ -170,8 +167,7 @@ func TestReturnedMessageIsRetried(t *testing.T) {
 func TestExistingClassicQueueIsUsed(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingSeed, nil)
-	inst := sinktest.Unique("t-classic")
-	cleanupBroker(t, inst, instanceQueues(inst)...)
+	inst := newInstance(t, "t-classic")
 	if _, err := b.channel().QueueDeclare(inst+".call", true, false, false, false, amqp.Table{"x-queue-type": "classic"}); err != nil {
 		t.Fatalf("declare classic queue: %v", err)
 	}
@@ -191,8 +187,7 @@ func TestExistingClassicQueueIsUsed(t *testing.T) {
 func TestBatchAllConfirmed(t *testing.T) {
 	b := dialBroker(t)
 	s := openSink(t, events.NamingSeed, map[string]string{"max_in_flight": "64"})
-	inst := sinktest.Unique("t-batch")
-	cleanupBroker(t, inst, instanceQueues(inst)...)
+	inst := newInstance(t, "t-batch")
 	settings := `{"enabled":true,"events":[]}`
 	var batch []sdk.Delivery
 	for range 500 {
