@@ -26,7 +26,7 @@ func openSink(t testing.TB, r *receiver, extra map[string]string, naming ...even
 		env[k] = v
 	}
 	s := New()
-	cfg := sdk.Config{Settings: env, Logger: hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug})}
+	cfg := sdk.Config{Settings: env, Logger: sinktest.TestLogger(t, hclog.Debug)}
 	if len(naming) > 0 {
 		cfg.Naming = naming[0]
 	}
@@ -35,13 +35,6 @@ func openSink(t testing.TB, r *receiver, extra map[string]string, naming ...even
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 // appSettings are enabled instance settings for an app on the receiver

@@ -45,7 +45,7 @@ func openSink(t testing.TB, extra map[string]string, naming ...events.Naming) (*
 	rec := newRecorder()
 	s := New()
 	s.httpClient = rec.client()
-	cfg := sdk.Config{Settings: processEnv(extra), Logger: hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug})}
+	cfg := sdk.Config{Settings: processEnv(extra), Logger: sinktest.TestLogger(t, hclog.Debug)}
 	if len(naming) > 0 {
 		cfg.Naming = naming[0]
 	}
@@ -54,13 +54,6 @@ func openSink(t testing.TB, extra map[string]string, naming ...events.Naming) (*
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s, rec
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 // consumer is a plain SQS client, as an application reading the queues.

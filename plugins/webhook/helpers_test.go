@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -118,7 +118,7 @@ func openSinkWith(t *testing.T, settings map[string]string, naming events.Naming
 		Settings:  settings,
 		Naming:    naming,
 		ServerURL: "https://evorelay.example.com",
-		Logger:    hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug}),
+		Logger:    sinktest.TestLogger(t, hclog.Debug),
 		Egress:    p,
 	})
 	if err != nil {
@@ -141,14 +141,6 @@ func policy(t *testing.T, allow, deny string) egress.Policy {
 		t.Fatal(err)
 	}
 	return egress.New(a, d)
-}
-
-// testWriter sends the sink's log to the test's.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 // settings validates a settings object through the sink, as the host

@@ -31,6 +31,13 @@ func Logger(name string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Output: os.Stderr, Level: hclog.Warn})
 }
 
+// TestLogger is a plugin logger for a plugin's own tests: lines at level
+// and above go to t's log while t runs, and are dropped after, so that a
+// goroutine the sink leaves behind cannot make the test binary panic.
+func TestLogger(t testing.TB, level hclog.Level) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: newTestLog(t), Level: level})
+}
+
 // SettingsCase is one case for ParseSettings.
 type SettingsCase[P any] struct {
 	Name string
