@@ -35,8 +35,8 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					t.Fatalf("connect a client: %v", err)
 				}
-				client = &wsClient{conn: conn, done: make(chan struct{})}
-				go client.read()
+				client = &wsClient{reader: newReader[msg](conn)}
+				go client.read(client.record)
 				// No wait: a client is joined before its handshake
 				// completes, so every later delivery reaches it.
 				t.Cleanup(client.close)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,7 +64,7 @@ func openSinkConfig(t testing.TB, cfg sdk.Config) *testSink {
 	s := New()
 	sock := socketPath(t)
 	cfg.ListenSocket = sock
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Info})
+	cfg.Logger = sinktest.TestLogger(t, hclog.Info)
 	err := s.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -78,14 +77,6 @@ func openSinkConfig(t testing.TB, cfg sdk.Config) *testSink {
 		}
 	})
 	return &testSink{Sink: s, sock: sock}
-}
-
-// testWriter sends the plugin's log to the test's, until the test ends.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Logf("plugin: %s", strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 // ackLog records acknowledgements.
@@ -183,14 +174,80 @@ type msg struct {
 	raw      []byte
 }
 
-// wsClient is a connected client that reads every message into a list.
-type wsClient struct {
+// reader reads a websocket connection in a goroutine of its own until it
+// ends, keeps what the client embedding it makes of the messages (a list
+// of T), and records why reading stopped.
+type reader[T any] struct {
 	conn *websocket.Conn
-	resp *http.Response
 	mu   sync.Mutex
-	msgs []msg
+	got  []T
 	err  error // why reading stopped
 	done chan struct{}
+}
+
+func newReader[T any](conn *websocket.Conn) reader[T] {
+	return reader[T]{conn: conn, done: make(chan struct{})}
+}
+
+// read hands each message to handle until the connection ends or handle
+// returns an error.
+func (r *reader[T]) read(handle func([]byte) error) {
+	defer close(r.done)
+	for {
+		_, b, err := r.conn.ReadMessage()
+		if err == nil {
+			err = handle(b)
+		}
+		if err != nil {
+			r.mu.Lock()
+			r.err = err
+			r.mu.Unlock()
+			return
+		}
+	}
+}
+
+// add keeps v.
+func (r *reader[T]) add(v T) {
+	r.mu.Lock()
+	r.got = append(r.got, v)
+	r.mu.Unlock()
+}
+
+// received returns what was kept so far.
+func (r *reader[T]) received() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]T(nil), r.got...)
+}
+
+// close closes the connection and waits for the reader.
+func (r *reader[T]) close() {
+	_ = r.conn.Close()
+	<-r.done
+}
+
+// waitEnd waits until the connection ends and returns why.
+func (r *reader[T]) waitEnd(t testing.TB) error {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(patience):
+		t.Fatalf("the connection did not end within %s", patience)
+	}
+	return r.readErr()
+}
+
+func (r *reader[T]) readErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// wsClient is a connected client that reads every message into a list.
+type wsClient struct {
+	reader[msg]
+	resp *http.Response
 }
 
 // connect dials path (e.g. /ws/a?since=x) and starts reading; it fails t
@@ -220,52 +277,30 @@ func (s *testSink) connectWith(t testing.TB, path string, h http.Header, d *webs
 		}
 		return nil, err
 	}
-	c := &wsClient{conn: conn, resp: resp, done: make(chan struct{})}
+	c := &wsClient{reader: newReader[msg](conn), resp: resp}
 	if prepare != nil {
 		prepare(conn)
 	}
-	go c.read()
+	go c.read(c.record)
 	t.Cleanup(c.close)
 	return c, nil
 }
 
-func (c *wsClient) read() {
-	defer close(c.done)
-	for {
-		_, b, err := c.conn.ReadMessage()
-		if err != nil {
-			c.mu.Lock()
-			c.err = err
-			c.mu.Unlock()
-			return
-		}
-		var m msg
-		if err := json.Unmarshal(b, &m); err != nil {
-			m.Event = "unparsable: " + err.Error()
-		}
-		m.raw = b
-		c.mu.Lock()
-		c.msgs = append(c.msgs, m)
-		c.mu.Unlock()
+// record keeps one message.
+func (c *wsClient) record(b []byte) error {
+	var m msg
+	if err := json.Unmarshal(b, &m); err != nil {
+		m.Event = "unparsable: " + err.Error()
 	}
-}
-
-// close closes the connection and waits for the reader.
-func (c *wsClient) close() {
-	_ = c.conn.Close()
-	<-c.done
-}
-
-func (c *wsClient) received() []msg {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]msg(nil), c.msgs...)
+	m.raw = b
+	c.add(m)
+	return nil
 }
 
 func (c *wsClient) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.msgs)
+	return len(c.got)
 }
 
 // ids lists the ids of the messages received.
@@ -283,8 +318,8 @@ func (c *wsClient) waitFor(t testing.TB, id string) {
 	eventually(t, "a message with id "+id, func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for i := len(c.msgs) - 1; i >= 0; i-- {
-			if c.msgs[i].ID == id {
+		for i := len(c.got) - 1; i >= 0; i-- {
+			if c.got[i].ID == id {
 				return true
 			}
 		}
@@ -302,23 +337,6 @@ func (c *wsClient) has(id string) bool {
 		}
 	}
 	return false
-}
-
-// waitEnd waits until the connection ends and returns why.
-func (c *wsClient) waitEnd(t testing.TB) error {
-	t.Helper()
-	select {
-	case <-c.done:
-	case <-time.After(patience):
-		t.Fatalf("the connection did not end within %s", patience)
-	}
-	return c.readErr()
-}
-
-func (c *wsClient) readErr() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
 }
 
 func equal(a, b []string) bool {

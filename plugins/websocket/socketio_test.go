@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gorilla/websocket"
@@ -30,17 +29,12 @@ type sioEvent struct {
 }
 
 type sioClient struct {
-	conn   *websocket.Conn
+	reader[sioEvent]
 	prefix string // "/<instance>," or "" for "/"
 
 	// onEvent, when set (by dialSioCounting), is called for each event
 	// instead of recording it.
 	onEvent func()
-
-	mu     sync.Mutex
-	events []sioEvent
-	err    error
-	done   chan struct{}
 }
 
 // identity is the header the host's proxy sets for a key it checked.
@@ -56,6 +50,17 @@ func (s *testSink) dialSio(t testing.TB, nsp string, h http.Header, auth map[str
 	return s.dialSioCounting(t, nsp, h, auth, nil)
 }
 
+// join is dialSio with the admin key's identity, failing t unless the
+// client joins nsp.
+func (s *testSink) join(t testing.TB, nsp string, auth map[string]any) *sioClient {
+	t.Helper()
+	c, err := s.dialSio(t, nsp, identity(sdk.Identity{}), auth)
+	if err != nil {
+		t.Fatalf("join %s: %v", nsp, err)
+	}
+	return c
+}
+
 // dialSioCounting is dialSio with onEvent called for each event, which is
 // then not recorded.
 func (s *testSink) dialSioCounting(t testing.TB, nsp string, h http.Header, auth map[string]any, onEvent func()) (*sioClient, error) {
@@ -67,7 +72,7 @@ func (s *testSink) dialSioCounting(t testing.TB, nsp string, h http.Header, auth
 		}
 		return nil, err
 	}
-	c := &sioClient{conn: conn, done: make(chan struct{}), onEvent: onEvent}
+	c := &sioClient{reader: newReader[sioEvent](conn), onEvent: onEvent}
 	if nsp != "/" {
 		c.prefix = nsp + ","
 	}
@@ -90,7 +95,7 @@ func (s *testSink) dialSioCounting(t testing.TB, nsp string, h http.Header, auth
 		case body == "2":
 			_ = conn.WriteMessage(websocket.TextMessage, []byte("3"))
 		case strings.HasPrefix(body, "40"+c.prefix):
-			go c.read()
+			go c.read(c.handle)
 			t.Cleanup(c.close)
 			return c, nil
 		case strings.HasPrefix(body, "44"+c.prefix):
@@ -102,51 +107,27 @@ func (s *testSink) dialSioCounting(t testing.TB, nsp string, h http.Header, auth
 	}
 }
 
-func (c *sioClient) read() {
-	defer close(c.done)
-	for {
-		_, p, err := c.conn.ReadMessage()
-		if err != nil {
-			c.mu.Lock()
-			c.err = err
-			c.mu.Unlock()
-			return
+// handle answers pings and records events.
+func (c *sioClient) handle(p []byte) error {
+	body := string(p)
+	switch {
+	case body == "2":
+		_ = c.conn.WriteMessage(websocket.TextMessage, []byte("3"))
+	case c.onEvent != nil && strings.HasPrefix(body, "42"+c.prefix):
+		c.onEvent()
+	case strings.HasPrefix(body, "42"+c.prefix):
+		var args []json.RawMessage
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(body, "42"+c.prefix)), &args); err != nil || len(args) < 2 {
+			return fmt.Errorf("bad EVENT packet %q", body)
 		}
-		body := string(p)
-		switch {
-		case body == "2":
-			_ = c.conn.WriteMessage(websocket.TextMessage, []byte("3"))
-		case c.onEvent != nil && strings.HasPrefix(body, "42"+c.prefix):
-			c.onEvent()
-		case strings.HasPrefix(body, "42"+c.prefix):
-			var args []json.RawMessage
-			if err := json.Unmarshal([]byte(strings.TrimPrefix(body, "42"+c.prefix)), &args); err != nil || len(args) < 2 {
-				c.mu.Lock()
-				c.err = fmt.Errorf("bad EVENT packet %q", body)
-				c.mu.Unlock()
-				return
-			}
-			e := sioEvent{payload: args[1]}
-			_ = json.Unmarshal(args[0], &e.name)
-			if len(args) > 2 {
-				_ = json.Unmarshal(args[2], &e.offset)
-			}
-			c.mu.Lock()
-			c.events = append(c.events, e)
-			c.mu.Unlock()
+		e := sioEvent{payload: args[1]}
+		_ = json.Unmarshal(args[0], &e.name)
+		if len(args) > 2 {
+			_ = json.Unmarshal(args[2], &e.offset)
 		}
+		c.add(e)
 	}
-}
-
-func (c *sioClient) close() {
-	c.conn.Close()
-	<-c.done
-}
-
-func (c *sioClient) received() []sioEvent {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]sioEvent(nil), c.events...)
+	return nil
 }
 
 func (c *sioClient) offsets() []string {
@@ -159,19 +140,9 @@ func (c *sioClient) offsets() []string {
 
 func TestSocketIOEventsAndEnvelope(t *testing.T) {
 	s := openSink(t, nil, events.NamingEvolution)
-	admin := identity(sdk.Identity{})
-	sa, err := s.dialSio(t, "/sales", admin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, err := s.dialSio(t, "/support", admin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := s.dialSio(t, "/", admin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sa := s.join(t, "/sales", nil)
+	sb := s.join(t, "/support", nil)
+	all := s.join(t, "/", nil)
 	s.deliver(t, "sales", "s1", "s2")
 	s.deliver(t, "support", "p1")
 	eventually(t, "/ got 3 events", func() bool { return len(all.received()) == 3 })
@@ -250,22 +221,15 @@ func fakeHostSocket(t *testing.T, keys map[string]sdk.Identity) string {
 
 func TestSocketIOResume(t *testing.T) {
 	s := openSink(t, nil, events.NamingSeed)
-	admin := identity(sdk.Identity{})
 	s.deliver(t, "sales", seq("m", 1, 5)...)
-	c, err := s.dialSio(t, "/sales", admin, map[string]any{"pid": "any", "offset": "m-0002"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := s.join(t, "/sales", map[string]any{"pid": "any", "offset": "m-0002"})
 	s.deliver(t, "sales", "m-0006")
 	eventually(t, "the replay and the live event", func() bool { return len(c.received()) == 4 })
 	if got := c.offsets(); !equal(got, seq("m", 3, 6)) {
 		t.Errorf("resumed from m-0002: got %v", got)
 	}
 
-	gone, err := s.dialSio(t, "/sales", admin, map[string]any{"offset": "unknown"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	gone := s.join(t, "/sales", map[string]any{"offset": "unknown"})
 	eventually(t, "the gap and the window", func() bool { return len(gone.received()) == 7 })
 	got := gone.received()
 	var gap gapFrame
@@ -281,15 +245,8 @@ func TestSocketIOResume(t *testing.T) {
 // engine holds for it fill, and the others get every event.
 func TestSocketIOSlowClientDropped(t *testing.T) {
 	s := openSink(t, map[string]string{"send_buffer": "4"}, events.NamingSeed)
-	admin := identity(sdk.Identity{})
-	reader, err := s.dialSio(t, "/sales", admin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stuck, err := s.dialSio(t, "/sales", admin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reader := s.join(t, "/sales", nil)
+	stuck := s.join(t, "/sales", nil)
 	_ = stuck.conn.UnderlyingConn().(*net.UnixConn).SetReadBuffer(4096)
 	// Stop reading: the client's read loop blocks once the socket's
 	// buffers are full. Big events fill them sooner.
