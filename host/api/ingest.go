@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/evorelay/evorelay/sdk/events"
@@ -87,7 +88,9 @@ func bad(format string, args ...any) *badRequest {
 // body is over its limit).
 func parseIngest(r io.Reader, pathInstance string) ([]incoming, error) {
 	rr := &readErr{r: r}
-	br := bufio.NewReader(rr)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(rr)
+	defer func() { br.Reset(nil); readers.Put(br) }()
 	skipped := int64(0)
 	for {
 		c, err := br.ReadByte()
@@ -146,6 +149,10 @@ func parseIngest(r io.Reader, pathInstance string) ([]incoming, error) {
 	}
 	return out, nil
 }
+
+// readers are the buffers bodies are read through: a new 4 KB buffer a
+// request was half of what ingest allocated.
+var readers = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 // parser holds one ingest body's decoding state.
 type parser struct {
