@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
@@ -56,27 +54,19 @@ func TestNotConfigured(t *testing.T) {
 }
 
 func TestOpenBadURLNamesTheVariable(t *testing.T) {
-	err := New().Open(context.Background(), sdk.Config{Settings: map[string]string{"url": "amqp://127.0.0.1:4222"}})
-	if err == nil || !strings.Contains(err.Error(), "EVORELAY_NATS_URL") || !strings.Contains(err.Error(), "nats://host:4222") {
-		t.Fatalf("Open with an amqp URL: %v, want an error naming EVORELAY_NATS_URL and the expected form", err)
-	}
+	sinktest.OpenFails(t, New(), map[string]string{"url": "amqp://127.0.0.1:4222"}, "EVORELAY_NATS_URL", "nats://host:4222")
 }
 
 // With the server unreachable, Open still succeeds (the connection retries
 // in the background), Deliver answers at once with retryable errors,
 // Health says why, and Validate accepts without a mode.
 func TestUnreachableServerRetriesAtOnce(t *testing.T) {
-	s := New()
-	if err := s.Open(context.Background(), sdk.Config{Settings: map[string]string{"url": "nats://127.0.0.1:1"}, Logger: sinktest.Logger("nats-test")}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer s.Close(context.Background())
-	sinktest.Unreachable(t, s, s.naming, "not connected to nats://127.0.0.1:1")
+	s := sinktest.Unreachable(t, New(), map[string]string{"url": "nats://127.0.0.1:1"}, "not connected to nats://127.0.0.1:1")
 	in := `{"enabled":true,"events":[],"mode":"jetstream"}`
-	out, err := s.Validate(context.Background(), "acme", json.RawMessage(in))
+	out, err := s.Validate(t.Context(), "acme", json.RawMessage(in))
 	if err != nil || strings.Contains(string(out), "mode") {
 		t.Errorf("Validate while disconnected = %s, %v; want accepted, the stale mode dropped", out, err)
 	}
-	_, err = s.Validate(context.Background(), "my shop", json.RawMessage(`{"enabled":true,"events":[]}`))
+	_, err = s.Validate(t.Context(), "my shop", json.RawMessage(`{"enabled":true,"events":[]}`))
 	sinktest.FieldError(t, err, "instance", "cannot stand in a NATS subject")
 }

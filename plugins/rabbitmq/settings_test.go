@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
@@ -52,10 +50,7 @@ func TestParseProcessSettings(t *testing.T) {
 }
 
 func TestOpenBadURINamesTheVariable(t *testing.T) {
-	err := New().Open(context.Background(), sdk.Config{Settings: map[string]string{"uri": "http://guest:guest@127.0.0.1/"}})
-	if err == nil || !strings.Contains(err.Error(), "EVORELAY_RABBITMQ_URI") || !strings.Contains(err.Error(), uriForm) {
-		t.Fatalf("Open with an http URI: %v, want an error naming EVORELAY_RABBITMQ_URI and the expected form", err)
-	}
+	sinktest.OpenFails(t, New(), map[string]string{"uri": "http://guest:guest@127.0.0.1/"}, "EVORELAY_RABBITMQ_URI", uriForm)
 }
 
 // Without EVORELAY_RABBITMQ_URI the plugin runs, says what to set, refuses
@@ -64,31 +59,18 @@ func TestNotConfigured(t *testing.T) {
 	sinktest.NotConfigured(t, New(), "EVORELAY_RABBITMQ_URI")
 }
 
-func TestValidateRefusesReservedInstanceNames(t *testing.T) {
-	s := New()
-	// A URI nobody listens on: Validate refuses by name before any I/O.
-	if err := s.Open(context.Background(), sdk.Config{Settings: map[string]string{"uri": "amqp://guest:guest@127.0.0.1:1/", "reconnect_max_delay": "1s"}}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer s.Close(context.Background())
-	for _, inst := range []string{"amq.direct", strings.Repeat("x", 201)} {
-		_, err := s.Validate(context.Background(), inst, json.RawMessage(`{"enabled":true,"events":[]}`))
-		sinktest.FieldError(t, err, "instance", "RabbitMQ exchange")
-	}
-}
-
 // With the broker unreachable, Deliver answers at once with retryable
-// errors and Health says why.
+// errors and Health says why. Enabling an instance is still accepted (its
+// topology is declared on the first publish once the broker is back),
+// unless its name cannot name an exchange: that is refused before any I/O.
 func TestUnreachableBrokerRetriesAtOnce(t *testing.T) {
-	s := New()
-	if err := s.Open(context.Background(), sdk.Config{Settings: map[string]string{"uri": "amqp://guest:guest@127.0.0.1:1/"}, Logger: sinktest.Logger("rabbitmq-test")}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer s.Close(context.Background())
-	sinktest.Unreachable(t, s, s.naming, "disconnected from amqp://127.0.0.1:1/")
-	// Enabling an instance is still accepted: its topology is declared on
-	// the first publish once the broker is back.
-	if _, err := s.Validate(context.Background(), "acme", json.RawMessage(`{"enabled":true,"events":[]}`)); err != nil {
+	s := sinktest.Unreachable(t, New(), map[string]string{"uri": "amqp://guest:guest@127.0.0.1:1/"}, "disconnected from amqp://127.0.0.1:1/")
+	enabled := json.RawMessage(`{"enabled":true,"events":[]}`)
+	if _, err := s.Validate(t.Context(), "acme", enabled); err != nil {
 		t.Errorf("Validate while the broker is down: %v", err)
+	}
+	for _, inst := range []string{"amq.direct", strings.Repeat("x", 201)} {
+		_, err := s.Validate(t.Context(), inst, enabled)
+		sinktest.FieldError(t, err, "instance", "RabbitMQ exchange")
 	}
 }

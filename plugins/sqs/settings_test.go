@@ -76,11 +76,7 @@ func TestParseProcess(t *testing.T) {
 }
 
 func TestOpenRefusesBadSettings(t *testing.T) {
-	s := New()
-	err := s.Open(context.Background(), sdk.Config{Settings: map[string]string{"region": "us-east-1", "group_by": "nope"}})
-	if err == nil || !strings.Contains(err.Error(), "EVORELAY_SQS_GROUP_BY") {
-		t.Fatalf("Open = %v, want an error naming EVORELAY_SQS_GROUP_BY", err)
-	}
+	sinktest.OpenFails(t, New(), map[string]string{"region": "us-east-1", "group_by": "nope"}, "EVORELAY_SQS_GROUP_BY")
 }
 
 func TestNotConfigured(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/egress"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 const goodSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -220,10 +221,7 @@ func TestProcessSettings(t *testing.T) {
 			if err == nil || !strings.HasPrefix(err.Error(), tc.errWith) {
 				t.Errorf("%v: error %v, want one starting %q", tc.in, err, tc.errWith)
 			}
-			// and Open refuses it the same way
-			if err := New().Open(context.Background(), sdk.Config{Settings: tc.in}); err == nil || !strings.HasPrefix(err.Error(), tc.errWith) {
-				t.Errorf("Open(%v): %v, want an error starting %q", tc.in, err, tc.errWith)
-			}
+			sinktest.OpenFails(t, New(), tc.in, tc.errWith) // and Open refuses it the same way
 			continue
 		}
 		want := def

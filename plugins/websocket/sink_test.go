@@ -22,6 +22,7 @@ import (
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -661,10 +662,7 @@ func TestOpen(t *testing.T) {
 		}
 	})
 	t.Run("bad setting", func(t *testing.T) {
-		err := New().Open(context.Background(), sdk.Config{ListenSocket: socketPath(t), Settings: map[string]string{"send_buffer": "none"}})
-		if err == nil || !strings.Contains(err.Error(), "EVORELAY_WEBSOCKET_SEND_BUFFER") {
-			t.Errorf("Open = %v", err)
-		}
+		sinktest.OpenFails(t, New(), map[string]string{"send_buffer": "none"}, "EVORELAY_WEBSOCKET_SEND_BUFFER")
 	})
 	t.Run("replaces a stale socket", func(t *testing.T) {
 		sock := socketPath(t)

@@ -113,18 +113,45 @@ func NotConfigured(t *testing.T, s sdk.Sink, variable string) {
 	}
 }
 
-// Unreachable checks an open sink whose destination nobody listens on:
-// Health is not ready and its Detail contains detail, and a delivery is
-// acked at once with a retryable "not connected" error.
-func Unreachable(t *testing.T, s sdk.Sink, naming events.Naming, detail string) {
+// Unreachable opens s with settings that point at a destination nobody
+// listens on, closes it when t ends, and checks that Open succeeds anyway
+// (the sink keeps trying), that Health is not ready and its Detail
+// contains detail, and that a delivery is acked at once with a retryable
+// "not connected" error. It returns s for the test's own checks.
+func Unreachable[S sdk.Sink](t *testing.T, s S, settings map[string]string, detail string) S {
 	t.Helper()
+	if err := s.Open(context.Background(), sdk.Config{Settings: settings, Logger: TestLogger(t, hclog.Warn)}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	h := s.Health(context.Background())
 	if h.Ready || !strings.Contains(h.Detail, detail) {
 		t.Errorf("Health = %+v, want not ready and why", h)
 	}
-	acks := Deliver(t, s, naming, Delivery(t, "d1", "acme", "CALL", `{"enabled":true,"events":[]}`))
+	acks := Deliver(t, s, 0, Delivery(t, "d1", "acme", "CALL", `{"enabled":true,"events":[]}`))
 	if err := acks["d1"]; err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "not connected") {
 		t.Errorf("ack = %v, want a retryable not-connected error", err)
+	}
+	return s
+}
+
+// OpenFails fails t unless s.Open refuses process settings with an error
+// that contains each of want: the variable, what was expected.
+func OpenFails(t testing.TB, s sdk.Sink, settings map[string]string, want ...string) {
+	t.Helper()
+	err := s.Open(context.Background(), sdk.Config{Settings: settings})
+	if err == nil {
+		_ = s.Close(context.Background())
+		t.Fatalf("Open(%v) succeeded, want an error with %q", settings, want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("Open(%v) = %v, want an error with %q", settings, err, w)
+		}
 	}
 }
 
