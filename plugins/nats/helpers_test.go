@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
 	"github.com/evorelay/evorelay/sdk/sinktest"
 )
@@ -67,7 +69,7 @@ func (c *client) stream(name string, subjects ...string) jetstream.Stream {
 }
 
 // stored returns every message in the stream, in order.
-func stored(t testing.TB, st jetstream.Stream) []*jetstream.RawStreamMsg {
+func stored(t testing.TB, st jetstream.Stream) []*nats.Msg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -75,13 +77,31 @@ func stored(t testing.TB, st jetstream.Stream) []*jetstream.RawStreamMsg {
 	if err != nil {
 		t.Fatalf("stream info: %v", err)
 	}
-	var out []*jetstream.RawStreamMsg
+	var out []*nats.Msg
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := st.GetMsg(ctx, seq)
 		if err != nil {
 			t.Fatalf("get message %d: %v", seq, err)
 		}
-		out = append(out, m)
+		out = append(out, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
 	}
 	return out
+}
+
+// holds returns the stream's messages, failing t unless they are the
+// deliveries ds, once each and in order (by Nats-Msg-Id).
+func holds(t testing.TB, st jetstream.Stream, ds ...sdk.Delivery) []*nats.Msg {
+	t.Helper()
+	msgs := stored(t, st)
+	var got, want []string
+	for _, m := range msgs {
+		got = append(got, m.Header.Get("Nats-Msg-Id"))
+	}
+	for _, d := range ds {
+		want = append(want, d.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the stream holds %v, want %v", got, want)
+	}
+	return msgs
 }

@@ -17,18 +17,18 @@ import (
 )
 
 // checkMessage asserts what a consumer sees of one delivery.
-func checkMessage(t *testing.T, subject string, header nats.Header, data []byte, d sdk.Delivery, wantSubject, eventName string, body []byte) {
+func checkMessage(t *testing.T, m *nats.Msg, d sdk.Delivery, wantSubject, eventName string, body []byte) {
 	t.Helper()
-	if subject != wantSubject {
-		t.Errorf("subject %q, want %q", subject, wantSubject)
+	if m.Subject != wantSubject {
+		t.Errorf("subject %q, want %q", m.Subject, wantSubject)
 	}
 	for k, want := range map[string]string{"Nats-Msg-Id": d.ID, "Content-Type": "application/json", "instance": d.Instance, "event": eventName} {
-		if got := header.Get(k); got != want {
+		if got := m.Header.Get(k); got != want {
 			t.Errorf("header %s = %q, want %q", k, got, want)
 		}
 	}
-	if !bytes.Equal(data, body) {
-		t.Errorf("body\n got %s\nwant %s", data, body)
+	if !bytes.Equal(m.Data, body) {
+		t.Errorf("body\n got %s\nwant %s", m.Data, body)
 	}
 }
 
@@ -58,12 +58,9 @@ func TestJetStreamMode(t *testing.T) {
 	up := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
 	conn := sinktest.Delivery(t, sinktest.Unique("id"), inst, "CONNECTION_UPDATE", settings)
 	sinktest.DeliverOK(t, s, s.naming, up, conn)
-	msgs := stored(t, st)
-	if len(msgs) != 2 {
-		t.Fatalf("the stream holds %d messages, want 2", len(msgs))
-	}
-	checkMessage(t, msgs[0].Subject, msgs[0].Header, msgs[0].Data, up, inst+".messages.upsert", "MESSAGES_UPSERT", up.Envelope)
-	checkMessage(t, msgs[1].Subject, msgs[1].Header, msgs[1].Data, conn, inst+".connection.update", "CONNECTION_UPDATE", conn.Envelope)
+	msgs := holds(t, st, up, conn)
+	checkMessage(t, msgs[0], up, inst+".messages.upsert", "MESSAGES_UPSERT", up.Envelope)
+	checkMessage(t, msgs[1], conn, inst+".connection.update", "CONNECTION_UPDATE", conn.Envelope)
 	if h := s.Health(context.Background()); !h.Ready || !strings.Contains(h.Detail, "jetstream=2") {
 		t.Errorf("Health = %+v, want ready and 2 JetStream publishes counted", h)
 	}
@@ -81,9 +78,7 @@ func TestJetStreamDeduplicates(t *testing.T) {
 			t.Fatalf("attempt %d: %v", attempt, err)
 		}
 	}
-	if msgs := stored(t, st); len(msgs) != 1 || msgs[0].Header.Get("Nats-Msg-Id") != d.ID {
-		t.Errorf("the stream holds %d messages, want the delivery once", len(msgs))
-	}
+	holds(t, st, d)
 }
 
 // No stream covers the subjects: messages go out as core NATS, in order,
@@ -125,7 +120,7 @@ func TestCoreMode(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("got %d messages before the marker, want the one delivered", len(got)-1)
 	}
-	checkMessage(t, got[0].Subject, got[0].Header, got[0].Data, up, inst+".messages.upsert", "MESSAGES_UPSERT", up.Envelope)
+	checkMessage(t, got[0], up, inst+".messages.upsert", "MESSAGES_UPSERT", up.Envelope)
 	if h := s.Health(context.Background()); !strings.Contains(h.Detail, "core=2") {
 		t.Errorf("Health = %+v, want 2 core publishes counted", h)
 	}
@@ -143,11 +138,7 @@ func TestNamingEvolution(t *testing.T) {
 	if bytes.Equal(want, d.Envelope) {
 		t.Fatal("test envelope has no event member to rewrite")
 	}
-	msgs := stored(t, st)
-	if len(msgs) != 1 {
-		t.Fatalf("%d messages in the stream, want 1", len(msgs))
-	}
-	checkMessage(t, msgs[0].Subject, msgs[0].Header, msgs[0].Data, d, inst+".groups.update", "groups.update", want)
+	checkMessage(t, holds(t, st, d)[0], d, inst+".groups.update", "groups.update", want)
 }
 
 // Global mode puts every instance's subjects under the prefix.
@@ -164,12 +155,9 @@ func TestSubjectPrefix(t *testing.T) {
 	d1 := sinktest.Delivery(t, sinktest.Unique("id"), i1, "MESSAGES_UPSERT", settings)
 	d2 := sinktest.Delivery(t, sinktest.Unique("id"), i2, "MESSAGES_UPSERT", settings)
 	sinktest.DeliverOK(t, s, s.naming, d1, d2)
-	msgs := stored(t, st)
-	if len(msgs) != 2 {
-		t.Fatalf("%d messages in the stream, want 2", len(msgs))
-	}
-	checkMessage(t, msgs[0].Subject, msgs[0].Header, msgs[0].Data, d1, prefix+"."+i1+".messages.upsert", "MESSAGES_UPSERT", d1.Envelope)
-	checkMessage(t, msgs[1].Subject, msgs[1].Header, msgs[1].Data, d2, prefix+"."+i2+".messages.upsert", "MESSAGES_UPSERT", d2.Envelope)
+	msgs := holds(t, st, d1, d2)
+	checkMessage(t, msgs[0], d1, prefix+"."+i1+".messages.upsert", "MESSAGES_UPSERT", d1.Envelope)
+	checkMessage(t, msgs[1], d2, prefix+"."+i2+".messages.upsert", "MESSAGES_UPSERT", d2.Envelope)
 }
 
 // The mode follows the server's streams: mixed when a stream covers some
