@@ -32,20 +32,14 @@ func TestConformance(t *testing.T) {
 				got, _ := r.received()
 				var ids []string
 				for _, e := range got {
-					var p struct {
-						Data struct {
-							Key struct {
-								ID string `json:"id"`
-							} `json:"key"`
-						} `json:"data"`
-					}
-					if err := json.Unmarshal([]byte(e.Data), &p); err != nil {
-						t.Errorf("event data is not JSON: %v", err)
+					id, err := sinktest.DeliveryID([]byte(e.Data))
+					if err != nil {
+						t.Errorf("event data: %v", err)
 					}
 					if e.Channel != sinktest.DefaultInstance {
 						t.Errorf("event on channel %q, want %q", e.Channel, sinktest.DefaultInstance)
 					}
-					ids = append(ids, p.Data.Key.ID)
+					ids = append(ids, id)
 				}
 				return ids
 			},

@@ -64,17 +64,11 @@ func TestConformance(t *testing.T) {
 					}
 					seen = append(seen, ev)
 					for _, m := range receiveAll(t, sinktest.DefaultInstance+"_"+events.Snake(ev)+".fifo") {
-						var b struct {
-							Data struct {
-								Key struct {
-									ID string `json:"id"`
-								} `json:"key"`
-							} `json:"data"`
+						id, err := sinktest.DeliveryID([]byte(m.Body))
+						if err != nil {
+							t.Errorf("a message: %v", err)
 						}
-						if err := json.Unmarshal([]byte(m.Body), &b); err != nil {
-							t.Errorf("a message is not JSON: %v", err)
-						}
-						got = append(got, b.Data.Key.ID)
+						got = append(got, id)
 					}
 				}
 				return got

@@ -48,15 +48,11 @@ func TestConformance(t *testing.T) {
 				}
 				var ids []string
 				for _, m := range client.received() {
-					var d struct {
-						Key struct {
-							ID string `json:"id"`
-						} `json:"key"`
+					id, err := sinktest.DeliveryID(m.raw)
+					if err != nil || id != m.ID {
+						t.Errorf("message %s: data.key.id %q, want the message's id (%v)", m.ID, id, err)
 					}
-					if err := json.Unmarshal(m.Data, &d); err != nil || d.Key.ID != m.ID {
-						t.Errorf("message %s: data.key.id %q, want the message's id (%v)", m.ID, d.Key.ID, err)
-					}
-					ids = append(ids, d.Key.ID)
+					ids = append(ids, id)
 				}
 				return ids
 			},

@@ -85,6 +85,26 @@ func deliveries(prefix, instance string, evs []string, n int) []*sinkv1.Delivery
 	return out
 }
 
+// DeliveryID returns the id of the delivery whose envelope a destination
+// received: the suite writes it into the event's data, at data.key.id. It
+// is for DeliverCase.Received; an error means msg is not such an envelope.
+func DeliveryID(msg []byte) (string, error) {
+	var e struct {
+		Data struct {
+			Key struct {
+				ID string `json:"id"`
+			} `json:"key"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(msg, &e); err != nil {
+		return "", fmt.Errorf("sinktest: not an envelope: %w", err)
+	}
+	if e.Data.Key.ID == "" {
+		return "", fmt.Errorf("sinktest: no data.key.id in %.200s", msg)
+	}
+	return e.Data.Key.ID, nil
+}
+
 // eventData is a realistic data object for event, shaped as Evolution API
 // sends it. Every one carries the delivery id at data.key.id.
 func eventData(event, id, instance string, i int) json.RawMessage {

@@ -196,3 +196,15 @@ func TestSuiteFails(t *testing.T) {
 		})
 	}
 }
+
+func TestDeliveryID(t *testing.T) {
+	env := sinktest.Envelope(t, "acme", "MESSAGES_UPSERT", map[string]any{"key": map[string]any{"id": "d-7"}})
+	if id, err := sinktest.DeliveryID(env); err != nil || id != "d-7" {
+		t.Errorf("DeliveryID = %q, %v; want d-7", id, err)
+	}
+	for _, bad := range []string{`not json`, `{"data":{}}`} {
+		if _, err := sinktest.DeliveryID([]byte(bad)); err == nil {
+			t.Errorf("DeliveryID(%s) gave no error", bad)
+		}
+	}
+}
