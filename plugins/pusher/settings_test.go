@@ -2,74 +2,46 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/evorelay/evorelay/sdk"
+	"github.com/evorelay/evorelay/sdk/events"
 	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 func TestValidate(t *testing.T) {
-	s := New()
-	if err := s.Open(context.Background(), sdk.Config{Settings: map[string]string{}}); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name      string
-		instance  string
-		settings  string
-		want      string // normalized; "" when field errors are expected
-		wantField []string
-		wantMsg   string
-	}{
-		{name: "complete", instance: "shop", settings: `{"enabled":true,"events":["CALL"],"appId":"1001","key":"k","secret":"s","cluster":"mt1","useTLS":false}`,
-			want: `{"enabled":true,"events":["CALL"],"appId":"1001","key":"k","secret":"s","cluster":"mt1","useTLS":false}`},
-		{name: "useTLS defaults to true, appId as a number", instance: "shop", settings: `{"enabled":true,"events":[],"appId":1001,"key":"k","secret":"s","cluster":"us2"}`,
-			want: `{"enabled":true,"events":[],"appId":"1001","key":"k","secret":"s","cluster":"us2","useTLS":true}`},
-		{name: "disabled needs nothing", instance: "shop", settings: `{"enabled":false,"events":[]}`,
-			want: `{"enabled":false,"events":[],"appId":"","key":"","secret":"","cluster":"","useTLS":true}`},
-		{name: "all four missing", instance: "shop", settings: `{"enabled":true,"events":[]}`,
-			wantField: []string{"appId", "key", "secret", "cluster"}, wantMsg: "required when enabled"},
-		{name: "secret missing", instance: "shop", settings: `{"enabled":true,"events":[],"appId":"1","key":"k","cluster":"mt1"}`,
-			wantField: []string{"secret"}, wantMsg: "required when enabled"},
-		{name: "blank cluster", instance: "shop", settings: `{"enabled":true,"events":[],"appId":"1","key":"k","secret":"s","cluster":"  "}`,
-			wantField: []string{"cluster"}, wantMsg: "required when enabled"},
-		{name: "bad cluster", instance: "shop", settings: `{"enabled":true,"events":[],"appId":"1","key":"k","secret":"s","cluster":"api.pusher.com"}`,
-			wantField: []string{"cluster"}, wantMsg: "not a Pusher cluster"},
-		{name: "bad appId", instance: "shop", settings: `{"enabled":true,"events":[],"appId":"1/2","key":"k","secret":"s","cluster":"mt1"}`,
-			wantField: []string{"appId"}, wantMsg: "not a Pusher app id"},
-		{name: "useTLS not bool", instance: "shop", settings: `{"enabled":false,"events":[],"useTLS":"yes"}`,
-			wantField: []string{"useTLS"}, wantMsg: "true or false"},
-		{name: "unknown field", instance: "shop", settings: `{"enabled":false,"events":[],"channel":"x"}`,
-			wantField: []string{"channel"}, wantMsg: "unknown field"},
-		{name: "instance is no channel name", instance: "loja centro",
-			settings:  `{"enabled":true,"events":[],"appId":"1","key":"k","secret":"s","cluster":"mt1"}`,
-			wantField: []string{"instance"}, wantMsg: "Pusher allows only"},
-		{name: "encrypted channel", instance: "private-encrypted-shop",
-			settings:  `{"enabled":true,"events":[],"appId":"1","key":"k","secret":"s","cluster":"mt1"}`,
-			wantField: []string{"instance"}, wantMsg: "encrypted"},
-		{name: "not an object", instance: "shop", settings: `"x"`, wantField: []string{"settings"}, wantMsg: "JSON object"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, err := s.Validate(context.Background(), tt.instance, json.RawMessage(tt.settings))
-			if len(tt.wantField) > 0 {
-				for _, f := range tt.wantField {
-					sinktest.FieldError(t, err, f, tt.wantMsg)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(out) != tt.want {
-				t.Errorf("Validate = %s, want %s", out, tt.want)
-			}
-		})
-	}
+	sinktest.Validate(t, sinktest.OpenWith(t, New(), events.NamingSeed), []sinktest.ValidateCase{
+		{Name: "complete", Instance: "shop", Settings: `{"enabled":true,"events":["CALL"],"appId":"1001","key":"k","secret":"s","cluster":"mt1","useTLS":false}`,
+			Want: `{"enabled":true,"events":["CALL"],"appId":"1001","key":"k","secret":"s","cluster":"mt1","useTLS":false}`},
+		{Name: "useTLS defaults to true, appId as a number", Instance: "shop", Settings: `{"enabled":true,"events":[],"appId":1001,"key":"k","secret":"s","cluster":"us2"}`,
+			Want: `{"enabled":true,"events":[],"appId":"1001","key":"k","secret":"s","cluster":"us2","useTLS":true}`},
+		{Name: "disabled needs nothing", Instance: "shop", Settings: `{"enabled":false,"events":[]}`,
+			Want: `{"enabled":false,"events":[],"appId":"","key":"","secret":"","cluster":"","useTLS":true}`},
+		{Name: "all four missing", Instance: "shop", Settings: `{"enabled":true,"events":[]}`,
+			Fields: []string{"appId", "key", "secret", "cluster"}, Msg: "required when enabled"},
+		{Name: "secret missing", Instance: "shop", Settings: `{"enabled":true,"events":[],"appId":"1","key":"k","cluster":"mt1"}`,
+			Fields: []string{"secret"}, Msg: "required when enabled"},
+		{Name: "blank cluster", Instance: "shop", Settings: `{"enabled":true,"events":[],"appId":"1","key":"k","secret":"s","cluster":"  "}`,
+			Fields: []string{"cluster"}, Msg: "required when enabled"},
+		{Name: "bad cluster", Instance: "shop", Settings: `{"enabled":true,"events":[],"appId":"1","key":"k","secret":"s","cluster":"api.pusher.com"}`,
+			Fields: []string{"cluster"}, Msg: "not a Pusher cluster"},
+		{Name: "bad appId", Instance: "shop", Settings: `{"enabled":true,"events":[],"appId":"1/2","key":"k","secret":"s","cluster":"mt1"}`,
+			Fields: []string{"appId"}, Msg: "not a Pusher app id"},
+		{Name: "useTLS not bool", Instance: "shop", Settings: `{"enabled":false,"events":[],"useTLS":"yes"}`,
+			Fields: []string{"useTLS"}, Msg: "true or false"},
+		{Name: "unknown field", Instance: "shop", Settings: `{"enabled":false,"events":[],"channel":"x"}`,
+			Fields: []string{"channel"}, Msg: "unknown field"},
+		{Name: "instance is no channel name", Instance: "loja centro",
+			Settings: `{"enabled":true,"events":[],"appId":"1","key":"k","secret":"s","cluster":"mt1"}`,
+			Fields:   []string{"instance"}, Msg: "Pusher allows only"},
+		{Name: "encrypted channel", Instance: "private-encrypted-shop",
+			Settings: `{"enabled":true,"events":[],"appId":"1","key":"k","secret":"s","cluster":"mt1"}`,
+			Fields:   []string{"instance"}, Msg: "encrypted"},
+		{Name: "not an object", Instance: "shop", Settings: `"x"`, Fields: []string{"settings"}, Msg: "JSON object"},
+	})
 }
 
 func TestParseProcess(t *testing.T) {

@@ -102,43 +102,21 @@ func TestNotConfigured(t *testing.T) {
 
 func TestValidateSettings(t *testing.T) {
 	s, _ := openSink(t, nil)
-	tests := []struct {
-		name      string
-		instance  string
-		settings  string
-		want      string // normalized; "" when an error is expected
-		wantField string
-		wantMsg   string
-	}{
-		{name: "disabled", instance: "inst", settings: `{"enabled":false,"events":["CALL"]}`, want: `{"enabled":false,"events":["CALL"]}`},
-		{name: "unknown field", instance: "inst", settings: `{"enabled":false,"queue":"x"}`, wantField: "queue", wantMsg: "unknown field"},
-		{name: "enabled not bool", instance: "inst", settings: `{"enabled":"yes"}`, wantField: "enabled", wantMsg: "true or false"},
-		{name: "not an object", instance: "inst", settings: `[]`, wantField: "settings", wantMsg: "JSON object"},
-		{name: "instance too long for a queue name", instance: strings.Repeat("i", 50),
-			settings: `{"enabled":true,"events":["GROUP_PARTICIPANTS_UPDATE"]}`, wantField: "instance", wantMsg: "at most 80"},
-		{name: "instance charset", instance: "loja centro",
-			settings: `{"enabled":true,"events":["CALL"]}`, wantField: "instance", wantMsg: "A-Z, a-z, 0-9"},
+	sinktest.Validate(t, s, []sinktest.ValidateCase{
+		{Name: "disabled", Instance: "inst", Settings: `{"enabled":false,"events":["CALL"]}`, Want: `{"enabled":false,"events":["CALL"]}`},
+		{Name: "unknown field", Instance: "inst", Settings: `{"enabled":false,"queue":"x"}`, Fields: []string{"queue"}, Msg: "unknown field"},
+		{Name: "enabled not bool", Instance: "inst", Settings: `{"enabled":"yes"}`, Fields: []string{"enabled"}, Msg: "true or false"},
+		{Name: "not an object", Instance: "inst", Settings: `[]`, Fields: []string{"settings"}, Msg: "JSON object"},
+		{Name: "instance too long for a queue name", Instance: strings.Repeat("i", 50),
+			Settings: `{"enabled":true,"events":["GROUP_PARTICIPANTS_UPDATE"]}`, Fields: []string{"instance"}, Msg: "at most 80"},
+		{Name: "instance charset", Instance: "loja centro",
+			Settings: `{"enabled":true,"events":["CALL"]}`, Fields: []string{"instance"}, Msg: "A-Z, a-z, 0-9"},
 		// Every event counts when none is listed: the longest decides.
-		{name: "fits for one event", instance: strings.Repeat("j", 50),
-			settings: `{"enabled":true,"events":["CALL"]}`, want: `{"enabled":true,"events":["CALL"]}`},
-		{name: "all events, longest too long", instance: strings.Repeat("j", 50),
-			settings: `{"enabled":true,"events":[]}`, wantField: "instance", wantMsg: "at most 80"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, err := s.Validate(waitCtx(t), tt.instance, json.RawMessage(tt.settings))
-			if tt.wantField != "" {
-				sinktest.FieldError(t, err, tt.wantField, tt.wantMsg)
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(out) != tt.want {
-				t.Errorf("Validate = %s, want %s", out, tt.want)
-			}
-		})
-	}
+		{Name: "fits for one event", Instance: strings.Repeat("j", 50),
+			Settings: `{"enabled":true,"events":["CALL"]}`, Want: `{"enabled":true,"events":["CALL"]}`},
+		{Name: "all events, longest too long", Instance: strings.Repeat("j", 50),
+			Settings: `{"enabled":true,"events":[]}`, Fields: []string{"instance"}, Msg: "at most 80"},
+	})
 }
 
 func TestChunks(t *testing.T) {

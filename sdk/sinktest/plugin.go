@@ -81,6 +81,45 @@ func ParseSettings[P any](t *testing.T, parse func(sdk.Config) (P, error), cases
 	}
 }
 
+// ValidateCase is one case for Validate.
+type ValidateCase struct {
+	Name     string
+	Instance string // "" is DefaultInstance
+	Settings string
+	// Want are the settings Validate must return, normalized, when Fields
+	// is empty.
+	Want string
+	// Fields are the fields Validate must refuse, each with a message that
+	// contains Msg.
+	Fields []string
+	Msg    string
+}
+
+// Validate runs each case through an open sink's Validate.
+func Validate(t *testing.T, s sdk.Sink, cases []ValidateCase) {
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			ctx, cancel := callCtx(t)
+			defer cancel()
+			inst := tc.Instance
+			if inst == "" {
+				inst = DefaultInstance
+			}
+			out, err := s.Validate(ctx, inst, json.RawMessage(tc.Settings))
+			for _, f := range tc.Fields {
+				FieldError(t, err, f, tc.Msg)
+			}
+			switch {
+			case len(tc.Fields) > 0:
+			case err != nil:
+				t.Fatalf("Validate(%s): %v", tc.Settings, err)
+			case string(out) != tc.Want:
+				t.Errorf("Validate(%s) = %s, want %s", tc.Settings, out, tc.Want)
+			}
+		})
+	}
+}
+
 // NotConfigured opens s without process settings, so without the
 // variable it needs, and checks that it runs: Health says what to set,
 // Validate refuses to enable an instance with a field error on enabled
@@ -114,10 +153,11 @@ func NotConfigured(t *testing.T, s sdk.Sink, variable string) {
 }
 
 // Unreachable opens s with settings that point at a destination nobody
-// listens on, closes it when t ends, and checks that Open succeeds anyway
-// (the sink keeps trying), that Health is not ready and its Detail
-// contains detail, and that a delivery is acked at once with a retryable
-// "not connected" error. It returns s for the test's own checks.
+// listens on (or that refuses it), closes it when t ends, and checks that
+// Open succeeds anyway (the sink keeps trying), that Health is not ready
+// and its Detail comes to contain detail, and that a delivery is acked at
+// once with a retryable "not connected" error. It returns s for the
+// test's own checks.
 func Unreachable[S sdk.Sink](t *testing.T, s S, settings map[string]string, detail string) S {
 	t.Helper()
 	if err := s.Open(context.Background(), sdk.Config{Settings: settings, Logger: TestLogger(t, hclog.Warn)}); err != nil {
@@ -128,10 +168,13 @@ func Unreachable[S sdk.Sink](t *testing.T, s S, settings map[string]string, deta
 			t.Errorf("Close: %v", err)
 		}
 	})
-	h := s.Health(context.Background())
-	if h.Ready || !strings.Contains(h.Detail, detail) {
-		t.Errorf("Health = %+v, want not ready and why", h)
-	}
+	Eventually(t, "Health to say "+detail, 30*time.Second, func() bool {
+		h := s.Health(context.Background())
+		if h.Ready {
+			t.Fatalf("Health = %+v, want not ready", h)
+		}
+		return strings.Contains(h.Detail, detail)
+	})
 	acks := Deliver(t, s, 0, Delivery(t, "d1", "acme", "CALL", `{"enabled":true,"events":[]}`))
 	if err := acks["d1"]; err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "not connected") {
 		t.Errorf("ack = %v, want a retryable not-connected error", err)
