@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/evorelay/evorelay/sdk"
 	"github.com/evorelay/evorelay/sdk/events"
 	"github.com/evorelay/evorelay/sdk/sinktest"
-	"github.com/evorelay/evorelay/sdk/sinktest/testtls"
 )
 
 // An instance's queue_max_length and queue_ttl are its queues' arguments:
@@ -22,7 +19,7 @@ func TestQueueLimits(t *testing.T) {
 
 	long := newInstance(t, "t-maxlen")
 	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"],"queue_ttl":"1h","queue_max_length":2}`
-	out, err := s.Validate(context.Background(), long, json.RawMessage(settings))
+	out, err := s.Validate(t.Context(), long, json.RawMessage(settings))
 	if err != nil || string(out) != `{"enabled":true,"events":["MESSAGES_UPSERT"],"queue_ttl":"1h0m0s","queue_max_length":2}` {
 		t.Fatalf("Validate = %s, %v", out, err)
 	}
@@ -38,7 +35,7 @@ func TestQueueLimits(t *testing.T) {
 
 	short := newInstance(t, "t-ttl")
 	settings = `{"enabled":true,"events":["MESSAGES_UPSERT"],"queue_ttl":"200ms"}`
-	if _, err := s.Validate(context.Background(), short, json.RawMessage(settings)); err != nil {
+	if _, err := s.Validate(t.Context(), short, json.RawMessage(settings)); err != nil {
 		t.Fatal(err)
 	}
 	d := sinktest.Delivery(t, sinktest.Unique("id"), short, "MESSAGES_UPSERT", settings)
@@ -57,10 +54,10 @@ func TestQueueLimits(t *testing.T) {
 func TestQueueLimitsChangedAreRefused(t *testing.T) {
 	s := openSink(t, events.NamingSeed, nil)
 	inst := newInstance(t, "t-redeclare")
-	if _, err := s.Validate(context.Background(), inst, json.RawMessage(`{"enabled":true,"events":["CALL"],"queue_ttl":"1h"}`)); err != nil {
+	if _, err := s.Validate(t.Context(), inst, json.RawMessage(`{"enabled":true,"events":["CALL"],"queue_ttl":"1h"}`)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Validate(context.Background(), inst, json.RawMessage(`{"enabled":true,"events":["CALL"],"queue_ttl":"2h"}`))
+	_, err := s.Validate(t.Context(), inst, json.RawMessage(`{"enabled":true,"events":["CALL"],"queue_ttl":"2h"}`))
 	sinktest.FieldError(t, err, "queue_ttl", "never changes a queue's arguments")
 	// The publish path uses the queue as it is.
 	settings := `{"enabled":true,"events":["CALL"],"queue_ttl":"2h0m0s"}`
@@ -90,44 +87,4 @@ func TestQueueLimitsChecked(t *testing.T) {
 	if got := (queueLimits{}).args("classic"); got != nil {
 		t.Errorf("no limits, classic: args %v, want none", got)
 	}
-}
-
-// With an amqps:// URI and EVORELAY_RABBITMQ_TLS_CA naming a private CA,
-// the sink publishes to the machine's RabbitMQ through a TLS-terminating
-// proxy the test runs in front of it; without the CA it does not connect.
-func TestTLS(t *testing.T) {
-	ca := testtls.NewCA(t)
-	uri := "amqps://guest:guest@" + testtls.Proxy(t, ca, brokerAddr) + "/"
-	b := dialBroker(t)
-	s := openSink(t, events.NamingSeed, map[string]string{"uri": uri, "tls_ca": ca.File})
-	if h := s.Health(context.Background()); !strings.Contains(h.Detail, "amqps://") {
-		t.Fatalf("health %q; want it connected over amqps", h.Detail)
-	}
-	inst := newInstance(t, "t-tls")
-	settings := `{"enabled":true,"events":["MESSAGES_UPSERT"]}`
-	if _, err := s.Validate(context.Background(), inst, json.RawMessage(settings)); err != nil {
-		t.Fatal(err)
-	}
-	d := sinktest.Delivery(t, sinktest.Unique("id"), inst, "MESSAGES_UPSERT", settings)
-	if err := sinktest.Deliver(t, s, s.naming, d)[d.ID]; err != nil {
-		t.Fatalf("delivery over TLS: %v", err)
-	}
-	if m := b.messages(inst+".messages.upsert", 1)[0]; m.MessageId != d.ID {
-		t.Fatalf("queue holds %s, want %s", m.MessageId, d.ID)
-	}
-
-	plain := New()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := plain.Open(ctx, sdk.Config{Settings: map[string]string{"uri": uri}, Logger: sinktest.Logger("rabbitmq-test")}); err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close(ctx)
-	sinktest.Eventually(t, "a certificate error without the CA", 30*time.Second, func() bool {
-		h := plain.Health(ctx)
-		if h.Ready {
-			t.Fatalf("ready without the CA: %s", h.Detail)
-		}
-		return strings.Contains(h.Detail, "certificate signed by unknown authority")
-	})
 }
