@@ -241,13 +241,19 @@ func TestDeliverSkipsEmptyBatches(t *testing.T) {
 	}
 }
 
-func TestDeliverPassesTheDelivery(t *testing.T) {
+// firstOfBatch is a sink that acks a one-delivery batch and hands the
+// delivery, as Deliver got it, to the channel.
+func firstOfBatch() (*testSink, <-chan Delivery) {
 	got := make(chan Delivery, 1)
-	s := &testSink{deliver: func(b []Delivery, a Acks) error {
+	return &testSink{deliver: func(b []Delivery, a Acks) error {
 		got <- b[0]
 		a.Done(b[0].ID, nil)
 		return nil
-	}}
+	}}, got
+}
+
+func TestDeliverPassesTheDelivery(t *testing.T) {
+	s, got := firstOfBatch()
 	want := &sinkv1.Delivery{Id: "x1", Instance: "shop", Event: "GROUP_UPDATE", Attempt: 3,
 		Envelope: []byte(`{"event":"GROUP_UPDATE","instance":"shop","data":{"id":"1@g.us"},"date_time":"2024-01-01T12:00:00.000Z"}`)}
 	deliver(t, dial(t, s), []*sinkv1.Delivery{want})
@@ -484,12 +490,7 @@ func TestDeliverKeepsAnInstancesBatchesInOrder(t *testing.T) {
 }
 
 func TestDeliverWritesTheEventPerTheNamingMode(t *testing.T) {
-	got := make(chan Delivery, 1)
-	s := &testSink{deliver: func(b []Delivery, a Acks) error {
-		got <- b[0]
-		a.Done(b[0].ID, nil)
-		return nil
-	}}
+	s, got := firstOfBatch()
 	c := dial(t, s)
 	if _, err := c.Open(context.Background(), &sinkv1.OpenRequest{Naming: sinkv1.Naming_NAMING_EVOLUTION}); err != nil {
 		t.Fatal(err)
