@@ -82,6 +82,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/evorelay/evorelay/sdk"
@@ -238,13 +239,21 @@ func callCtx(t testing.TB) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
 
-func (r *runner) describe(t *testing.T) {
+// call makes one call to the plugin, bounded as callCtx bounds it, and
+// fails t if the call does.
+func call[Q, A any](t testing.TB, name string, f func(context.Context, Q, ...grpc.CallOption) (A, error), req Q) A {
+	t.Helper()
 	ctx, cancel := callCtx(t)
 	defer cancel()
-	d, err := r.p.Describe(ctx, &sinkv1.DescribeRequest{})
+	a, err := f(ctx, req)
 	if err != nil {
-		t.Fatalf("Describe: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
+	return a
+}
+
+func (r *runner) describe(t *testing.T) {
+	d := call(t, "Describe", r.p.Describe, &sinkv1.DescribeRequest{})
 	r.described = d
 	if d.GetProtocolVersion() != sinkv1.ProtocolVersion {
 		t.Errorf("protocol version %d, want %d", d.GetProtocolVersion(), sinkv1.ProtocolVersion)
@@ -558,12 +567,7 @@ func (r *runner) send(t testing.TB, p *plugin, settings json.RawMessage, batches
 }
 
 func (r *runner) health(t *testing.T) {
-	ctx, cancel := callCtx(t)
-	defer cancel()
-	h, err := r.p.Health(ctx, &sinkv1.HealthRequest{})
-	if err != nil {
-		t.Fatalf("Health: %v", err)
-	}
+	h := call(t, "Health", r.p.Health, &sinkv1.HealthRequest{})
 	t.Logf("ready=%v detail=%q", h.GetReady(), h.GetDetail())
 	if r.delivered && !h.GetReady() {
 		t.Errorf("Health says not ready (%q) right after a successful delivery", h.GetDetail())
