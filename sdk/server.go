@@ -187,15 +187,15 @@ func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
 			<-sem
 			continue
 		}
-		prev, done := s.enqueue(req.GetInstance())
+		prev, turn := s.enqueue(req.GetInstance())
 		running.Add(1)
 		go func() {
 			defer func() { <-sem; running.Done() }()
-			defer s.dequeue(req.GetInstance(), done)
+			defer s.dequeue(req.GetInstance(), turn)
 			if prev != nil {
 				<-prev
 			}
-			s.runBatch(ctx, req, out)
+			s.runBatch(ctx, req, out, turn.release)
 		}()
 	}
 	running.Wait()
@@ -203,23 +203,32 @@ func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
 	return <-sendErr
 }
 
+// turn is a batch's place in its lane: the next batch of the instance
+// waits for done, closed once the batch returned or said Sent.
+type turn struct {
+	done chan struct{}
+	once sync.Once
+}
+
+func (t *turn) release() { t.once.Do(func() { close(t.done) }) }
+
 // enqueue makes a batch of instance the last of its lane. It returns what
-// the batch must wait for (nil: nothing) and what it closes when done.
-func (s *server) enqueue(instance string) (prev <-chan struct{}, done chan struct{}) {
-	done = make(chan struct{})
+// the batch must wait for (nil: nothing) and its turn.
+func (s *server) enqueue(instance string) (prev <-chan struct{}, t *turn) {
+	t = &turn{done: make(chan struct{})}
 	s.lanesMu.Lock()
 	defer s.lanesMu.Unlock()
 	prev = s.lanes[instance]
-	s.lanes[instance] = done
-	return prev, done
+	s.lanes[instance] = t.done
+	return prev, t
 }
 
 // dequeue ends a batch; the lane goes when it was the last.
-func (s *server) dequeue(instance string, done chan struct{}) {
+func (s *server) dequeue(instance string, t *turn) {
+	t.release()
 	s.lanesMu.Lock()
 	defer s.lanesMu.Unlock()
-	close(done)
-	if s.lanes[instance] == done {
+	if s.lanes[instance] == t.done {
 		delete(s.lanes, instance)
 	}
 }
@@ -263,10 +272,10 @@ func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan *sinkv1.Ack) error {
 	return failed
 }
 
-func (s *server) runBatch(ctx context.Context, req *sinkv1.DeliverRequest, out chan<- *sinkv1.Ack) {
+func (s *server) runBatch(ctx context.Context, req *sinkv1.DeliverRequest, out chan<- *sinkv1.Ack, sent func()) {
 	wire := req.GetDeliveries()
 	batch := make([]Delivery, len(wire))
-	a := &acker{pending: make(map[string]bool, len(wire)), out: out, logger: s.logger}
+	a := &acker{pending: make(map[string]bool, len(wire)), out: out, logger: s.logger, release: sent}
 	for i, d := range wire {
 		batch[i] = Delivery{
 			ID:       d.GetId(),
@@ -314,7 +323,10 @@ type acker struct {
 	pending map[string]bool
 	out     chan<- *sinkv1.Ack
 	logger  hclog.Logger
+	release func() // lets the instance's next batch start (Sent)
 }
+
+func (a *acker) sent() { a.release() }
 
 // Done sends the ack while holding the lock: a Done racing with the end of
 // Deliver (a goroutine the sink left behind) must either send before finish

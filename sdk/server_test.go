@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -486,6 +487,44 @@ func TestDeliverKeepsAnInstancesBatchesInOrder(t *testing.T) {
 	}
 	if fmt.Sprint(shop) != fmt.Sprint(want) {
 		t.Errorf("the sink saw shop's deliveries in the order\n%v\nwant\n%v", shop, want)
+	}
+}
+
+// A batch that said Sent lets its instance's next batch start while its
+// own acks are still to come; without it, the next batch waits for
+// Deliver to return.
+func TestDeliverSentStartsTheNextBatch(t *testing.T) {
+	for _, sent := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sent=%v", sent), func(t *testing.T) {
+			secondStarted := make(chan struct{})
+			var overlapped atomic.Bool
+			s := &testSink{deliver: func(b []Delivery, a Acks) error {
+				if b[0].ID == "second0" {
+					close(secondStarted)
+				} else {
+					if sent {
+						Sent(a)
+						Sent(a) // twice does nothing more
+					}
+					select { // the first batch's confirmations are slow
+					case <-secondStarted:
+						overlapped.Store(true)
+					case <-time.After(200 * time.Millisecond):
+					}
+				}
+				for _, d := range b {
+					a.Done(d.ID, nil)
+				}
+				return nil
+			}}
+			acks := deliver(t, dial(t, s), batchOf("first", 3), batchOf("second", 3))
+			if len(byID(t, acks)) != 6 {
+				t.Fatalf("%d acks, want 6", len(acks))
+			}
+			if overlapped.Load() != sent {
+				t.Errorf("the second batch started before the first returned: %v, want %v", overlapped.Load(), sent)
+			}
+		})
 	}
 }
 

@@ -187,6 +187,21 @@ type Acks interface {
 	Done(id string, err error)
 }
 
+// Sent says that every delivery of the batch acks belongs to is on its
+// way to the destination, in order, on a path that keeps that order (one
+// connection, one channel), so the instance's next batch may start while
+// these wait for their confirmations, which still go through acks.
+// Without it, an instance's next batch starts once Deliver returns. Sinks
+// whose destination confirms asynchronously (a broker's publisher
+// confirms) call it after their last publish: a lane then has the next
+// batch's publishes in flight beside this one's confirmations. Calling it
+// more than once, or on acks the SDK did not make, does nothing.
+func Sent(acks Acks) {
+	if a, ok := acks.(interface{ sent() }); ok {
+		a.sent()
+	}
+}
+
 // retryAfterError carries a delay the destination asked for.
 type retryAfterError struct {
 	err   error

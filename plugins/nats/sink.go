@@ -408,6 +408,9 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 		s.fail(d, err)
 		acks.Done(d.ID, err)
 	}
+	// Everything is published, in order, on the one connection: the
+	// instance's next batch may publish while these wait for their acks.
+	sdk.Sent(acks)
 
 	if len(core) > 0 {
 		err := s.nc.FlushTimeout(s.cfg.flushTimeout)

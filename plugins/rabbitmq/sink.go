@@ -268,6 +268,10 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 		}
 		waiting = append(waiting, inflight{id: d.ID, r: r, dc: dc})
 	}
+	// Everything is published, in order, on the session's one channel:
+	// the instance's next batch may publish while these wait for their
+	// confirms.
+	sdk.Sent(acks)
 
 	timeout := time.NewTimer(s.cfg.confirmTimeout)
 	defer timeout.Stop()
