@@ -57,31 +57,32 @@ func TestParseProcessConfig(t *testing.T) {
 	}
 }
 
+// TestParseProcessConfigErrors: a bad value (below, above or outside what
+// a setting takes) is refused with an error that names the variable and
+// quotes the value.
 func TestParseProcessConfigErrors(t *testing.T) {
-	tests := []struct {
-		key, value, want string
-	}{
-		{"ping_interval", "soon", "EVORELAY_WEBSOCKET_PING_INTERVAL"},
-		{"pong_timeout", "0s", "EVORELAY_WEBSOCKET_PONG_TIMEOUT"},
-		{"write_timeout", "-1", "EVORELAY_WEBSOCKET_WRITE_TIMEOUT"},
-		{"send_buffer", "0", "EVORELAY_WEBSOCKET_SEND_BUFFER"},
-		{"max_connections", "lots", "EVORELAY_WEBSOCKET_MAX_CONNECTIONS"},
-		{"max_connections_per_instance", "-3", "EVORELAY_WEBSOCKET_MAX_CONNECTIONS_PER_INSTANCE"},
-		{"resume_window", "-1", "EVORELAY_WEBSOCKET_RESUME_WINDOW"},
-		{"resume_window_bytes", "1TB", "EVORELAY_WEBSOCKET_RESUME_WINDOW_BYTES"},
-		{"compression", "maybe", "EVORELAY_WEBSOCKET_COMPRESSION"},
-		{"allowed_origins", "app.example.com", "EVORELAY_WEBSOCKET_ALLOWED_ORIGINS"},
-		{"allowed_origins", "https://app.example.com/path", "EVORELAY_WEBSOCKET_ALLOWED_ORIGINS"},
-		{"allowed_origins", "ftp://files.example.com", "EVORELAY_WEBSOCKET_ALLOWED_ORIGINS"},
-		{"cors_origins", "dash.example.com", "EVORELAY_WEBSOCKET_CORS_ORIGINS"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
-			_, err := parseProcessConfig(sdk.Config{Settings: map[string]string{tt.key: tt.value}})
-			if err == nil || !strings.HasPrefix(err.Error(), tt.want+": ") || !strings.Contains(err.Error(), tt.value) {
-				t.Errorf("err = %v; want one naming %s and the value", err, tt.want)
-			}
-		})
+	for key, values := range map[string][]string{
+		"ping_interval":                {"soon"},
+		"pong_timeout":                 {"0s", "-1s"},
+		"write_timeout":                {"-1"},
+		"send_buffer":                  {"0", "1048577"},
+		"max_connections":              {"lots"},
+		"max_connections_per_instance": {"-3", "1048577"},
+		"resume_window":                {"-1"},
+		"resume_window_global":         {"-1", "4194305"},
+		"resume_window_bytes":          {"1TB"},
+		"compression":                  {"maybe", "2"},
+		"allowed_origins":              {"app.example.com", "https://app.example.com/path", "ftp://files.example.com"},
+		"cors_origins":                 {"dash.example.com"},
+	} {
+		for _, v := range values {
+			t.Run(key+"="+v, func(t *testing.T) {
+				_, err := parseProcessConfig(sdk.Config{Settings: map[string]string{key: v}})
+				if want := envPrefix + strings.ToUpper(key) + ": "; err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), v) {
+					t.Errorf("err = %v; want one naming %s and the value", err, want)
+				}
+			})
+		}
 	}
 }
 
