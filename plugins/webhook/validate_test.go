@@ -247,19 +247,22 @@ func TestProcessSettings(t *testing.T) {
 // message that names the setting that would allow them; the policy is the
 // one Open received.
 func TestValidateRefusesWithTheSettingToChange(t *testing.T) {
+	allow := func(cidr string) string { return "add " + cidr + " to EVORELAY_EGRESS_ALLOW" }
+	const metadata = "cloud metadata address"
+	s := openSinkWith(t, nil, events.NamingSeed, egress.Policy{})
 	for raw, want := range map[string]string{
-		"http://localhost:9000/hook":       "add 127.0.0.1/32 to EVORELAY_EGRESS_ALLOW",
-		"http://127.0.0.1:9000/hook":       "add 127.0.0.1/32 to EVORELAY_EGRESS_ALLOW",
-		"http://[::1]:9000/hook":           "add ::1/128 to EVORELAY_EGRESS_ALLOW",
-		"http://0.0.0.0:9000/hook":         "add 0.0.0.0/32 to EVORELAY_EGRESS_ALLOW",
-		"http://100.100.100.200/":          "cloud metadata address",
-		"http://168.63.129.16/":            "cloud metadata address",
+		"http://localhost:9000/hook":       allow("127.0.0.1/32"),
+		"http://127.0.0.1:9000/hook":       allow("127.0.0.1/32"),
+		"http://[::1]:9000/hook":           allow("::1/128"),
+		"http://0.0.0.0:9000/hook":         allow("0.0.0.0/32"),
+		"http://100.100.100.200/":          metadata,
+		"http://168.63.129.16/":            metadata,
 		"http://[64:ff9b::a9fe:a9fe]/x":    "NAT64 form of 169.254.169.254",
-		"http://[fd00:ec2::254]/latest/x":  "cloud metadata address",
-		"http://169.254.169.254/latest/x/": "cloud metadata address",
+		"http://[fd00:ec2::254]/latest/x":  metadata,
+		"http://169.254.169.254/latest/x/": metadata,
 	} {
 		in := json.RawMessage(`{"url":"` + raw + `","enabled":true,"events":[]}`)
-		_, err := openSinkWith(t, nil, events.NamingSeed, egress.Policy{}).Validate(context.Background(), "i", in)
+		_, err := s.Validate(context.Background(), "i", in)
 		if got := fields(err); !reflect.DeepEqual(got, []string{"url"}) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want a url error saying %q", raw, err, want)
 		}
