@@ -119,41 +119,45 @@ func (s *Sink) Open(ctx context.Context, cfg sdk.Config) error {
 // created on the first delivery, which is retried until SQS is back.
 func (s *Sink) Validate(ctx context.Context, instance string, raw json.RawMessage) (json.RawMessage, error) {
 	st, err := sdk.ParseSettings[settings](raw)
+	if err == nil && st.Enabled {
+		err = s.prepareQueues(ctx, instance, st.Subscribed())
+	}
 	if err != nil {
 		return nil, err
 	}
-	var fe sdk.FieldErrors
-	if st.Enabled {
-		if s.client == nil {
-			fe.Add("enabled", "the SQS sink is not configured on this sidecar: %s", s.notReady)
-			return nil, fe
+	return json.Marshal(st)
+}
+
+// prepareQueues checks that the queue of each event is one SQS accepts and
+// creates the queues, for Validate. It returns FieldErrors for a name SQS
+// refuses or a creation it refuses, nil when SQS is out of reach.
+func (s *Sink) prepareQueues(ctx context.Context, instance string, subscribed []string) error {
+	if s.client == nil {
+		return sdk.FieldErrors{{Field: "enabled", Message: "the SQS sink is not configured on this sidecar: " + s.notReady}}
+	}
+	var names []string
+	for _, ev := range subscribed {
+		name := queueName(s.proc.naming, instance, ev)
+		if err := checkQueueName(name); err != nil {
+			return sdk.FieldErrors{{Field: "instance", Message: err.Error() + "; rename the instance or use EVORELAY_SQS_GLOBAL"}}
 		}
-		var names []string
-		for _, ev := range st.Subscribed() {
-			name := queueName(s.proc.naming, instance, ev)
-			if err := checkQueueName(name); err != nil {
-				fe.Add("instance", "%v; rename the instance or use EVORELAY_SQS_GLOBAL", err)
-				return nil, fe
-			}
-			if !slices.Contains(names, name) {
-				names = append(names, name)
-			}
-		}
-		for _, name := range names {
-			_, err := s.createQueue(ctx, name)
-			if err == nil {
-				continue
-			}
-			if isRefusal(err) {
-				fe.Add("enabled", "%v; check the EVORELAY_SQS_* settings and the credentials' permissions", err)
-				return nil, fe
-			}
-			s.log.Warn("cannot create the instance's queues now; they will be created on the first delivery",
-				"instance", instance, "queue", name, "error", err)
-			break
+		if !slices.Contains(names, name) {
+			names = append(names, name)
 		}
 	}
-	return json.Marshal(st)
+	for _, name := range names {
+		_, err := s.createQueue(ctx, name)
+		if err == nil {
+			continue
+		}
+		if isRefusal(err) {
+			return sdk.FieldErrors{{Field: "enabled", Message: err.Error() + "; check the EVORELAY_SQS_* settings and the credentials' permissions"}}
+		}
+		s.log.Warn("cannot create the instance's queues now; they will be created on the first delivery",
+			"instance", instance, "queue", name, "error", err)
+		break
+	}
+	return nil
 }
 
 // Health is ready once a region is configured.
