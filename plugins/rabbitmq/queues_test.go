@@ -67,20 +67,26 @@ func TestQueueLimitsChangedAreRefused(t *testing.T) {
 	}
 }
 
+// Limits RabbitMQ would refuse, or that no queue of a global exchange may
+// have, are refused at set. No broker is needed: they are checked before
+// anything is declared, even for disabled settings.
 func TestQueueLimitsChecked(t *testing.T) {
-	for _, tc := range []struct {
-		q      queueLimits
-		global bool
-		field  string
-	}{
-		{queueLimits{TTL: "soon"}, false, "queue_ttl"},
-		{queueLimits{TTL: "0s"}, false, "queue_ttl"},
-		{queueLimits{TTL: "100d"}, false, "queue_ttl"},
-		{queueLimits{MaxLength: -1}, false, "queue_max_length"},
-		{queueLimits{TTL: "1h"}, true, "queue_ttl"},
-	} {
-		sinktest.FieldError(t, tc.q.check(tc.global), tc.field, "")
+	open := func(settings map[string]string) *Sink {
+		s := New()
+		if err := s.Open(t.Context(), sdk.Config{Settings: settings}); err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
+	sinktest.Validate(t, open(nil), []sinktest.ValidateCase{
+		{Name: "ttl not a duration", Settings: `{"enabled":false,"events":[],"queue_ttl":"soon"}`, Fields: []string{"queue_ttl"}},
+		{Name: "ttl zero", Settings: `{"enabled":false,"events":[],"queue_ttl":"0s"}`, Fields: []string{"queue_ttl"}},
+		{Name: "ttl in days", Settings: `{"enabled":false,"events":[],"queue_ttl":"100d"}`, Fields: []string{"queue_ttl"}},
+		{Name: "negative length", Settings: `{"enabled":false,"events":[],"queue_max_length":-1}`, Fields: []string{"queue_max_length"}},
+	})
+	sinktest.Validate(t, open(map[string]string{"global": "true"}), []sinktest.ValidateCase{
+		{Name: "limits in global mode", Settings: `{"enabled":false,"events":[],"queue_ttl":"1h"}`, Fields: []string{"queue_ttl"}},
+	})
 	if got := (queueLimits{TTL: "90s", MaxLength: 5}).args("quorum"); got["x-message-ttl"] != int64(90000) || got["x-max-length"] != int64(5) || got["x-queue-type"] != "quorum" {
 		t.Errorf("args %v", got)
 	}
