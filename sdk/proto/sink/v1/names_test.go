@@ -6,33 +6,19 @@ import (
 )
 
 func TestCheckName(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		want string // "" for a good name
-	}{
-		{"webhook", ""},
-		{"kafka-2_eu", ""},
-		{strings.Repeat("a", 32), ""},
-		{"", "want 1-32"},
-		{"Webhook", "want 1-32"},
-		{"2fa", "want 1-32"},
-		{"web.hook", "want 1-32"},
-		{strings.Repeat("a", 33), "want 1-32"},
-		{"events", "route of the host"},
-		{"plugins", "route of the host"},
-		{"healthz", "route of the host"},
-		{"readyz", "route of the host"},
-		{"metrics", "route of the host"},
-		{"ws", "route of the host"},
-		{"ws-console", "route of the host"},
-		{"keys", "route of the host"},
+	for _, name := range []string{"webhook", "kafka-2_eu", strings.Repeat("a", 32)} {
+		if err := CheckName(name); err != nil {
+			t.Errorf("%q: %v", name, err)
+		}
+	}
+	for want, names := range map[string][]string{
+		"want 1-32":         {"", "Webhook", "2fa", "web.hook", strings.Repeat("a", 33)},
+		"route of the host": {"events", "plugins", "healthz", "readyz", "metrics", "ws", "ws-console", "keys"},
 	} {
-		err := CheckName(tc.name)
-		switch {
-		case tc.want == "" && err != nil:
-			t.Errorf("%q: %v", tc.name, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("%q: %v, want an error with %q", tc.name, err, tc.want)
+		for _, name := range names {
+			if err := CheckName(name); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%q: %v, want an error with %q", name, err, want)
+			}
 		}
 	}
 }
