@@ -83,6 +83,40 @@ func FuzzIngest(f *testing.F) {
 	})
 }
 
+// FuzzIngestFast: whatever the one-pass decoder accepts, the streaming
+// parser accepts too, with the same events, byte for byte.
+func FuzzIngestFast(f *testing.F) {
+	for _, s := range []string{
+		`{"event":"messages.upsert","instance":"i","data":{"key":{"id":"A"}}}`,
+		`[{"event":"CALL","instance":"a","data":null,"sender":"s","server_url":"u","apikey":"k"},{"event":"groups-update","instance":"b"}]`,
+		`[{"Event":"CALL","INSTANCE":"a","data": [1, 2 ,3] ,"event":"call"}]`,
+		`{"event":"CALL","instance":"a","data":"\u00e9\ud800"} `,
+		` [ ] `, `[null]`, `{"event":"CALL","instance":"a"}x`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := parseFast(body)
+		if !ok {
+			return
+		}
+		slow, err := parseStream(bytes.NewReader(body), "")
+		if err != nil {
+			t.Fatalf("one-pass accepted %q, streaming refused it: %v", body, err)
+		}
+		if len(fast) != len(slow) {
+			t.Fatalf("%q: %d events one-pass, %d streaming", body, len(fast), len(slow))
+		}
+		for i := range fast {
+			a, b := fast[i], slow[i]
+			if a.Event != b.Event || a.Instance != b.Instance || !bytes.Equal(a.Data, b.Data) ||
+				a.Sender != b.Sender || a.ServerURL != b.ServerURL || a.APIKey != b.APIKey {
+				t.Fatalf("%q: event %d one-pass %+v, streaming %+v", body, i, a, b)
+			}
+		}
+	})
+}
+
 // FuzzSettings: the settings parser never panics, and either refuses the
 // body with messages or yields an object the store can parse, with enabled
 // a bool and events known constants without duplicates; parsing what it
