@@ -192,9 +192,18 @@ func (p *Proxy) copy(dst, src net.Conn) {
 			}
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				abort(dst, Reset)
+			how := Reset // pass a reset on
+			switch {
+			case errors.Is(err, io.EOF):
+				how = None
+			case errors.Is(err, net.ErrClosed):
+				// The proxy closed src: close dst as the fault says (a
+				// Cut's FIN must not race a reset out first).
+				p.mu.Lock()
+				how = p.fault
+				p.mu.Unlock()
 			}
+			abort(dst, how)
 			return
 		}
 	}
