@@ -36,19 +36,21 @@
 //     returns the settings normalized, or FieldErrors the API returns as 400.
 //     See "Settings" below.
 //  4. Deliver: batches of deliveries. A batch holds one instance's
-//     deliveries in the order the sidecar accepted them, and the host sends
-//     an instance's next batch only once the previous one is acknowledged;
-//     batches of different instances arrive concurrently. A sink whose
-//     destination keeps order (a queue, a webhook receiver) should send a
-//     batch in order, so that without failures an instance's events arrive
-//     in order. Every delivery must be acknowledged exactly once with
-//     Acks.Done(id, err): nil is delivered; an error is retried later by
-//     the host's schedule, unless it is marked Permanent (dead-lettered
-//     with its reason). RetryAfter asks for a delay, and Gone
-//     also disables the instance's sink (HTTP 410). Deliver may ack
-//     deliveries in any order, from any goroutine, as each finishes; batches
-//     run concurrently. Whatever is not acked when Deliver returns gets the
-//     error Deliver returned, or a retry if it returned nil.
+//     deliveries in the order the sidecar accepted them. An instance's
+//     batches run one after the other: the next starts once Deliver
+//     returns, or once it calls Sent(acks) (every delivery is on its way,
+//     in order, and only confirmations are awaited: a broker sink says so
+//     after its last publish); batches of different instances run
+//     concurrently. A sink whose destination keeps order (a queue, a
+//     webhook receiver) should send a batch in order, so that without
+//     failures an instance's events arrive in order. Every delivery must be
+//     acknowledged exactly once with Acks.Done(id, err): nil is delivered;
+//     an error is retried later by the host's schedule, unless it is marked
+//     Permanent (dead-lettered with its reason). RetryAfter asks for a
+//     delay, and Gone also disables the instance's sink (HTTP 410). Deliver
+//     may ack deliveries in any order, from any goroutine, as each
+//     finishes. Whatever is not acked when Deliver returns gets the error
+//     Deliver returned, or a retry if it returned nil.
 //  5. Close: when the host stops.
 //
 // Embed UnimplementedSink so that methods added to Sink later have a
