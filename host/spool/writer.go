@@ -91,6 +91,7 @@ func (e *Embedded) writer() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var fire <-chan time.Time // the timer's channel while it is set
+	failing := false          // the last commit of Done marks failed
 	for {
 		select {
 		case o := <-e.ops:
@@ -126,9 +127,16 @@ func (e *Embedded) writer() {
 		clear(batch)
 		switch {
 		case err != nil:
-			e.logger.Error("committing acknowledged deliveries failed; trying again", "error", err)
+			if !failing {
+				e.logger.Error("committing acknowledged deliveries failed; trying again every second and with every commit", "error", err)
+				failing = true
+			}
 			timer.Reset(ackRetry)
 			fire = timer.C
+		case failing:
+			e.logger.Info("acknowledged deliveries committed again")
+			failing = false
+			fallthrough
 		case fire != nil:
 			// Whatever signalled was committed; a Resolve since signals
 			// again.
