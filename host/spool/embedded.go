@@ -97,6 +97,11 @@ func Open(dir string, opts Options) (*Embedded, error) {
 		Timeout:      lockTimeout,
 		NoSync:       opts.NoSync,
 		FreelistType: bolt.FreelistMapType,
+		// Not writing the free page list with every commit: once the
+		// file has free pages (every drained backlog leaves them) it was
+		// most of what a small commit wrote. Open rebuilds it by walking
+		// the file instead (see "Why bbolt" in doc.go).
+		NoFreelistSync: true,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("spool: open %s: the file is locked by another process (is another evorelay using this data directory?)", path)
