@@ -13,8 +13,8 @@ func TestTuneGC(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	for _, tc := range []struct {
 		name, gogc, memlimit string
-		wantPercent         int
-		wantLimit           int64 // 0: any the machine gives
+		wantPercent          int
+		wantLimit            int64 // 0: any the machine gives
 	}{
 		{"defaults", "", "", gcPercent, 0},
 		{"the operator's", "150", "1GiB", 150, 1 << 30},
