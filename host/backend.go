@@ -80,12 +80,15 @@ func openBackends(ctx context.Context, cfg *config.Config, logger hclog.Logger, 
 }
 
 // Close closes the spool, then the Redis client; the settings backend is
-// closed by the Store that owns it.
-func (b *backends) Close() {
-	b.spool.Close()
+// closed by the Store that owns it. A spool that could not commit its
+// last acknowledgements returns an error: those deliveries are sent again
+// after the next start.
+func (b *backends) Close() error {
+	err := b.spool.Close()
 	if b.redis != nil {
 		b.redis.Close()
 	}
+	return err
 }
 
 // pinger is a spool whose backend can be unreachable (redis).

@@ -76,7 +76,11 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer bk.Close()
+	defer func() {
+		if err := bk.Close(); err != nil {
+			logger.Warn("the spool did not close cleanly; deliveries acknowledged last may be sent again after the next start", "error", err)
+		}
+	}()
 	settings, err := store.Open(ctx, bk.settings, store.WithLogger(logger.Named("store")))
 	if err != nil {
 		bk.settings.Close()
