@@ -243,9 +243,9 @@ func TestSQSThroughHost(t *testing.T) {
 				event(inst, "MESSAGES_UPSERT", `{"key":{"id":"M2"}}`),
 			}
 			mustIngest(t, s, evs[0], evs[1], evs[2], evs[3])
-			// A later request's event: the lane has one batch at the plugin
-			// at a time, so once it is in the queue the host and plugin are
-			// done with everything before it.
+			// A later request's event: the plugin runs an instance's
+			// batches one after the other, so once it is in the queue the
+			// plugin is done with everything before it.
 			evs = append(evs, event(inst, "MESSAGES_UPSERT", `{"key":{"id":"M3"}}`))
 			mustIngest(t, s, evs[4])
 
@@ -461,9 +461,9 @@ func TestPusherThroughHost(t *testing.T) {
 				event(inst, "MESSAGES_UPSERT", `{"key":{"id":"M2"}}`),
 			}
 			mustIngest(t, s, evs[0], evs[1], evs[2], evs[3])
-			// A later request's event: one batch at the plugin at a time per
-			// instance, so once it has arrived, everything of inst before it
-			// has been dealt with.
+			// A later request's event: the plugin runs an instance's
+			// batches one after the other, so once it has arrived,
+			// everything of inst before it has been dealt with.
 			evs = append(evs, event(inst, "MESSAGES_UPSERT", `{"key":{"id":"M3"}}`))
 			mustIngest(t, s, evs[4])
 
