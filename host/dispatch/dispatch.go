@@ -10,14 +10,14 @@
 // travels while the plugin works on the previous one; the SDK runs an
 // instance's batches one after the other), while other instances' lanes
 // run concurrently. A lane under a rate limit or an open circuit has one
-// batch at a time. So without failures an
-// instance's events reach a sink in the order they were accepted. A lane
-// whose batch has had no ack for StallAfter is stalled (its destination
-// hangs): its waiting deliveries, and the newer ones leased while it stays
-// stalled, are deferred to the spool's schedule (no attempt counted), so
-// they do not fill the window other instances need. A delivery that fails
-// is retried on the schedule and does not block the ones behind it.
-// Retries and stalls are where an instance's order can change.
+// batch at a time. So without failures an instance's events reach a sink
+// in the order they were accepted. A lane whose batch has had no ack for
+// StallAfter is stalled (its destination hangs): its waiting deliveries,
+// and the newer ones leased while it stays stalled, are deferred to the
+// spool's schedule (no attempt counted), so they do not fill the window
+// other instances need. A delivery that fails is retried on the schedule
+// and does not block the ones behind it. Retries and stalls are where an
+// instance's order can change.
 //
 // It knows the spool's leases and the plugin's stream, not HTTP. Settings
 // are read from memory; delivering an event never reads the disk for them.
