@@ -13,7 +13,8 @@ import (
 // an op and wait; it drains whatever ops are queued into one bbolt
 // transaction and one fsync, then answers them all. While one commit is on
 // its way to the disk the next batch gathers, so a lone caller pays no
-// delay and many callers share each fsync. (bbolt's own DB.Batch also
+// delay and many callers share each fsync; while callers are many, it
+// also lingers a moment for more (lingerFor). (bbolt's own DB.Batch also
 // groups, but waits up to MaxBatchDelay to fill a batch and re-runs a
 // function whose batch failed; see doc.go for the measurement.)
 //
@@ -21,6 +22,16 @@ import (
 // memory so far (flush): Resolve does not wait for them. When nothing
 // else commits, Resolve's signal on e.acks has the writer commit them on
 // their own AckDelay later; Close commits what is left.
+
+// While callers are many (the last commit held at least busyOps ops), the
+// writer lingers up to lingerFor for as many as the last commit held: the
+// callers it just answered are about to come back (64 engine connections
+// posting one event each), and a commit of many costs about what a commit
+// of few does. A lone caller never waits.
+const (
+	lingerFor = time.Millisecond
+	busyOps   = 8
+)
 
 const (
 	opQueue         = 4096     // ops that may wait for the writer
@@ -92,6 +103,9 @@ func (e *Embedded) writer() {
 	timer.Stop()
 	var fire <-chan time.Time // the timer's channel while it is set
 	failing := false          // the last commit of Done marks failed
+	last := 0                 // ops in the last commit
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		select {
 		case o := <-e.ops:
@@ -112,16 +126,36 @@ func (e *Embedded) writer() {
 		}
 		if len(batch) > 0 {
 			size := batch[0].size
+			var until <-chan time.Time
+			if last >= busyOps {
+				linger.Reset(lingerFor)
+				until = linger.C
+			}
 		gather:
 			for len(batch) < maxOpsPerCommit && size < maxCommitBytes {
+				if until == nil || len(batch) >= last {
+					select {
+					case o := <-e.ops:
+						batch = append(batch, o)
+						size += o.size
+					default:
+						break gather
+					}
+					continue
+				}
 				select {
 				case o := <-e.ops:
 					batch = append(batch, o)
 					size += o.size
-				default:
+				case <-until:
+					until = nil
 					break gather
 				}
 			}
+			if until != nil {
+				linger.Stop()
+			}
+			last = len(batch)
 		}
 		err := e.commit(batch)
 		clear(batch)
