@@ -22,14 +22,11 @@ func runPaced(l load) (row, error) {
 		return row{}, err
 	}
 	defer recv.Close()
-	s, err := startSidecar("webhook", l.scenario)
+	s, err := webhookSidecar(l, recv)
 	if err != nil {
 		return row{}, err
 	}
 	defer s.stop()
-	if err := s.setWebhooks(l, recv.url); err != nil {
-		return row{}, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	pctx, stop := context.WithCancelCause(ctx)

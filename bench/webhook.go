@@ -11,6 +11,16 @@ import (
 // webhook's bodies, then the sidecar delivering through the webhook
 // plugin, to one receiver.
 func runEngine(l load) (row, error) {
+	return webhookScenario(l, fmt.Sprintf("bare: %d keep-alive POSTers → receiver", l.posters), "≥0.5×",
+		func(ctx context.Context, url string) (time.Duration, error) {
+			return post(ctx, target{url: url, want: http.StatusOK}, l.webhookRequests(url), l.posters)
+		})
+}
+
+// webhookScenario measures bare, which posts l's webhook bodies to a new
+// receiver's url and says how long that took, then the same load through
+// the sidecar and its webhook plugin to that receiver.
+func webhookScenario(l load, name, goal string, bare func(ctx context.Context, url string) (time.Duration, error)) (row, error) {
 	recv, err := newReceiver()
 	if err != nil {
 		return row{}, err
@@ -20,32 +30,36 @@ func runEngine(l load) (row, error) {
 	defer cancel()
 
 	t := recv.expect(l.n)
-	start := time.Now()
-	if _, err := post(ctx, target{url: recv.url, want: http.StatusOK}, l.webhookRequests(recv.url), l.posters); err != nil {
+	took, err := bare(ctx, recv.url)
+	if err == nil {
+		err = t.wait(ctx)
+	}
+	if err != nil {
 		return row{}, err
 	}
-	if err := t.wait(ctx); err != nil {
-		return row{}, err
-	}
-	bare := rate(l.n, time.Since(start))
-	line(fmt.Sprintf("bare: %d keep-alive POSTers → receiver", l.posters), bare, 0, "")
+	r := rate(l.n, took)
+	line(name, r, 0, "")
 
-	return sidecarWebhook(l, recv, bare, "≥0.5×")
-}
-
-// sidecarWebhook starts evorelay with the webhook plugin, sets a webhook
-// to the receiver for every instance, and compares the load through it
-// with bare.
-func sidecarWebhook(l load, recv *receiver, bare float64, goal string) (row, error) {
-	s, err := startSidecar("webhook", l.scenario)
+	s, err := webhookSidecar(l, recv)
 	if err != nil {
 		return row{}, err
 	}
 	defer s.stop()
-	if err := s.setWebhooks(l, recv.url); err != nil {
-		return row{}, err
+	return s.compare(l, recv.expect(l.n), "POST /events → webhook → receiver", r, goal)
+}
+
+// webhookSidecar starts evorelay with the webhook plugin and points every
+// instance of l at the receiver.
+func webhookSidecar(l load, recv *receiver) (*sidecar, error) {
+	s, err := startSidecar("webhook", l.scenario)
+	if err != nil {
+		return nil, err
 	}
-	return s.compare(l, recv.expect(l.n), "POST /events → webhook → receiver", bare, goal)
+	if err := s.setWebhooks(l, recv.url); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
 }
 
 // runIngest measures ingest alone: the load posted to a bare server in a
@@ -92,24 +106,6 @@ func runIngest(l load) (row, error) {
 // the webhook's bodies in a process of its own, then the sidecar
 // delivering through the webhook plugin, to one receiver.
 func runLane(l load) (row, error) {
-	recv, err := newReceiver()
-	if err != nil {
-		return row{}, err
-	}
-	defer recv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-
-	t := recv.expect(l.n)
-	took, err := runBarePoster(ctx, l, recv.url)
-	if err != nil {
-		return row{}, err
-	}
-	if err := t.wait(ctx); err != nil {
-		return row{}, err
-	}
-	bare := rate(l.n, took)
-	line("bare: one sequential POSTer (own process)", bare, 0, "")
-
-	return sidecarWebhook(l, recv, bare, "≥0.8×")
+	return webhookScenario(l, "bare: one sequential POSTer (own process)", "≥0.8×",
+		func(ctx context.Context, url string) (time.Duration, error) { return runBarePoster(ctx, l, url) })
 }
