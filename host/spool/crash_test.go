@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -110,10 +111,12 @@ type crashFacts struct {
 	resolved map[string]Outcome // last outcome resolved
 }
 
-func runCrashChild(t *testing.T, dir string) crashFacts {
+// startChild starts this test binary as a child that runs the part named
+// by env on the spool in dir, and returns what it writes.
+func startChild(t *testing.T, env, dir string) (*exec.Cmd, io.Reader) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+	cmd.Env = append(os.Environ(), env+"="+dir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -122,6 +125,12 @@ func runCrashChild(t *testing.T, dir string) crashFacts {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return cmd, out
+}
+
+func runCrashChild(t *testing.T, dir string) crashFacts {
+	t.Helper()
+	cmd, out := startChild(t, crashChildEnv, dir)
 	f := crashFacts{acked: map[string]bool{}, pending: map[string]Outcome{}, resolved: map[string]Outcome{}}
 	sc := bufio.NewScanner(out)
 	killed := false
@@ -149,7 +158,7 @@ func runCrashChild(t *testing.T, dir string) crashFacts {
 			killed = true // read on: what it wrote before dying counts
 		}
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if !killed {
 		t.Fatalf("child ended by itself: %v", err)
 	}
@@ -286,16 +295,7 @@ func doneChild(dir string) {
 // same ids: a crash re-sends, it does not lose.
 func TestCrashAfterDone(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), doneChildEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startChild(t, doneChildEnv, dir)
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if line != "ready\n" {
 		_ = cmd.Process.Kill()
