@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 )
 
 // natsURL is the NATS server the tool measures: this machine's only.
@@ -81,11 +81,10 @@ func bareNATS(js jetstream.JetStream, l load, c *counter) (float64, error) {
 	c.expect(l.n)
 	window := max(1, 1000/len(l.names))
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(l.names))
+	var g errgroup.Group
 	for w, name := range l.names {
 		subject := name + ".messages.upsert"
-		wg.Go(func() {
+		g.Go(func() error {
 			var pending []jetstream.PubAckFuture // oldest first
 			settle := func() error {
 				paf := pending[0]
@@ -102,8 +101,7 @@ func bareNATS(js jetstream.JetStream, l load, c *counter) (float64, error) {
 			for i := w; i < l.n; i += len(l.names) {
 				if len(pending) == window {
 					if err := settle(); err != nil {
-						errs <- err
-						return
+						return err
 					}
 				}
 				msg := nats.NewMsg(subject)
@@ -114,22 +112,19 @@ func bareNATS(js jetstream.JetStream, l load, c *counter) (float64, error) {
 				msg.Header.Set("event", "MESSAGES_UPSERT")
 				paf, err := js.PublishMsgAsync(msg)
 				if err != nil {
-					errs <- err
-					return
+					return err
 				}
 				pending = append(pending, paf)
 			}
 			for len(pending) > 0 {
 				if err := settle(); err != nil {
-					errs <- err
-					return
+					return err
 				}
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := g.Wait(); err != nil {
 		return 0, err
 	}
 	if err := c.wait(ctx); err != nil {

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/sync/errgroup"
 )
 
 // amqpURI is the RabbitMQ the tool measures: this machine's only.
@@ -137,8 +137,7 @@ func bareRabbit(conn *amqp.Connection, l load, c *counter) (float64, error) {
 	c.expect(l.n)
 	window := max(1, 1000/len(l.names))
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(l.names))
+	var g errgroup.Group
 	for w, name := range l.names {
 		ch, err := conn.Channel()
 		if err != nil {
@@ -149,7 +148,7 @@ func bareRabbit(conn *amqp.Connection, l load, c *counter) (float64, error) {
 			return 0, err
 		}
 		confirms := ch.NotifyPublish(make(chan amqp.Confirmation, window))
-		wg.Go(func() {
+		g.Go(func() error {
 			outstanding := 0
 			settle := func() error {
 				select {
@@ -169,8 +168,7 @@ func bareRabbit(conn *amqp.Connection, l load, c *counter) (float64, error) {
 			for i := w; i < l.n; i += len(l.names) {
 				if outstanding == window {
 					if err := settle(); err != nil {
-						errs <- err
-						return
+						return err
 					}
 				}
 				err := ch.PublishWithContext(ctx, name, "messages.upsert", true, false, amqp.Publishing{
@@ -180,22 +178,19 @@ func bareRabbit(conn *amqp.Connection, l load, c *counter) (float64, error) {
 					Body:    bodies[i],
 				})
 				if err != nil {
-					errs <- err
-					return
+					return err
 				}
 				outstanding++
 			}
 			for outstanding > 0 {
 				if err := settle(); err != nil {
-					errs <- err
-					return
+					return err
 				}
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := g.Wait(); err != nil {
 		return 0, err
 	}
 	if err := c.wait(ctx); err != nil {

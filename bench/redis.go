@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 )
 
 var (
@@ -99,26 +100,23 @@ func bareXADD(l load) (float64, error) {
 		done = min(done+64, l.n)
 		return from, done
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, l.posters)
+	var g errgroup.Group
 	start := time.Now()
 	for range l.posters {
-		wg.Go(func() {
+		g.Go(func() error {
 			for from, to := take(); from < to; from, to = take() {
 				pipe := rdb.Pipeline()
 				for _, rec := range recs[from:to] {
 					pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"e", rec}})
 				}
 				if _, err := pipe.Exec(ctx); err != nil {
-					errs <- err
-					return
+					return err
 				}
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := g.Wait(); err != nil {
 		return 0, err
 	}
 	return rate(l.n, time.Since(start)), nil
