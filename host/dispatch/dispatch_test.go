@@ -17,6 +17,7 @@ import (
 	"github.com/evorelay/evorelay/host/spool"
 	"github.com/evorelay/evorelay/host/store"
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -222,15 +223,10 @@ func (r *rig) add(instance, event string, n int) []string {
 	return ids
 }
 
+// eventually waits up to 20 s for cond (sinktest.Eventually).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 20s: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sinktest.Eventually(t, what, 20*time.Second, cond)
 }
 
 func byInstance(ds []*sinkv1.Delivery) map[string][]string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 	"io"
 	"net"
 	"net/http"
@@ -298,16 +299,11 @@ func (s *Sidecar) Plugins() []pluginStatus {
 // Logs is what the host printed so far.
 func (s *Sidecar) Logs() string { return s.logs.String() }
 
-// eventually polls cond until it holds or the time is up.
+// eventually polls cond until it holds or the time is up
+// (sinktest.Eventually).
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	sinktest.Eventually(t, what, within, cond)
 }
 
 func freeAddr(t *testing.T) string {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/evorelay/evorelay/host/internal/redistest"
+	"github.com/evorelay/evorelay/sdk/sinktest"
 )
 
 // The Backend contract suite: every test here runs against every backend
@@ -61,13 +62,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, k backendKit)) {
 // change that never arrives fails instead of hanging.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: never happened", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sinktest.Eventually(t, what, 10*time.Second, cond)
 }
 
 func TestBackendSetReopenPersists(t *testing.T) {
