@@ -100,7 +100,7 @@ func FuzzIngestFast(f *testing.F) {
 		if !ok {
 			return
 		}
-		slow, err := parseStream(bytes.NewReader(body), "")
+		slow, err := parseStream(body, "")
 		if err != nil {
 			t.Fatalf("one-pass accepted %q, streaming refused it: %v", body, err)
 		}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -110,7 +109,7 @@ func parseIngest(r io.Reader, pathInstance string) ([]incoming, error) {
 			return out, nil
 		}
 	}
-	return parseStream(bytes.NewReader(buf.Bytes()), pathInstance)
+	return parseStream(buf.Bytes(), pathInstance)
 }
 
 // bodyBuffers hold ingest bodies while they are parsed; those that grew
@@ -151,40 +150,25 @@ func parseFast(body []byte) ([]incoming, bool) {
 }
 
 // parseStream parses a body value by value, and names every problem.
-func parseStream(r io.Reader, pathInstance string) ([]incoming, error) {
-	rr := &readErr{r: r}
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(rr)
-	defer func() { br.Reset(nil); readers.Put(br) }()
-	skipped := int64(0)
-	for {
-		c, err := br.ReadByte()
-		if err != nil {
-			if rr.err != nil {
-				return nil, rr.err
-			}
-			return nil, bad("the body is empty; send an event object {\"event\", \"instance\", \"data\"} or an array of them")
-		}
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			_ = br.UnreadByte()
-			if c != '{' && c != '[' {
-				return nil, bad("the body must be an event object {\"event\", \"instance\", \"data\"} or an array of them")
-			}
-			break
-		}
-		skipped++
+func parseStream(body []byte, pathInstance string) ([]incoming, error) {
+	value := bytes.TrimLeft(body, " \t\n\r")
+	skipped := int64(len(body) - len(value))
+	switch {
+	case len(value) == 0:
+		return nil, bad("the body is empty; send an event object {\"event\", \"instance\", \"data\"} or an array of them")
+	case value[0] != '{' && value[0] != '[':
+		return nil, bad("the body must be an event object {\"event\", \"instance\", \"data\"} or an array of them")
 	}
 
-	p := parser{pathInstance: pathInstance, dec: json.NewDecoder(br), fail: &badRequest{}}
+	p := parser{pathInstance: pathInstance, dec: json.NewDecoder(bytes.NewReader(value)), fail: &badRequest{}}
 	var out []incoming
-	c, _ := br.Peek(1)
-	if c[0] == '{' {
+	if value[0] == '{' {
 		if ev, ok := p.element(-1); ok {
 			out = append(out, ev)
 		}
 	} else {
 		if _, err := p.dec.Token(); err != nil { // '['
-			return nil, p.fatal(rr, err, skipped)
+			return nil, p.fatal(err, skipped)
 		}
 		for i := 0; p.dec.More() && p.err == nil; i++ {
 			if ev, ok := p.element(i); ok {
@@ -198,12 +182,9 @@ func parseStream(r io.Reader, pathInstance string) ([]incoming, error) {
 		}
 	}
 	if p.err != nil {
-		return nil, p.fatal(rr, p.err, skipped)
+		return nil, p.fatal(p.err, skipped)
 	}
 	if _, err := p.dec.Token(); err != io.EOF {
-		if rr.err != nil {
-			return nil, rr.err
-		}
 		return nil, bad("the body has more after the JSON value; send one object or one array")
 	}
 	if len(p.fail.messages) > 0 {
@@ -214,10 +195,6 @@ func parseStream(r io.Reader, pathInstance string) ([]incoming, error) {
 	}
 	return out, nil
 }
-
-// readers are the buffers bodies are read through: a new 4 KB buffer a
-// request was half of what ingest allocated.
-var readers = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 // parser holds one ingest body's decoding state.
 type parser struct {
@@ -230,10 +207,7 @@ type parser struct {
 }
 
 // fatal turns the error that stopped decoding into the request's answer.
-func (p *parser) fatal(rr *readErr, err error, skipped int64) error {
-	if rr.err != nil {
-		return rr.err
-	}
+func (p *parser) fatal(err error, skipped int64) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		// The decoder's offsets are approximate in a stream of values.
@@ -429,19 +403,4 @@ func quoteShort(s string) string {
 		return strconv.Quote(s[:cut]) + "..."
 	}
 	return strconv.Quote(s)
-}
-
-// readErr remembers the reader's error, so that a body over its limit is
-// told apart from a body that is not JSON.
-type readErr struct {
-	r   io.Reader
-	err error
-}
-
-func (r *readErr) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF {
-		r.err = err
-	}
-	return n, err
 }
