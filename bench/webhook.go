@@ -92,6 +92,7 @@ func runIngest(l load) (row, error) {
 	}
 	defer s.stop()
 	s.profile()
+	before := s.cpu()
 	took, err = post(ctx, s.ingestTarget(), reqs, l.posters)
 	if err != nil {
 		return row{}, err
@@ -99,6 +100,9 @@ func runIngest(l load) (row, error) {
 	s.prof.loadDone()
 	ingest := rate(l.n, took)
 	line("evorelay: POST /events → spool (202), no sinks", ingest, bare, "goal ≥0.5×")
+	if cpu := perEvent(before, s.cpu(), l.n); cpu != "" {
+		fmt.Println("   " + cpu)
+	}
 	return row{l.scenario, perSecond(bare), perSecond(ingest), ingest / bare, "≥0.5×"}, nil
 }
 

@@ -82,10 +82,12 @@ func encodeRecord(r *record) []byte {
 }
 
 // decoder reads a record; every slice it returns is a copy, so the result
-// outlives the bbolt transaction the bytes came from.
+// outlives the bbolt transaction the bytes came from, unless shared says
+// the bytes are the caller's to keep (a read of the journal).
 type decoder struct {
-	b   []byte
-	err error
+	b      []byte
+	err    error
+	shared bool
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -133,17 +135,25 @@ func (d *decoder) event(ev *Event) {
 	ev.Instance = d.string()
 	ev.Event = d.string()
 	if d.err == nil {
-		ev.Envelope = append([]byte(nil), d.b...)
+		switch {
+		case len(d.b) == 0:
+		case d.shared:
+			ev.Envelope = d.b[:len(d.b):len(d.b)]
+		default:
+			ev.Envelope = append([]byte(nil), d.b...)
+		}
 		d.b = nil
 	}
 }
 
+// decodeEvent reads a log record into an event whose envelope is b's own
+// bytes: b must not change after.
 func decodeEvent(b []byte) (Event, error) {
 	var ev Event
 	if len(b) == 0 || b[0] != kindLog {
 		return ev, errCorrupt
 	}
-	d := decoder{b: b[1:]}
+	d := decoder{b: b[1:], shared: true}
 	d.event(&ev)
 	return ev, d.err
 }

@@ -282,6 +282,11 @@ func doneChild(dir string) {
 	if err := s.Append(context.Background(), events("x", 1)); err != nil {
 		fail(err)
 	}
+	// A Retry is committed before Resolve returns, with the Done marks
+	// in memory; an Append is not (it goes to the log, not the file).
+	if err := s.Resolve("a", []Result{{ID: "e-0003", Outcome: Retry}}); err != nil {
+		fail(err)
+	}
 	if err := s.Resolve("a", []Result{{ID: "e-0006", Outcome: Done}, {ID: "e-0005", Outcome: Done}}); err != nil {
 		fail(err)
 	}
@@ -290,9 +295,10 @@ func doneChild(dir string) {
 }
 
 // TestCrashAfterDone kills a process (SIGKILL) right after it resolved
-// deliveries Done: those whose marks went with a later commit (an
-// Append's) are not leased again; those still in memory are, with the
-// same ids: a crash re-sends, it does not lose.
+// deliveries Done: those whose marks went with a later commit (a
+// Retry's) are not leased again; those still in memory are, with the
+// same ids: a crash re-sends, it does not lose. The retried one comes
+// back from the schedule, first.
 func TestCrashAfterDone(t *testing.T) {
 	dir := t.TempDir()
 	cmd, out := startChild(t, doneChildEnv, dir)

@@ -37,9 +37,12 @@ type Options struct {
 }
 
 const (
-	formatVersion = 1
-	maxIDBytes    = 1024 // ids and instance names are bbolt key parts
-	lockTimeout   = 2 * time.Second
+	// formatVersion 2 keeps the log in segment files (journal.go); the
+	// log bucket of version 1 is moved there by Open.
+	formatVersion  = 2
+	maxIDBytes     = 1024 // ids and instance names are bbolt key parts
+	maxRecordBytes = bolt.MaxValueSize
+	lockTimeout    = 2 * time.Second
 )
 
 var (
@@ -58,6 +61,7 @@ var (
 // safe for concurrent use; see the package doc for its layout.
 type Embedded struct {
 	db     *bolt.DB
+	log    *journal
 	logger hclog.Logger
 	limits Limits
 	// scheduled counts every sink's retry entries, for the events limit.
@@ -81,6 +85,8 @@ type Embedded struct {
 
 	logMu sync.Mutex // guards c
 	c     counters   // written by the writer after each commit
+
+	legacy bool // Open found a log bucket of format version 1
 }
 
 var _ Spool = (*Embedded)(nil)
@@ -129,7 +135,7 @@ func Open(dir string, opts Options) (*Embedded, error) {
 	if e.ackDelay <= 0 {
 		e.ackDelay = DefaultAckDelay
 	}
-	if err := db.Update(e.load); err != nil {
+	if err := e.openLog(dir, opts.NoSync); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
@@ -138,44 +144,113 @@ func Open(dir string, opts Options) (*Embedded, error) {
 	return e, nil
 }
 
-// load creates the buckets of a new file, or reads the counters and the
-// sinks' state of an existing one.
+// openLog reads the sinks' state from the file (creating its buckets if
+// it is new), moves a log of format version 1 into the journal, opens the
+// journal and counts it, and truncates what every sink is past.
+func (e *Embedded) openLog(dir string, noSync bool) error {
+	if err := e.db.Update(e.load); err != nil {
+		return err
+	}
+	if e.legacy {
+		if err := e.migrate(dir, noSync); err != nil {
+			return fmt.Errorf("moving the log to %s: %w", journalDir, err)
+		}
+	}
+	j, err := openJournal(dir, noSync, e.seen()+1)
+	if err != nil {
+		return err
+	}
+	e.log = j
+	first, last := j.segs[0].first, j.segs[len(j.segs)-1].last()
+	e.c = counters{first: first, last: last, events: int(last + 1 - first), bytes: j.bytesBetween(first, last)}
+	e.cut()
+	return nil
+}
+
+// seen is the highest sequence a sink has resolved: a journal with no
+// segment (new, or its files lost) starts after it.
+func (e *Embedded) seen() uint64 {
+	var last uint64
+	for _, s := range e.sinks {
+		last = max(last, s.pos)
+		for seq := range s.acked {
+			last = max(last, seq)
+		}
+	}
+	return last
+}
+
+// migrate moves the log bucket of format version 1 into a new journal,
+// then deletes it and writes the new version. Interrupted, it starts over
+// at the next Open: the bucket is only deleted once the journal is synced.
+func (e *Embedded) migrate(dir string, noSync bool) error {
+	if err := os.RemoveAll(filepath.Join(dir, journalDir)); err != nil {
+		return err
+	}
+	err := e.db.View(func(tx *bolt.Tx) error {
+		log := tx.Bucket(bucketLog)
+		c := log.Cursor()
+		k, v := c.First()
+		first := max(log.Sequence(), e.seen()) + 1
+		if k != nil {
+			first = keySeq(k)
+		}
+		j, err := openJournal(dir, noSync, first)
+		if err != nil {
+			return err
+		}
+		defer j.close()
+		var recs [][]byte
+		var size int
+		for ; k != nil; k, v = c.Next() {
+			if keySeq(k) != j.next()+uint64(len(recs)) {
+				return fmt.Errorf("log bucket: sequence %d out of order", keySeq(k))
+			}
+			recs = append(recs, v)
+			if size += len(v); size >= 8<<20 {
+				if err := j.append(recs); err != nil {
+					return err
+				}
+				recs, size = recs[:0], 0
+			}
+		}
+		if len(recs) > 0 {
+			return j.append(recs)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return e.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketLog); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyVersion, seqKey(formatVersion))
+	})
+}
+
+// load creates the buckets of a new file, or reads the sinks' state of an
+// existing one, and notes a log bucket of format version 1 (legacy).
 func (e *Embedded) load(tx *bolt.Tx) error {
 	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 	if err != nil {
 		return err
 	}
-	if v := meta.Get(keyVersion); v == nil {
+	switch v := meta.Get(keyVersion); {
+	case v == nil:
 		if err := meta.Put(keyVersion, seqKey(formatVersion)); err != nil {
 			return err
 		}
-	} else if keySeq(v) != formatVersion {
+	case keySeq(v) == 1:
+		e.legacy = true
+	case keySeq(v) != formatVersion:
 		return fmt.Errorf("format version %d, this build reads %d", keySeq(v), formatVersion)
-	}
-	log, err := tx.CreateBucketIfNotExists(bucketLog)
-	if err != nil {
-		return err
 	}
 	sinks, err := tx.CreateBucketIfNotExists(bucketSinks)
 	if err != nil {
 		return err
 	}
-
-	var c counters
-	cur := log.Cursor()
-	for k, v := cur.First(); k != nil; k, v = cur.Next() {
-		if c.events == 0 {
-			c.first = keySeq(k)
-		}
-		c.last = keySeq(k)
-		c.events++
-		c.bytes += int64(len(v))
-	}
-	c.last = max(c.last, log.Sequence())
-	if c.events == 0 {
-		c.first = c.last + 1
-	}
-	e.c = c
 
 	return sinks.ForEachBucket(func(name []byte) error {
 		sb := sinks.Bucket(name)
@@ -382,7 +457,7 @@ func (e *Embedded) appendOp(events []Event) (*op, error) {
 			return nil, fmt.Errorf("spool: append: event %d: id or instance longer than %d bytes", i, maxIDBytes)
 		}
 		recs[i] = encodeEvent(ev)
-		if len(recs[i]) > bolt.MaxValueSize {
+		if len(recs[i]) > maxRecordBytes {
 			return nil, fmt.Errorf("spool: append: event %d: %w", i, ErrTooLarge)
 		}
 		size += int64(len(recs[i]))
@@ -390,28 +465,7 @@ func (e *Embedded) appendOp(events []Event) (*op, error) {
 	if l := e.limits; (l.Events > 0 && len(events) > l.Events) || (l.Bytes > 0 && size > l.Bytes) {
 		return nil, fmt.Errorf("spool: append: %d events of %d bytes: %w", len(events), size, ErrTooLarge)
 	}
-	o := &op{size: size}
-	o.apply = func(w *wtx) error {
-		ok, err := w.room(len(recs), size)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			o.res = ErrFull
-			return nil
-		}
-		for _, r := range recs {
-			w.c.last++
-			if err := w.log.Put(seqKey(w.c.last), r); err != nil {
-				return err
-			}
-		}
-		w.c.events += len(recs)
-		w.c.bytes += size
-		w.appended = true
-		return w.log.SetSequence(w.c.last)
-	}
-	return o, nil
+	return &op{recs: recs, size: size}, nil
 }
 
 // wakeAll tells every registered sink's Lease that the log grew.
@@ -477,7 +531,7 @@ func (e *Embedded) Close() error {
 	e.calls.Wait()
 	close(e.quit)
 	<-e.writerDone
-	err := e.db.Close()
+	err := errors.Join(e.db.Close(), e.log.close())
 	if e.closeErr != nil {
 		return fmt.Errorf("spool: close: committing acknowledged deliveries: %w (they will be delivered again)", e.closeErr)
 	}

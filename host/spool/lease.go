@@ -208,20 +208,28 @@ func (e *Embedded) take(s *sink, max int) (out []Delivery, due time.Time, err er
 		if err := retries(max - max/2); err != nil {
 			return err
 		}
-		c := tx.Bucket(bucketLog).Cursor()
-		for k, v := c.Seek(seqKey(next)); k != nil && !full(); k, v = c.Next() {
-			seq := keySeq(k)
-			next = seq + 1
-			if _, done := s.skip[seq]; done {
-				continue
-			}
-			ev, err := decodeEvent(v)
+		for !full() {
+			recs, err := e.log.read(next, max-len(out), int64(leaseMaxBytes-bytes))
 			if err != nil {
-				return fmt.Errorf("log entry %d: %w", seq, err)
+				return err
 			}
-			fresh = append(fresh, &lease{d: Delivery{Event: ev, Attempt: 1, FirstTry: now}, seq: seq})
-			out = append(out, fresh[len(fresh)-1].d)
-			bytes += len(ev.Envelope)
+			if len(recs) == 0 {
+				break
+			}
+			for _, r := range recs {
+				seq := next
+				next++
+				if _, done := s.skip[seq]; done {
+					continue
+				}
+				ev, err := decodeEvent(r)
+				if err != nil {
+					return fmt.Errorf("log entry %d: %w", seq, err)
+				}
+				fresh = append(fresh, &lease{d: Delivery{Event: ev, Attempt: 1, FirstTry: now}, seq: seq})
+				out = append(out, fresh[len(fresh)-1].d)
+				bytes += len(ev.Envelope)
+			}
 		}
 		return retries(max)
 	}

@@ -31,7 +31,6 @@ func (e *Embedded) Oldest() (map[string]time.Time, error) {
 	e.mu.RUnlock()
 	out := make(map[string]time.Time, len(sinks))
 	err := e.db.View(func(tx *bolt.Tx) error {
-		log := tx.Bucket(bucketLog)
 		for _, s := range sinks {
 			s.ackMu.Lock()
 			pos := s.pos
@@ -52,13 +51,20 @@ func (e *Embedded) Oldest() (map[string]time.Time, error) {
 				}
 			}
 			// The log: the first sequence above the position not resolved.
-			c := log.Cursor()
-			for k, v := c.Seek(seqKey(pos + 1)); k != nil; k, v = c.Next() {
-				if _, done := acked[keySeq(k)]; done {
+			seq := pos + 1
+			for {
+				if _, done := acked[seq]; done {
+					seq++
 					continue
 				}
-				if ev, err := decodeEvent(v); err == nil {
-					older(ev.ID)
+				recs, err := e.log.read(seq, 1, 0)
+				if err != nil {
+					return err
+				}
+				if len(recs) > 0 {
+					if ev, err := decodeEvent(recs[0]); err == nil {
+						older(ev.ID)
+					}
 				}
 				break
 			}

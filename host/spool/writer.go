@@ -8,20 +8,21 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The writer is the spool's group commit: one goroutine owns every write
-// transaction. Append, Resolve, Register, Replay, Discard and Forget hand it
-// an op and wait; it drains whatever ops are queued into one bbolt
-// transaction and one fsync, then answers them all. While one commit is on
-// its way to the disk the next batch gathers, so a lone caller pays no
-// delay and many callers share each fsync; while callers are many, it
+// The writer is the spool's group commit: one goroutine owns every write.
+// Append, Resolve, Register, Replay, Discard and Forget hand it an op and
+// wait; it drains whatever ops are queued into one commit (one bbolt
+// transaction for what is not an Append, one write and one fdatasync of
+// the journal for the Appends), then answers them all. While one commit
+// is on its way to the disk the next batch gathers, so a lone caller pays
+// no delay and many callers share each fsync; while callers are many, it
 // also lingers a moment for more (lingerFor). (bbolt's own DB.Batch also
 // groups, but waits up to MaxBatchDelay to fill a batch and re-runs a
 // function whose batch failed; see doc.go for the measurement.)
 //
-// Every transaction also carries the sinks' Done marks that are only in
-// memory so far (flush): Resolve does not wait for them. When nothing
-// else commits, Resolve's signal on e.acks has the writer commit them on
-// their own AckDelay later; Close commits what is left.
+// Every bbolt transaction also carries the sinks' Done marks that are
+// only in memory so far (flush): Resolve does not wait for them. When no
+// transaction runs, Resolve's signal on e.acks has the writer commit them
+// on their own AckDelay later; Close commits what is left.
 
 // While callers are many (the last commit held at least busyOps ops), the
 // writer lingers up to lingerFor for as many as the last commit held: the
@@ -37,8 +38,7 @@ const (
 	opQueue         = 4096     // ops that may wait for the writer
 	maxOpsPerCommit = 1024     // ops in one transaction
 	maxCommitBytes  = 32 << 20 // record bytes in one transaction (more if one op is bigger)
-	truncateAfter   = 512      // resolved log entries that make the writer truncate
-	truncateChunk   = 16384    // log entries deleted by one transaction, unless Append needs room
+	truncateAfter   = 512      // resolved entries that make the Redis spool trim a partition
 
 	// DefaultAckDelay is how long a Done may wait in memory for a commit
 	// when Options.AckDelay is zero.
@@ -48,16 +48,18 @@ const (
 	ackRetry = time.Second
 )
 
-// op is one caller's share of a write transaction. apply runs inside the
-// shared transaction and may run again (in a new transaction) when another
-// op of the same batch fails, so it must change nothing but the transaction
-// and w: what an op changes in memory is done after the commit, in after
-// (run by the writer) or by the caller once done answers.
+// op is one caller's share of a commit. An Append's op carries its
+// records (recs), which go to the log; any other op's apply runs inside
+// the commit's bbolt transaction and may run again (in a new transaction)
+// when another op of the same batch fails, so it must change nothing but
+// the transaction and w: what an op changes in memory is done after the
+// commit, in after (run by the writer) or by the caller once done answers.
 type op struct {
+	recs  [][]byte
 	apply func(w *wtx) error
 	after func()
 	size  int64
-	// res is apply's answer when it decided to write nothing (ErrFull):
+	// res is the op's answer when it decided to write nothing (ErrFull):
 	// such an op does not fail its batch.
 	res  error
 	done chan error
@@ -73,14 +75,9 @@ type counters struct {
 
 // wtx is the state of one write transaction.
 type wtx struct {
-	e        *Embedded
-	tx       *bolt.Tx
-	log      *bolt.Bucket
-	c        counters // as they will be once the transaction commits
-	appended bool
-	// pos holds the positions this transaction writes (flush): they
-	// commit with it, so its truncation may go up to them.
-	pos map[*sink]uint64
+	e  *Embedded
+	tx *bolt.Tx
+	c  counters // the log's, as the transaction starts
 }
 
 // submit hands o to the writer and waits for its answer. ctx bounds the
@@ -107,6 +104,7 @@ func (e *Embedded) writer() {
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	for {
+		marks := false // commit the Done marks, even with nothing else
 		select {
 		case o := <-e.ops:
 			batch = append(batch[:0], o)
@@ -119,9 +117,10 @@ func (e *Embedded) writer() {
 		case <-fire:
 			fire = nil
 			batch = batch[:0]
+			marks = true
 		case <-e.quit:
 			timer.Stop()
-			e.closeErr = e.commit(nil)
+			_, e.closeErr = e.commit(nil, true)
 			return
 		}
 		if len(batch) > 0 {
@@ -157,7 +156,7 @@ func (e *Embedded) writer() {
 			}
 			last = len(batch)
 		}
-		err := e.commit(batch)
+		flushed, err := e.commit(batch, marks)
 		clear(batch)
 		switch {
 		case err != nil:
@@ -167,6 +166,7 @@ func (e *Embedded) writer() {
 			}
 			timer.Reset(ackRetry)
 			fire = timer.C
+		case !flushed:
 		case failing:
 			e.logger.Info("acknowledged deliveries committed again")
 			failing = false
@@ -180,16 +180,43 @@ func (e *Embedded) writer() {
 	}
 }
 
-// commit runs batch in one transaction, with the sinks' Done marks that
+// commit runs a gathered batch: first the ops that are not Appends, in
+// one bbolt transaction with the sinks' Done marks that are not yet on
+// disk, then the Appends, to the log. The transaction runs when there are
+// such ops, when marks asks for the Done marks, or when the Appends may
+// need the room that positions only in memory would give; otherwise the
+// marks wait for a later commit. It reports whether the marks were
+// committed (there may have been none), and the error of committing them.
+func (e *Embedded) commit(batch []*op, marks bool) (flushed bool, err error) {
+	var appends, others []*op
+	for _, o := range batch {
+		if o.recs != nil {
+			appends = append(appends, o)
+		} else {
+			others = append(others, o)
+		}
+	}
+	if len(appends) > 0 && !e.fitAll(appends) {
+		marks = true
+	}
+	if marks || len(others) > 0 {
+		flushed, err = e.commitTx(others)
+		e.cut()
+	}
+	if len(appends) > 0 {
+		e.appendLog(appends)
+	}
+	return flushed, err
+}
+
+// commitTx runs ops in one transaction, with the sinks' Done marks that
 // are not yet on disk. An op whose apply fails is taken out and answered
-// with its error, and the others are run again without it. It returns the
-// error of committing the marks.
-func (e *Embedded) commit(batch []*op) error {
+// with its error, and the others are run again without it. It reports
+// whether the marks were committed, and the error of committing them.
+func (e *Embedded) commitTx(batch []*op) (bool, error) {
 	f, undo := e.flush()
 	if f != nil {
 		batch = append([]*op{f}, batch...)
-	} else {
-		batch = append([]*op(nil), batch...)
 	}
 	for len(batch) > 0 {
 		e.logMu.Lock()
@@ -198,18 +225,10 @@ func (e *Embedded) commit(batch []*op) error {
 		failed := -1
 		err := e.db.Update(func(tx *bolt.Tx) error {
 			w.tx = tx
-			w.log = tx.Bucket(bucketLog)
-			w.log.FillPercent = 1 // keys only ever grow: pack the pages
-			w.pos = nil
 			for i, o := range batch {
 				o.res = nil
 				if err := o.apply(w); err != nil {
 					failed = i
-					return err
-				}
-			}
-			if w.truncatable() >= truncateAfter {
-				if err := w.truncate(truncateChunk); err != nil {
 					return err
 				}
 			}
@@ -227,16 +246,10 @@ func (e *Embedded) commit(batch []*op) error {
 			}
 			break
 		}
-		e.logMu.Lock()
-		e.c = w.c
-		e.logMu.Unlock()
 		for _, o := range batch {
 			if o.after != nil && o.res == nil {
 				o.after()
 			}
-		}
-		if w.appended {
-			e.wakeAll()
 		}
 		for _, o := range batch {
 			o.done <- o.res
@@ -244,13 +257,51 @@ func (e *Embedded) commit(batch []*op) error {
 		break
 	}
 	if f == nil {
-		return nil
+		return true, nil
 	}
 	if err := <-f.done; err != nil {
 		undo()
-		return err
+		return false, err
 	}
-	return nil
+	return true, nil
+}
+
+// appendLog writes the records of ops to the log with one write and one
+// sync, and answers them: ErrFull for an op that does not fit.
+func (e *Embedded) appendLog(ops []*op) {
+	e.logMu.Lock()
+	c := e.c
+	e.logMu.Unlock()
+	var recs [][]byte
+	for _, o := range ops {
+		o.res = nil
+		if !e.fits(c, len(o.recs), o.size) {
+			o.res = ErrFull
+			continue
+		}
+		recs = append(recs, o.recs...)
+		c.last += uint64(len(o.recs))
+		c.events += len(o.recs)
+		c.bytes += o.size
+	}
+	var err error
+	if len(recs) > 0 {
+		if err = e.log.append(recs); err == nil {
+			e.logMu.Lock()
+			e.c = c
+			e.logMu.Unlock()
+			e.wakeAll()
+		} else {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	}
+	for _, o := range ops {
+		if o.res != nil {
+			o.done <- o.res
+		} else {
+			o.done <- err
+		}
+	}
 }
 
 // flushing is what a flush writes for one sink.
@@ -316,10 +367,6 @@ func (e *Embedded) flush() (o *op, undo func()) {
 				if err := sb.Put(keyPos, seqKey(f.pos)); err != nil {
 					return err
 				}
-				if w.pos == nil {
-					w.pos = make(map[*sink]uint64)
-				}
-				w.pos[f.s] = f.pos
 			}
 		}
 		return nil
@@ -350,102 +397,69 @@ func (e *Embedded) flush() (o *op, undo func()) {
 	return o, undo
 }
 
-// fits reports whether n more events of size bytes stay within the limits.
-// The events limit counts the log and every sink's retry schedule (a
-// destination that is down for long fills the schedule, not the log); the
-// bytes limit counts the log.
-func (w *wtx) fits(n int, size int64) bool {
-	l := w.e.limits
-	if l.Events > 0 && w.c.events+int(w.e.scheduled.Load())+n > l.Events {
+// fits reports whether n more events of size bytes stay within the limits
+// of a log counted by c. The events limit counts the log and every sink's
+// retry schedule (a destination that is down for long fills the schedule,
+// not the log); the bytes limit counts the log.
+func (e *Embedded) fits(c counters, n int, size int64) bool {
+	l := e.limits
+	if l.Events > 0 && c.events+int(e.scheduled.Load())+n > l.Events {
 		return false
 	}
-	if l.Bytes > 0 && w.c.bytes+size > l.Bytes {
+	if l.Bytes > 0 && c.bytes+size > l.Bytes {
 		return false
 	}
 	return true
 }
 
-// room makes room for n events of size bytes if truncating the log can,
-// and reports whether they fit.
-func (w *wtx) room(n int, size int64) (bool, error) {
-	if w.fits(n, size) {
-		return true, nil
+// fitAll reports whether every Append of ops fits in the log as it is.
+func (e *Embedded) fitAll(ops []*op) bool {
+	e.logMu.Lock()
+	c := e.c
+	e.logMu.Unlock()
+	n, size := 0, int64(0)
+	for _, o := range ops {
+		n += len(o.recs)
+		size += o.size
 	}
-	if w.truncatable() == 0 {
-		return false, nil
-	}
-	if err := w.truncate(-1); err != nil {
-		return false, err
-	}
-	return w.fits(n, size), nil
+	return e.fits(c, n, size)
 }
 
-// truncatable counts the log entries every known sink is past.
-func (w *wtx) truncatable() uint64 {
-	min, ok := w.minPosition()
-	if !ok || min < w.c.first {
-		return 0
+// cut truncates the log below the lowest position on disk of the known
+// sinks: the counters at once, the files (whole segments) when they hold
+// nothing else. A position only in memory never counts, so the log is
+// never cut under a Done that a crash could still lose; while no sink is
+// known, the log keeps everything.
+func (e *Embedded) cut() {
+	low, ok := e.minPosition()
+	e.logMu.Lock()
+	c := e.c
+	e.logMu.Unlock()
+	if !ok || low < c.first {
+		return
 	}
-	return min - w.c.first + 1
+	upto := min(low, c.last)
+	c.bytes -= e.log.bytesBetween(c.first, upto)
+	c.events -= int(upto - c.first + 1)
+	c.first = upto + 1
+	e.logMu.Lock()
+	e.c = c
+	e.logMu.Unlock()
+	if err := e.log.drop(c.first); err != nil {
+		e.logger.Warn("deleting a consumed log segment failed; it is tried again with the next cut", "error", err)
+	}
+	e.logger.Trace("truncated the log", "first", c.first)
 }
 
-// truncate deletes up to max (all if max < 0) of the log entries every
-// known sink is past.
-func (w *wtx) truncate(max int) error {
-	min, ok := w.minPosition()
-	if !ok {
-		return nil
-	}
-	// Collect first, then delete: re-seeking the first key after each
-	// delete walks every leaf emptied so far in this transaction, which
-	// made a truncation quadratic.
-	var doomed [][]byte
-	var bytes int64
-	c := w.log.Cursor()
-	k, v := c.First()
-	for ; k != nil && keySeq(k) <= min && (max < 0 || len(doomed) < max); k, v = c.Next() {
-		doomed = append(doomed, append([]byte(nil), k...))
-		bytes += int64(len(v))
-	}
-	next := k
-	if next != nil {
-		next = append([]byte(nil), next...)
-	}
-	for _, key := range doomed {
-		if err := w.log.Delete(key); err != nil {
-			return err
-		}
-	}
-	n := len(doomed)
-	w.c.events -= n
-	w.c.bytes -= bytes
-	if next != nil {
-		w.c.first = keySeq(next)
-	} else {
-		w.c.first = w.c.last + 1
-	}
-	if n > 0 {
-		w.e.logger.Trace("truncated the log", "deleted", n, "first", w.c.first)
-	}
-	return nil
-}
-
-// minPosition is the lowest position of the known sinks, those
-// registered by this process or an earlier one: the one on disk, or the
-// one this transaction writes; false when there are none. A position only
-// in memory never counts, so the log is never cut under a Done that a
-// crash could still lose.
-func (w *wtx) minPosition() (uint64, bool) {
-	w.e.mu.RLock()
-	defer w.e.mu.RUnlock()
+// minPosition is the lowest position on disk of the known sinks, those
+// registered by this process or an earlier one; false when there are none.
+func (e *Embedded) minPosition() (uint64, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	var min uint64
 	ok := false
-	for _, s := range w.e.sinks {
-		p := s.durable.Load()
-		if q, writes := w.pos[s]; writes && q > p {
-			p = q
-		}
-		if !ok || p < min {
+	for _, s := range e.sinks {
+		if p := s.durable.Load(); !ok || p < min {
 			min, ok = p, true
 		}
 	}

@@ -1,0 +1,218 @@
+package spool
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/evorelay/evorelay/sdk/sinktest"
+)
+
+// segments lists the journal's segment files in dir.
+func segments(t *testing.T, dir string) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, journalDir, "*"+segmentExt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return paths
+}
+
+// smallSegments makes segments roll after n bytes for the test.
+func smallSegments(t *testing.T, n int64) {
+	old := segmentBytes
+	segmentBytes = n
+	t.Cleanup(func() { segmentBytes = old })
+}
+
+// TestTornTailIsCut: bytes a crash left after the last whole record (a
+// write never acknowledged) are cut off at Open, and the log goes on from
+// the last record, under the next sequence.
+func TestTornTailIsCut(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tear func(b []byte) []byte
+		want []string
+	}{
+		{"half a header", func(b []byte) []byte { return append(b, 0, 0) }, []string{"e-0000", "e-0001", "e-0002"}},
+		{"half a record", func(b []byte) []byte { return append(b, 0, 0, 0, 40, 1, 2, 3, 4, 5) }, []string{"e-0000", "e-0001", "e-0002"}},
+		{"last record damaged", func(b []byte) []byte { b[len(b)-2] ^= 0xff; return b }, []string{"e-0000", "e-0001"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, Options{})
+			register(t, s, "a")
+			appendT(t, s, events("e", 3)...)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			seg := segments(t, dir)[0]
+			b, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(seg, tc.tear(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			s = open(t, dir, Options{})
+			register(t, s, "a")
+			appendT(t, s, events("x", 1)...)
+			wantIDs(t, "after the tear", ids(poll(t, s, "a", 10)), append(tc.want, "x-0000"))
+			if st := s.Stats(); st.Events != len(tc.want)+1 {
+				t.Fatalf("%d events, want %d", st.Events, len(tc.want)+1)
+			}
+		})
+	}
+}
+
+// TestDamagedSegmentIsAnError: damage in a segment that is not the last
+// cannot be a torn write (the next segment was started after it was on
+// disk), so Open refuses, naming the file, instead of losing what follows.
+func TestDamagedSegmentIsAnError(t *testing.T) {
+	smallSegments(t, 1)
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	register(t, s, "a")
+	appendT(t, s, events("e", 1)...)
+	appendT(t, s, events("f", 1)...)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs := segments(t, dir)
+	if len(segs) != 2 {
+		t.Fatalf("segments %v, want 2", segs)
+	}
+	b, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(segs[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), filepath.Base(segs[0])) || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("open with a damaged segment: %v, want an error naming %s", err, filepath.Base(segs[0]))
+	}
+}
+
+// TestConsumedSegmentsAreDeleted: once every sink is past a segment, its
+// file goes; the last one stays, and the sequence goes on after a
+// restart with nothing left in the log.
+func TestConsumedSegmentsAreDeleted(t *testing.T) {
+	smallSegments(t, 4<<10)
+	dir := t.TempDir()
+	s := open(t, dir, Options{AckDelay: time.Millisecond})
+	register(t, s, "a")
+	for i := range 20 {
+		appendT(t, s, events(string(rune('a'+i)), 10)...)
+	}
+	if n := len(segments(t, dir)); n < 3 {
+		t.Fatalf("%d segments after 200 appends, want several", n)
+	}
+	for got := 0; got < 200; {
+		ds := wait(t, s, "a", 64)
+		resolve(t, s, "a", done(ds)...)
+		got += len(ds)
+	}
+	sinktest.Eventually(t, "the consumed segments deleted", 10*time.Second, func() bool {
+		return s.Stats().Events == 0 && len(segments(t, dir)) == 1
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, dir, Options{})
+	register(t, s, "a")
+	if ds := poll(t, s, "a", 10); len(ds) != 0 {
+		t.Fatalf("after a restart, leased %v again", ids(ds))
+	}
+	appendT(t, s, events("z", 1)...)
+	wantIDs(t, "after the restart", ids(poll(t, s, "a", 10)), []string{"z-0000"})
+}
+
+// TestOpensFormat1: a file of format version 1, whose log is a bucket,
+// is moved into the journal at Open: what a sink had not resolved is
+// leased, what it had is not, and new events follow the old sequences.
+// What an interrupted move left in the journal's directory is replaced.
+func TestOpensFormat1(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := events("old", 10) // sequences 5 to 14
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, _ := tx.CreateBucket(bucketMeta)
+		if err := meta.Put(keyVersion, seqKey(1)); err != nil {
+			return err
+		}
+		log, _ := tx.CreateBucket(bucketLog)
+		for i := range evs {
+			if err := log.Put(seqKey(uint64(5+i)), encodeEvent(&evs[i])); err != nil {
+				return err
+			}
+		}
+		if err := log.SetSequence(14); err != nil {
+			return err
+		}
+		sinks, _ := tx.CreateBucket(bucketSinks)
+		sb, _ := sinks.CreateBucket([]byte("a"))
+		for _, b := range [][]byte{bucketAcked, bucketRetry, bucketDead, bucketDeadIndex} {
+			if _, err := sb.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		// Resolved up to sequence 7 (old-0002), and 9 (old-0004) above.
+		if err := sb.Put(keyPos, seqKey(7)); err != nil {
+			return err
+		}
+		return sb.Bucket(bucketAcked).Put(seqKey(9), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// An earlier, interrupted move.
+	if err := os.MkdirAll(filepath.Join(dir, journalDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, journalDir, segmentName(5)), []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s := open(t, dir, Options{})
+	register(t, s, "a")
+	appendT(t, s, events("new", 1)...)
+	want := []string{"old-0003", "old-0005", "old-0006", "old-0007", "old-0008", "old-0009", "new-0000"}
+	wantIDs(t, "after the move", ids(poll(t, s, "a", 20)), want)
+	if st := s.Stats(); st.Backlog["a"] != len(want) {
+		t.Fatalf("backlog %d, want %d", st.Backlog["a"], len(want))
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketLog) != nil {
+			t.Error("the log bucket is still there")
+		}
+		if v := keySeq(tx.Bucket(bucketMeta).Get(keyVersion)); v != formatVersion {
+			t.Errorf("format version %d, want %d", v, formatVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, dir, Options{})
+	register(t, s, "a")
+	wantIDs(t, "after a restart", ids(poll(t, s, "a", 20)), want)
+}
