@@ -153,8 +153,14 @@ func (j *journal) load(first uint64, last bool) (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	size := st.Size()
 	s := &segment{first: first, f: f}
-	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 1<<20)
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
 	var off int64
 	var head [frameHeader]byte
 	var rec []byte
@@ -167,7 +173,7 @@ func (j *journal) load(first uint64, last bool) (*segment, error) {
 			break
 		}
 		n := binary.BigEndian.Uint32(head[:4])
-		if n == 0 || n > maxRecordBytes {
+		if n == 0 || n > maxRecordBytes || int64(n) > size-off-frameHeader {
 			bad = fmt.Sprintf("a frame claims %d bytes", n)
 			break
 		}

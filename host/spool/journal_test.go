@@ -1,6 +1,8 @@
 package spool
 
 import (
+	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,4 +217,49 @@ func TestOpensFormat1(t *testing.T) {
 	s = open(t, dir, Options{})
 	register(t, s, "a")
 	wantIDs(t, "after a restart", ids(poll(t, s, "a", 20)), want)
+}
+
+// FuzzJournalOpen: whatever bytes the last segment holds, Open neither
+// panics nor fails: it keeps the whole, checked records before the first
+// bad frame, and the log goes on after them.
+func FuzzJournalOpen(f *testing.F) {
+	good := encodeEvent(&Event{ID: "e", Instance: "i", Event: "E", Envelope: []byte(`{}`)})
+	frame := func(rec []byte) []byte {
+		b := make([]byte, 0, frameHeader+len(rec))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(rec)))
+		b = binary.BigEndian.AppendUint32(b, crc32.Checksum(rec, crcTable))
+		return append(b, rec...)
+	}
+	f.Add(frame(good))
+	f.Add(append(frame(good), frame(good)[:5]...))
+	f.Add(append(frame(good), 0, 0, 0, 0, 0, 0, 0, 0))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(dir, journalDir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, journalDir, segmentName(1)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		j, err := openJournal(dir, true, 1)
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		defer j.close()
+		kept := j.next() - 1
+		if kept > 0 {
+			recs, err := j.read(1, int(kept), 1<<30)
+			if err != nil || uint64(len(recs)) != kept {
+				t.Fatalf("read the %d records kept: %d, %v", kept, len(recs), err)
+			}
+		}
+		if err := j.append([][]byte{good}); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := j.read(kept+1, 1, 0)
+		if err != nil || len(recs) != 1 || string(recs[0]) != string(good) {
+			t.Fatalf("the record appended after: %q, %v", recs, err)
+		}
+	})
 }
