@@ -178,3 +178,19 @@ func FuzzSettings(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStr: the shortcut for plain names reads every JSON value as the
+// decoder does: the same string, or not a string.
+func FuzzStr(f *testing.F) {
+	for _, s := range []string{`"MESSAGES_UPSERT"`, `"a\"b"`, `"\u00e9"`, `"é"`, "\"\xff\"", "\"a\tb\"", `""`, `"`, `1`, `"a"b"`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := str(b)
+		var want string
+		wantOK := len(b) > 0 && b[0] == '"' && json.Unmarshal(b, &want) == nil
+		if ok != wantOK || got != want {
+			t.Fatalf("str(%q) = %q, %v; the decoder: %q, %v", b, got, ok, want, wantOK)
+		}
+	})
+}

@@ -367,11 +367,30 @@ func absent(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" 
 
 // str decodes a JSON string member.
 func str(v json.RawMessage) (string, bool) {
+	if len(v) == 0 || v[0] != '"' {
+		return "", false
+	}
+	// Names are plain: no escape, no control byte, valid UTF-8. Anything
+	// else goes through the decoder, which knows every rule.
+	if len(v) >= 2 && v[len(v)-1] == '"' && plain(v[1:len(v)-1]) {
+		return string(v[1 : len(v)-1]), true
+	}
 	var s string
-	if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &s) != nil {
+	if json.Unmarshal(v, &s) != nil {
 		return "", false
 	}
 	return s, true
+}
+
+// plain reports whether b is a JSON string's content that means itself:
+// valid UTF-8 with no backslash, quote or control byte.
+func plain(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '\\' || c == '"' {
+			return false
+		}
+	}
+	return utf8.Valid(b)
 }
 
 // kind names the JSON type of a value, for messages.
