@@ -31,6 +31,8 @@ func (s *Sink) post(ctx context.Context, cs *clients, dest *url.URL, headers map
 	}
 	defer release()
 
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, dest.String(), bytes.NewReader(b))
 	if err != nil {
 		return sdk.Permanent(fmt.Errorf("POST %s: %v", where(dest), err))
@@ -50,7 +52,10 @@ func (s *Sink) post(ctx context.Context, cs *clients, dest *url.URL, headers map
 		req.Header["webhook-signature"] = []string{signature(key, id, ts, b)}
 	}
 
-	resp, err := cs.post.Do(req)
+	// The transport itself: a delivery follows no redirect and keeps no
+	// cookie, so http.Client would only add a copy of the headers and a
+	// timer goroutine per request (the timeout is ctx's).
+	resp, err := cs.transport.RoundTrip(req)
 	if err != nil {
 		return requestError("POST", dest, s.cfg.timeout, err)
 	}

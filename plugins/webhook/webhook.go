@@ -316,9 +316,8 @@ func (s *Sink) setup(cfg processConfig) {
 
 // clients are the HTTP clients of one egress policy.
 type clients struct {
-	transport *http.Transport
-	post      *http.Client // deliveries: no redirects
-	media     *http.Client // mediaUrl fetches: a few redirects
+	transport *http.Transport // deliveries: no redirects (send.go)
+	media     *http.Client    // mediaUrl fetches: a few redirects
 }
 
 // newClients builds a transport that dials only where policy allows,
@@ -338,13 +337,6 @@ func newClients(cfg processConfig, policy egress.Policy) *clients {
 	}
 	return &clients{
 		transport: t,
-		post: &http.Client{
-			Transport: t,
-			Timeout:   cfg.timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
 		media: &http.Client{
 			Transport:     t,
 			Timeout:       cfg.mediaTimeout,
