@@ -165,7 +165,7 @@ func (s *server) Close(ctx context.Context, _ *sinkv1.CloseRequest) (*sinkv1.Clo
 // at most a few MB), and they must reach the sink in order.
 func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
 	ctx := stream.Context()
-	out := make(chan *sinkv1.Ack, 1024)
+	out := make(chan outAck, 1024)
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- sendAcks(stream, out) }()
 
@@ -236,32 +236,55 @@ func (s *server) dequeue(instance string, t *turn) {
 // ackDelay is how long an ack may wait for others to share its stream
 // message. Acks one at a time cost a message, and a wake-up of the host's
 // receiver and its spool, per delivery; a sink that delivers one by one
-// (a lane of a webhook) acks every ~100 µs.
+// (a lane of a webhook) acks every ~100 µs. The last ack of a batch, and
+// a batch's Sent, do not wait: they let the host send the instance's next
+// batch.
 const ackDelay = time.Millisecond
+
+// outAck is what goes to the host: an ack, and last if it completes its
+// batch; or, with no ack, sent: the id of a delivery of a batch the sink
+// said Sent of.
+type outAck struct {
+	ack  *sinkv1.Ack
+	last bool
+	sent string
+}
+
+// add puts o into resp and says whether resp should go at once.
+func (o outAck) add(resp *sinkv1.DeliverResponse) (now bool) {
+	if o.ack == nil {
+		resp.Sent = append(resp.Sent, o.sent)
+		return true
+	}
+	resp.Acks = append(resp.Acks, o.ack)
+	return o.last
+}
 
 // maxAcksPerMessage bounds one stream message of acks.
 const maxAcksPerMessage = 512
 
 // sendAcks streams the acks from in, those that come within ackDelay of
-// the first in one message, until in is closed.
-func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan *sinkv1.Ack) error {
+// the first in one message, until in is closed. A batch's last ack, or a
+// batch's Sent, ends its message at once.
+func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan outAck) error {
 	var failed error
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	for ack := range in {
+	for first := range in {
 		if failed != nil {
 			continue // drain so producers never block
 		}
-		resp := &sinkv1.DeliverResponse{Acks: []*sinkv1.Ack{ack}}
+		resp := &sinkv1.DeliverResponse{}
+		now := first.add(resp)
 		timer.Reset(ackDelay)
 	more:
-		for len(resp.Acks) < maxAcksPerMessage {
+		for !now && len(resp.Acks) < maxAcksPerMessage {
 			select {
-			case a, ok := <-in:
+			case o, ok := <-in:
 				if !ok {
 					break more
 				}
-				resp.Acks = append(resp.Acks, a)
+				now = o.add(resp)
 			case <-timer.C:
 				break more
 			}
@@ -272,7 +295,7 @@ func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan *sinkv1.Ack) error {
 	return failed
 }
 
-func (s *server) runBatch(ctx context.Context, req *sinkv1.DeliverRequest, out chan<- *sinkv1.Ack, sent func()) {
+func (s *server) runBatch(ctx context.Context, req *sinkv1.DeliverRequest, out chan<- outAck, sent func()) {
 	wire := req.GetDeliveries()
 	batch := make([]Delivery, len(wire))
 	a := &acker{pending: make(map[string]bool, len(wire)), out: out, logger: s.logger, release: sent}
@@ -321,12 +344,27 @@ func (s *server) named(d *sinkv1.Delivery) json.RawMessage {
 type acker struct {
 	mu      sync.Mutex
 	pending map[string]bool
-	out     chan<- *sinkv1.Ack
+	out     chan<- outAck
 	logger  hclog.Logger
 	release func() // lets the instance's next batch start (Sent)
+	said    bool   // the host was told the batch is on its way
 }
 
-func (a *acker) sent() { a.release() }
+// sent tells the host, with one delivery still pending, that the batch
+// is on its way, and lets the instance's next batch start. Deliver may
+// have returned (pending is nil): then there is nothing to tell.
+func (a *acker) sent() {
+	a.mu.Lock()
+	if !a.said {
+		for id := range a.pending {
+			a.said = true
+			a.out <- outAck{sent: id}
+			break
+		}
+	}
+	a.mu.Unlock()
+	a.release()
+}
 
 // Done sends the ack while holding the lock: a Done racing with the end of
 // Deliver (a goroutine the sink left behind) must either send before finish
@@ -336,7 +374,7 @@ func (a *acker) Done(id string, err error) {
 	ok := a.pending[id]
 	if ok {
 		delete(a.pending, id)
-		a.out <- toAck(id, err)
+		a.out <- outAck{ack: toAck(id, err), last: len(a.pending) == 0}
 	}
 	a.mu.Unlock()
 	if !ok {
@@ -349,8 +387,10 @@ func (a *acker) finish(err error) {
 	left := a.pending
 	a.pending = nil
 	a.mu.Unlock()
+	n := 0
 	for id := range left {
-		a.out <- toAck(id, err)
+		n++
+		a.out <- outAck{ack: toAck(id, err), last: n == len(left)}
 	}
 }
 

@@ -273,18 +273,20 @@ func TestDeliverPassesTheDelivery(t *testing.T) {
 type fakeStream struct {
 	sinkv1.Sink_DeliverServer
 	sizes []int
+	sent  [][]string
 	err   error
 }
 
 func (f *fakeStream) Send(r *sinkv1.DeliverResponse) error {
 	f.sizes = append(f.sizes, len(r.GetAcks()))
+	f.sent = append(f.sent, r.GetSent())
 	return f.err
 }
 
-func queued(n int) chan *sinkv1.Ack {
-	ch := make(chan *sinkv1.Ack, n)
+func queued(n int) chan outAck {
+	ch := make(chan outAck, n)
 	for i := range n {
-		ch <- &sinkv1.Ack{Id: fmt.Sprint(i)}
+		ch <- outAck{ack: &sinkv1.Ack{Id: fmt.Sprint(i)}}
 	}
 	close(ch)
 	return ch
@@ -297,6 +299,89 @@ func TestSendAcksCoalesces(t *testing.T) {
 	}
 	if fmt.Sprint(f.sizes) != "[512 88]" {
 		t.Errorf("sent messages of %v acks, want [512 88]", f.sizes)
+	}
+}
+
+func TestSendAcksSendsTheLastAckOfABatchAtOnce(t *testing.T) {
+	ch := queued(5)
+	var acks []outAck
+	for a := range ch {
+		acks = append(acks, a)
+	}
+	acks[2].last = true
+	ch = make(chan outAck, len(acks))
+	for _, a := range acks {
+		ch <- a
+	}
+	close(ch)
+	f := &fakeStream{}
+	if err := sendAcks(f, ch); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(f.sizes) != "[3 2]" {
+		t.Errorf("sent messages of %v acks, want [3 2]: the batch's last ack ends its message", f.sizes)
+	}
+}
+
+func TestSendAcksSendsABatchsSentAtOnce(t *testing.T) {
+	ch := make(chan outAck, 3)
+	ch <- outAck{ack: &sinkv1.Ack{Id: "a1"}}
+	ch <- outAck{sent: "b1"}
+	ch <- outAck{ack: &sinkv1.Ack{Id: "a2"}}
+	close(ch)
+	f := &fakeStream{}
+	if err := sendAcks(f, ch); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(f.sizes, f.sent) != "[1 1] [[b1] []]" {
+		t.Errorf("sent messages of %v acks and %v said sent, want [1 1] [[b1] []]: a Sent ends its message", f.sizes, f.sent)
+	}
+}
+
+// Sent tells the host once, naming a delivery still pending, and nothing
+// once Deliver has returned.
+func TestAckerSaysSentOnce(t *testing.T) {
+	out := make(chan outAck, 4)
+	released := 0
+	a := &acker{pending: map[string]bool{"a": true, "b": true}, out: out, logger: hclog.NewNullLogger(), release: func() { released++ }}
+	a.Done("a", nil)
+	a.sent()
+	a.sent()
+	a.finish(nil)
+	a.sent()
+	close(out)
+	var got []string
+	for o := range out {
+		if o.ack == nil {
+			got = append(got, "sent "+o.sent)
+		} else {
+			got = append(got, "ack "+o.ack.GetId())
+		}
+	}
+	if fmt.Sprint(got) != "[ack a sent b ack b]" || released != 3 {
+		t.Errorf("got %v and %d releases, want [ack a sent b ack b] and 3", got, released)
+	}
+}
+
+func TestAckerMarksTheLastAckOfTheBatch(t *testing.T) {
+	out := make(chan outAck, 4)
+	a := &acker{pending: map[string]bool{"a": true, "b": true}, out: out, logger: hclog.NewNullLogger()}
+	a.Done("a", nil)
+	a.Done("b", nil)
+	a.finish(errors.New("returned"))
+	a = &acker{pending: map[string]bool{"c": true, "d": true}, out: out, logger: hclog.NewNullLogger()}
+	a.finish(errors.New("returned"))
+	close(out)
+	var got []string
+	for o := range out {
+		mark := "-"
+		if o.last {
+			mark = "last"
+		}
+		got = append(got, mark)
+	}
+	if fmt.Sprint(got) != "[- last - last]" {
+		t.Errorf("acks marked %v, want [- last - last]: the ack that completes a batch is its last, whether Done or finish sends it", got)
 	}
 }
 

@@ -194,8 +194,10 @@ type Acks interface {
 // Without it, an instance's next batch starts once Deliver returns. Sinks
 // whose destination confirms asynchronously (a broker's publisher
 // confirms) call it after their last publish: a lane then has the next
-// batch's publishes in flight beside this one's confirmations. Calling it
-// more than once, or on acks the SDK did not make, does nothing.
+// batch's publishes in flight beside this one's confirmations, and the host,
+// told so, sends more of the instance's batches (up to eight at the plugin
+// in all) instead of two. Calling it more than once, or on acks the SDK
+// did not make, does nothing.
 func Sent(acks Acks) {
 	if a, ok := acks.(interface{ sent() }); ok {
 		a.sent()

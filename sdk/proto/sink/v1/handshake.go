@@ -16,7 +16,9 @@ import plugin "github.com/hashicorp/go-plugin"
 //   - 1: settings on every delivery (Delivery.settings), with the host's
 //     own members in them; DescribeResponse.settings_schema.
 //   - 2: settings once per batch (DeliverRequest.settings), only the
-//     plugin's own members; no settings schema.
+//     plugin's own members; no settings schema. Added since, without a
+//     bump: DeliverResponse.sent (a host that ignores it, or a plugin that
+//     never sends it, keeps two batches of an instance at the plugin).
 const ProtocolVersion = 2
 
 // PreviousProtocolVersion is the older version the host still runs.

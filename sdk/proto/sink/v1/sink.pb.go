@@ -928,8 +928,15 @@ func (x *Delivery) GetSettings() []byte {
 }
 
 type DeliverResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Acks          []*Ack                 `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Acks  []*Ack                 `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	// sent says, for each batch (DeliverRequest) whose every delivery is now
+	// on its way and only awaits its confirmation (the sink called
+	// sdk.Sent), the id of one of its deliveries not yet acked. The host then
+	// sends the instance's next batches while those acks are awaited; of the
+	// batches a plugin has not said this of, it holds two of an instance at
+	// a time.
+	Sent          []string `protobuf:"bytes,2,rep,name=sent,proto3" json:"sent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -967,6 +974,13 @@ func (*DeliverResponse) Descriptor() ([]byte, []int) {
 func (x *DeliverResponse) GetAcks() []*Ack {
 	if x != nil {
 		return x.Acks
+	}
+	return nil
+}
+
+func (x *DeliverResponse) GetSent() []string {
+	if x != nil {
+		return x.Sent
 	}
 	return nil
 }
@@ -1187,9 +1201,10 @@ const file_sink_proto_rawDesc = "" +
 	"\x05event\x18\x03 \x01(\tR\x05event\x12\x18\n" +
 	"\aattempt\x18\x04 \x01(\rR\aattempt\x12\x1a\n" +
 	"\benvelope\x18\x05 \x01(\fR\benvelope\x12\x1a\n" +
-	"\bsettings\x18\x06 \x01(\fR\bsettings\"<\n" +
+	"\bsettings\x18\x06 \x01(\fR\bsettings\"P\n" +
 	"\x0fDeliverResponse\x12)\n" +
-	"\x04acks\x18\x01 \x03(\v2\x15.evorelay.sink.v1.AckR\x04acks\"\xa2\x01\n" +
+	"\x04acks\x18\x01 \x03(\v2\x15.evorelay.sink.v1.AckR\x04acks\x12\x12\n" +
+	"\x04sent\x18\x02 \x03(\tR\x04sent\"\xa2\x01\n" +
 	"\x03Ack\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x19.evorelay.sink.v1.OutcomeR\aoutcome\x12$\n" +
