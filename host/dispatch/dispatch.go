@@ -9,15 +9,19 @@
 // in ingest order, at most two batches of them at a time (the next batch
 // travels while the plugin works on the previous one; the SDK runs an
 // instance's batches one after the other), while other instances' lanes
-// run concurrently. A lane under a rate limit or an open circuit has one
-// batch at a time. So without failures an instance's events reach a sink
-// in the order they were accepted. A lane whose batch has had no ack for
-// StallAfter is stalled (its destination hangs): its waiting deliveries,
-// and the newer ones leased while it stays stalled, are deferred to the
-// spool's schedule (no attempt counted), so they do not fill the window
-// other instances need. A delivery that fails is retried on the schedule
-// and does not block the ones behind it. Retries and stalls are where an
-// instance's order can change.
+// run concurrently. Batches the plugin said are on their way (a broker sink
+// published them and awaits their confirms: sdk.Sent) do not count
+// against those two, up to eight batches of a lane at the plugin. A lane
+// under a rate limit or an open circuit has one batch at a time, and so
+// does every lane of a plugin built with an SDK of protocol 1. So without
+// failures an instance's events reach a sink in the order they were
+// accepted. A lane whose batch has had no ack for StallAfter is stalled
+// (its destination hangs): its waiting deliveries, and the newer ones
+// leased while it stays stalled, are deferred to the spool's schedule (no
+// attempt counted), so they do not fill the window other instances need. A
+// delivery that fails is retried on the schedule and does not block the
+// ones behind it. Retries and stalls are where an instance's order can
+// change.
 //
 // It knows the spool's leases and the plugin's stream, not HTTP. Settings
 // are read from memory; delivering an event never reads the disk for them.
@@ -178,7 +182,7 @@ type worker struct {
 	open     int                      // instances whose circuit is open
 	sent     map[string]*sentDelivery // id → at the plugin
 	leased   int                      // held in lanes + sent
-	perLane  int                      // batches of a lane at the plugin at once
+	perLane  int                      // batches of a lane at the plugin at once, not said on their way
 	wake     chan struct{}            // something changed: pump
 	roomWake chan struct{}            // acks came: the window may have room
 
@@ -187,9 +191,18 @@ type worker struct {
 	resWake    chan struct{}
 }
 
-// laneBatches is how many batches of one lane may be at the plugin at once,
-// unless the plugin's client says otherwise (LaneBatcher).
+// laneBatches is how many batches of one lane may be at the plugin at once
+// that it has not said are on their way, unless the plugin's client says
+// otherwise (LaneBatcher).
 const laneBatches = 2
+
+// laneBatchesMax is how many batches of one lane may be at the plugin at
+// once, those on their way included; the sink's in-flight window
+// (MaxInFlight) bounds them too. A broker sink publishes a lane's next
+// batch while the confirms of the earlier ones come back, and a batch
+// leaves the lane only once all of it is acked: with two batches in all, a
+// lane to NATS or RabbitMQ waited for that round trip between batches.
+const laneBatchesMax = 8
 
 // LaneBatcher is implemented by a plugin client whose plugin does not run
 // an instance's batches in order (one built with an SDK of protocol 1): it
@@ -203,11 +216,17 @@ type lane struct {
 	queue    []pending
 	busy     int       // deliveries of the lane's batches still at the plugin
 	batches  int       // batches with deliveries still at the plugin
+	unsent   int       // of those, the ones the plugin has not said are on their way
 	progress time.Time // when a batch was sent or last acked
 }
 
-// sentBatch counts the deliveries of one batch still at the plugin.
-type sentBatch struct{ left int }
+// sentBatch counts the deliveries of one batch still at the plugin, and
+// its stream messages the plugin said are on their way.
+type sentBatch struct {
+	left   int
+	chunks int // stream messages it went in
+	onWay  int // of those, the ones said sent
+}
 
 // stalled reports whether the lane's batch has gone without an ack for
 // too long.
@@ -409,16 +428,17 @@ func (w *worker) deferStalled() {
 }
 
 // batch is one lane's deliveries for the plugin, with the instance's
-// settings as of the newest of them.
+// settings as of the newest of them, in the stream messages they go in.
 type batch struct {
-	instance   string
-	settings   []byte
-	deliveries []*sinkv1.Delivery
+	instance string
+	settings []byte
+	chunks   [][]*sinkv1.Delivery
 }
 
-// pump sends one batch for every lane that has none at the plugin: one
-// instance's deliveries in ingest order, with the plugin's part of the
-// instance's settings once per stream message.
+// pump sends every lane's waiting deliveries, in batches of at most
+// BatchSize, while the lane has room at the plugin: one instance's
+// deliveries in ingest order, with the plugin's part of the instance's
+// settings once per stream message.
 func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
 	var batches []batch
 	now := w.opts.Now()
@@ -430,33 +450,37 @@ func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
 			}
 			continue
 		}
-		if l.batches >= w.perLane || (l.batches > 0 && w.controlled(inst)) {
-			continue
+		for len(l.queue) > 0 && l.unsent < w.perLane && l.batches < laneBatchesMax &&
+			(l.batches == 0 || !w.controlled(inst)) {
+			n := w.take(inst, min(len(l.queue), w.opts.BatchSize), now)
+			if n == 0 {
+				break
+			}
+			b := batch{instance: inst}
+			deliveries := make([]*sinkv1.Delivery, 0, n)
+			sb := &sentBatch{left: n}
+			for _, p := range l.queue[:n] {
+				w.sent[p.d.ID] = &sentDelivery{d: p.d, lane: l, batch: sb}
+				deliveries = append(deliveries, &sinkv1.Delivery{
+					Id: p.d.ID, Instance: p.d.Instance, Event: p.d.Event.Event,
+					Attempt: uint32(p.d.Attempt), Envelope: p.d.Envelope,
+				})
+				b.settings = p.settings
+			}
+			b.chunks = split(deliveries, w.opts.MaxBatchBytes-len(b.settings))
+			sb.chunks = len(b.chunks)
+			l.queue = l.queue[n:]
+			l.busy += n
+			l.batches++
+			l.unsent++
+			l.progress = now
+			batches = append(batches, b)
 		}
-		n := w.take(inst, min(len(l.queue), w.opts.BatchSize), now)
-		if n == 0 {
-			continue
-		}
-		b := batch{instance: inst, deliveries: make([]*sinkv1.Delivery, 0, n)}
-		sb := &sentBatch{left: n}
-		for _, p := range l.queue[:n] {
-			w.sent[p.d.ID] = &sentDelivery{d: p.d, lane: l, batch: sb}
-			b.deliveries = append(b.deliveries, &sinkv1.Delivery{
-				Id: p.d.ID, Instance: p.d.Instance, Event: p.d.Event.Event,
-				Attempt: uint32(p.d.Attempt), Envelope: p.d.Envelope,
-			})
-			b.settings = p.settings
-		}
-		l.queue = l.queue[n:]
-		l.busy += n
-		l.batches++
-		l.progress = now
-		batches = append(batches, b)
 	}
 	w.opts.Metrics.inflight(w.sink, len(w.sent))
 	w.mu.Unlock()
 	for _, b := range batches {
-		for _, chunk := range split(b.deliveries, w.opts.MaxBatchBytes-len(b.settings)) {
+		for _, chunk := range b.chunks {
 			req := &sinkv1.DeliverRequest{Instance: b.instance, Settings: b.settings, Deliveries: chunk}
 			if err := stream.Send(req); err != nil {
 				return fmt.Errorf("send: %w", err)
@@ -495,8 +519,29 @@ func (w *worker) receive(stream sinkv1.Sink_DeliverClient) error {
 		if err != nil {
 			return fmt.Errorf("receive: %w", err)
 		}
+		w.onTheirWay(resp.GetSent())
 		w.apply(resp.GetAcks())
 	}
+}
+
+// onTheirWay notes the batches the plugin said are on their way, by a
+// delivery of each: they no longer count against the lane's laneBatches.
+func (w *worker) onTheirWay(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	w.mu.Lock()
+	for _, id := range ids {
+		s, ok := w.sent[id]
+		if !ok || s.batch.onWay == s.batch.chunks {
+			continue // acked since, or said twice
+		}
+		if s.batch.onWay++; s.batch.onWay == s.batch.chunks {
+			s.lane.unsent--
+		}
+	}
+	w.mu.Unlock()
+	w.signal()
 }
 
 func (w *worker) apply(acks []*sinkv1.Ack) {
@@ -514,6 +559,9 @@ func (w *worker) apply(acks []*sinkv1.Ack) {
 		s.lane.busy--
 		if s.batch.left--; s.batch.left == 0 {
 			s.lane.batches--
+			if s.batch.onWay < s.batch.chunks {
+				s.lane.unsent--
+			}
 		}
 		s.lane.progress = now
 		w.leased--

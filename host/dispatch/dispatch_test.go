@@ -30,6 +30,9 @@ type plugin struct {
 	sinkv1.UnimplementedSinkServer
 	answer func(d *sinkv1.Delivery) *sinkv1.Ack
 	v1     bool
+	// says Sent of every batch as soon as it came, as a broker sink does
+	// once it published the batch.
+	says bool
 
 	mu         sync.Mutex
 	got        []*sinkv1.Delivery
@@ -104,6 +107,11 @@ func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
 		p.mu.Unlock()
 		if broken {
 			return fmt.Errorf("plugin crashed")
+		}
+		if p.says {
+			sendMu.Lock()
+			_ = stream.Send(&sinkv1.DeliverResponse{Sent: []string{ds[0].GetId()}})
+			sendMu.Unlock()
 		}
 		wg.Add(1)
 		go func() {
@@ -266,32 +274,39 @@ func TestOrderPerInstance(t *testing.T) {
 }
 
 // A lane's next batch goes to the plugin while the plugin still works on
-// the previous one, at most two at a time; a plugin of protocol 1, which
-// would run them at once, gets one at a time.
+// the previous one, at most two at a time; up to eight when the plugin says
+// each is on its way (a broker sink awaiting confirms); a plugin of
+// protocol 1, which would run them at once, gets one at a time.
 func TestLanePipelinesBatches(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		v1   bool
-		want int
-	}{{"protocol 2", false, 2}, {"protocol 1", true, 1}} {
+		name     string
+		v1, says bool
+		want     int
+	}{
+		{"protocol 2", false, false, laneBatches},
+		{"protocol 2, batches said sent", false, true, laneBatchesMax},
+		{"protocol 1", true, false, 1},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var first sync.Once
-			p := &plugin{v1: tc.v1}
+			p := &plugin{v1: tc.v1, says: tc.says}
 			p.answer = func(d *sinkv1.Delivery) *sinkv1.Ack {
-				// The first delivery waits until more batches came, as
-				// long as a slow destination would.
+				// The first delivery waits until more batches came than
+				// the lane may have at the plugin, as long as a slow
+				// destination would.
 				first.Do(func() {
 					deadline := time.Now().Add(time.Second)
-					for p.atPlugin() < 3 && time.Now().Before(deadline) {
+					for p.atPlugin() <= laneBatchesMax && time.Now().Before(deadline) {
 						time.Sleep(time.Millisecond)
 					}
 				})
 				return ok(d)
 			}
+			const n = (laneBatchesMax + 2) * 5
 			r := newRigOf(t, p, Options{BatchSize: 5})
 			r.set("a", `{"enabled":true,"events":[]}`)
-			want := r.add("a", "MESSAGES_UPSERT", 40)
-			eventually(t, "40 deliveries", func() bool { return len(r.plugin.delivered()) >= 40 })
+			want := r.add("a", "MESSAGES_UPSERT", n)
+			eventually(t, "every delivery", func() bool { return len(r.plugin.delivered()) >= n })
 			if got := byInstance(r.plugin.delivered())["a"]; fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("order differs from ingest order")
 			}
