@@ -139,7 +139,7 @@ func (w *fullWatch) Append(ctx context.Context, evs []spool.Event) error {
 	case errors.Is(err, spool.ErrFull):
 		st := w.Spool.Stats()
 		w.heldAtFull.Store(int64(max(st.Events+st.Scheduled, 1)))
-	case err == nil:
+	case err == nil && w.heldAtFull.Load() != 0:
 		w.heldAtFull.Store(0)
 	}
 	return err

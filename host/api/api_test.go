@@ -273,3 +273,22 @@ func TestMetricsCounted(t *testing.T) {
 	// A second handler on the same registry shares the metrics.
 	newFixture(t, func(o *Options) { o.Registerer = reg })
 }
+
+// TestAcceptedWritesWhatJSONWould: the 202 put together by hand is
+// byte for byte what writeJSON writes, whatever the ids.
+func TestAcceptedWritesWhatJSONWould(t *testing.T) {
+	for _, ids := range [][]string{
+		{},
+		{"01JEXAMPLE0000000000000000"},
+		{"a", "B-1_2.3~"},
+		{`quote"`, `back\slash`, "tab\t", "é", "\u2028", "<&>"},
+	} {
+		a := accepted{Accepted: len(ids), IDs: ids}
+		got, want := httptest.NewRecorder(), httptest.NewRecorder()
+		a.write(got)
+		writeJSON(want, http.StatusAccepted, a)
+		if got.Code != want.Code || got.Body.String() != want.Body.String() || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") {
+			t.Errorf("ids %q: wrote %d %q %q, writeJSON %d %q %q", ids, got.Code, got.Header().Get("Content-Type"), got.Body, want.Code, want.Header().Get("Content-Type"), want.Body)
+		}
+	}
+}

@@ -35,6 +35,10 @@ func writeUnavailable(w http.ResponseWriter, messages ...string) {
 	writeError(w, http.StatusServiceUnavailable, messages...)
 }
 
+// jsonContentType is every JSON answer's Content-Type, shared: net/http
+// copies the header when it writes it.
+var jsonContentType = []string{"application/json; charset=utf-8"}
+
 // writeJSON writes v as JSON, or a 500 envelope if v cannot be encoded.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	var b bytes.Buffer
@@ -52,7 +56,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeRaw writes a JSON body that is already encoded.
 func writeRaw(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	if len(body) == 0 || body[len(body)-1] != '\n' {
