@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
@@ -44,7 +45,8 @@ func Serve(s Sink) {
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts,
 				grpc.MaxRecvMsgSize(sinkv1.MaxMessageBytes),
-				grpc.MaxSendMsgSize(sinkv1.MaxMessageBytes))
+				grpc.MaxSendMsgSize(sinkv1.MaxMessageBytes),
+				experimental.BufferPool(sinkv1.BufferPool))
 			return grpc.NewServer(opts...)
 		},
 		Logger: logger,
