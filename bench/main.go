@@ -87,7 +87,7 @@ import (
 
 var (
 	scenarioList = flag.String("scenario", "all", "what to measure, comma-separated: engine, ingest, lane, paced, rabbitmq, nats, or all")
-	events       = flag.Int("events", 20000, "events per scenario (paced offers -rate × -duration instead)")
+	events       = flag.Int("events", 60000, "events per scenario (paced offers -rate × -duration instead)")
 	size         = flag.Int("size", 1024, "bytes of data per event")
 	instancesArg = flag.Int("instances", 0, "instances (one ordered lane each) in every scenario, instead of the scenario's own")
 	chatsArg     = flag.Int("chats", 0, "chats (data.key.remoteJid) per instance in every scenario, instead of the scenario's own")
