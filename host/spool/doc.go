@@ -202,11 +202,11 @@
 //
 // The price is paid at every Open, after a crash or not: bbolt rebuilds
 // the list by walking every page in use (and panics if one is damaged).
-// Open already reads the whole log to count it, so the walk finds it
-// cached: with 100,000 events in the log Open took 88–200 ms (median 117,
-// seven runs) with the list and 128–536 ms (median 175) without; with
-// 1,000,000 (1 GB, the default bound) 1.07–1.32 s and 1.10–2.15 s (two
-// runs); a drained file 3–15 ms either way (BenchmarkOpen).
+// When the log was in bbolt, with 100,000 events in it Open took 88–200
+// ms (median 117, seven runs) with the list and 128–536 ms (median 175)
+// without; the file now holds only the sinks' state, and Open of a spool
+// with 100,000 events in its journal took 23 ms, a drained one 1.4 ms
+// (BenchmarkOpen, after the journal).
 // InitialMmapSize, AllocSize and NoGrowSync act only when the file grows
 // (a remap; a truncate and an fsync), which a spool at its high-water
 // mark no longer does, and their runs did not leave the noise; NoGrowSync
@@ -235,15 +235,15 @@
 //	Resolve while leasing, 16 appenders 18k–34k          34k–47k
 //
 // This package's own benchmarks (go test -run '^$' -bench . -benchtime 2s
-// ./host/spool/), two runs on the same noisy machine, in events/s:
+// ./host/spool/), one run on a quiet 2-core machine, in events/s:
 //
-//	Append 1 × 1 KB, fsync / NoSync          2.1k–3.0k / 8.7k–11.3k
-//	Append 10 × 1 KB, fsync / NoSync        9.5k–21.5k / 39.7k–49.0k
-//	Append 100 × 1 KB, fsync / NoSync      29.6k–67.2k / 110k–118k
-//	Append 1 × 1 KB, 16 / 64 callers      14.3k–15.8k / 42.9k–45.4k
-//	Lease+Resolve, 1 / 100 a lease           101k–114k / 192k–227k
-//	Retry (lease from schedule, reschedule)          44.4k–84.5k
-//	Dead letter (replay, lease, kill)                15.5k–38.4k
+//	Append 1 × 1 KB, fsync / NoSync            4.9k / 399k
+//	Append 10 × 1 KB, fsync / NoSync            41k / 805k
+//	Append 100 × 1 KB, fsync / NoSync          287k / 1.15M
+//	Append 1 × 1 KB, 4 / 16 / 64 callers   9.5k / 65k / 169k
+//	Lease+Resolve, 1 / 100 a lease            348k / 1.05M
+//	Retry (lease from schedule, reschedule)           118k
+//	Dead letter (replay, lease, kill)                  57k
 //
 // # Several hosts on one Redis
 //
