@@ -2,7 +2,9 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
+	"strconv"
 	"testing"
 )
 
@@ -41,5 +43,19 @@ func TestTuneGC(t *testing.T) {
 				t.Errorf("plugins would not inherit them: GOGC=%q GOMEMLIMIT=%q", os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT"))
 			}
 		})
+	}
+}
+
+// Plugins get half the host's Ps (at least one) unless the operator set
+// GOMAXPROCS, which they then inherit as it is.
+func TestPluginProcs(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
+	want := strconv.Itoa(max(1, runtime.GOMAXPROCS(0)/2))
+	if got := pluginProcs(); got != want || os.Getenv("GOMAXPROCS") != want {
+		t.Errorf("pluginProcs() = %q, environment %q; want %q", got, os.Getenv("GOMAXPROCS"), want)
+	}
+	t.Setenv("GOMAXPROCS", "3")
+	if got := pluginProcs(); got != "3" || os.Getenv("GOMAXPROCS") != "3" {
+		t.Errorf("with GOMAXPROCS=3 set: pluginProcs() = %q, environment %q", got, os.Getenv("GOMAXPROCS"))
 	}
 }

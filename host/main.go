@@ -66,6 +66,7 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 	} else {
 		logger.Debug("garbage collector", "GOGC", gogc, "GOMEMLIMIT", limit)
 	}
+	logger.Debug("plugins' Go runtime", "GOMAXPROCS", pluginProcs())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
