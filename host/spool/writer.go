@@ -446,7 +446,7 @@ func (e *Embedded) cut() {
 	e.c = c
 	e.logMu.Unlock()
 	if err := e.log.drop(c.first); err != nil {
-		e.logger.Warn("deleting a consumed log segment failed; it is tried again with the next cut", "error", err)
+		e.logger.Warn("deleting a consumed log segment failed; the next start deletes it", "error", err)
 	}
 	e.logger.Trace("truncated the log", "first", c.first)
 }
