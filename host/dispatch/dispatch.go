@@ -48,6 +48,13 @@ type Spool interface {
 	Resolve(sink string, results []spool.Result) error
 }
 
+// WhereLeaser is a spool that settles the events a sink does not want
+// while it leases (the embedded one): an instance without settings for
+// the sink then costs the sink no lease and no Resolve per event.
+type WhereLeaser interface {
+	LeaseWhere(ctx context.Context, sink string, max int, want func(instance, event string) bool) ([]spool.Delivery, int, error)
+}
+
 // Settings is what dispatch needs of the settings store.
 type Settings interface {
 	Get(sink, instance string) (store.Settings, bool)
@@ -323,7 +330,7 @@ func (w *worker) lease(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		leased, err := w.spool.Lease(ctx, w.sink, min(room, w.opts.BatchSize))
+		leased, skipped, err := w.leaseSome(ctx, min(room, w.opts.BatchSize))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -333,7 +340,7 @@ func (w *worker) lease(ctx context.Context) {
 			continue
 		}
 		var settled []spool.Result
-		deferred, skipped := 0, 0
+		deferred := 0
 		now := w.opts.Now()
 		due := now.Add(w.opts.DeferFor)
 		w.mu.Lock()
@@ -367,6 +374,23 @@ func (w *worker) lease(ctx context.Context) {
 		w.opts.Metrics.count(w.sink, "deferred", deferred)
 		w.signal()
 	}
+}
+
+// leaseSome leases up to n deliveries, and says how many events the spool
+// settled because the sink does not want them (nothing without
+// WhereLeaser: lease then settles them itself).
+func (w *worker) leaseSome(ctx context.Context, n int) ([]spool.Delivery, int, error) {
+	if wl, ok := w.spool.(WhereLeaser); ok {
+		return wl.LeaseWhere(ctx, w.sink, n, w.wants)
+	}
+	ds, err := w.spool.Lease(ctx, w.sink, n)
+	return ds, 0, err
+}
+
+// wants reports whether the sink's settings of instance take event.
+func (w *worker) wants(instance, event string) bool {
+	s, ok := w.settings.Get(w.sink, instance)
+	return ok && s.Wants(event)
 }
 
 // room blocks until the window has room, and returns it; acks wake it.

@@ -1,7 +1,9 @@
 package spool
 
 import (
+	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -262,4 +264,40 @@ func FuzzJournalOpen(f *testing.F) {
 			t.Fatalf("the record appended after: %q, %v", recs, err)
 		}
 	})
+}
+
+// TestLeaseWhere: events want refuses are settled on the spot, counted,
+// and never leased, now or after a restart; the position passes them.
+func TestLeaseWhere(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	register(t, s, "a")
+	var evs []Event
+	for i, inst := range []string{"x", "y", "x", "y", "y", "x"} {
+		ev := events(fmt.Sprintf("%s%d", inst, i), 1)[0]
+		ev.Instance = inst
+		evs = append(evs, ev)
+	}
+	appendT(t, s, evs...)
+	onlyX := func(instance, _ string) bool { return instance == "x" }
+	ds, skipped, err := s.LeaseWhere(context.Background(), "a", 10, onlyX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, "leased", ids(ds), []string{"x0-0000", "x2-0000", "x5-0000"})
+	if skipped != 3 {
+		t.Fatalf("skipped %d, want 3", skipped)
+	}
+	resolve(t, s, "a", done(ds)...)
+	if st := s.Stats(); st.Backlog["a"] != 0 {
+		t.Fatalf("backlog %d after resolving what was leased, want 0", st.Backlog["a"])
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, Options{})
+	register(t, s, "a")
+	if ds := poll(t, s, "a", 10); len(ds) != 0 {
+		t.Fatalf("after a restart, leased %v", ids(ds))
+	}
 }

@@ -15,6 +15,11 @@ import (
 // this many bytes (it always returns at least one delivery).
 const leaseMaxBytes = 32 << 20
 
+// maxSkip bounds the events one pass of LeaseWhere settles unwanted, so
+// that a sink that wants none of a long backlog does not hold its lock
+// through all of it (the next pass goes on at once).
+const maxSkip = 4096
+
 // sink is one consumer's state. On disk: its position (every log sequence
 // up to it is resolved), acked (sequences above the position already
 // resolved, so a restart does not lease them again), the retry schedule
@@ -102,16 +107,30 @@ func (s *sink) bucket(tx *bolt.Tx) (*bolt.Bucket, error) {
 // spool is closed; with a ctx already done it only polls. It stops early
 // once the deliveries hold 32 MiB of envelopes.
 func (e *Embedded) Lease(ctx context.Context, name string, max int) ([]Delivery, error) {
+	ds, _, err := e.LeaseWhere(ctx, name, max, nil)
+	return ds, err
+}
+
+// LeaseWhere is Lease, but an event of the log that want refuses (by its
+// instance and event name) is settled Done on the spot instead of leased:
+// it never leaves the spool, and it is counted in skipped. It costs a
+// fraction of a lease and its Resolve, which is what a sink pays for
+// every event of an instance that has not set it. Nothing is delivered
+// for those, so a crash before the position moves past them only has
+// want asked again. It returns once it has leased or skipped something
+// (or as Lease does). A nil want wants everything; retries are always
+// leased.
+func (e *Embedded) LeaseWhere(ctx context.Context, name string, max int, want func(instance, event string) bool) (ds []Delivery, skipped int, err error) {
 	if max < 1 {
-		return nil, fmt.Errorf("spool: lease: max %d, want at least 1", max)
+		return nil, 0, fmt.Errorf("spool: lease: max %d, want at least 1", max)
 	}
 	if err := e.enter(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer e.calls.Done()
 	s, err := e.sink(name, true)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var timer *time.Timer
 	defer func() {
@@ -120,12 +139,13 @@ func (e *Embedded) Lease(ctx context.Context, name string, max int) ([]Delivery,
 		}
 	}()
 	for {
-		out, due, err := e.take(s, max)
+		out, due, n, err := e.take(s, max, want)
+		skipped += n
 		if err != nil {
-			return nil, fmt.Errorf("spool: lease: %w", err)
+			return nil, skipped, fmt.Errorf("spool: lease: %w", err)
 		}
-		if len(out) > 0 {
-			return out, nil
+		if len(out) > 0 || skipped > 0 {
+			return out, skipped, nil
 		}
 		var fire <-chan time.Time
 		if !due.IsZero() {
@@ -138,18 +158,19 @@ func (e *Embedded) Lease(ctx context.Context, name string, max int) ([]Delivery,
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("spool: lease: %w", ctx.Err())
+			return nil, skipped, fmt.Errorf("spool: lease: %w", ctx.Err())
 		case <-e.done:
-			return nil, ErrClosed
+			return nil, skipped, ErrClosed
 		case <-s.wake:
 		case <-fire:
 		}
 	}
 }
 
-// take leases what is available now. With nothing, it returns when the
-// earliest retry not leased comes due (zero if there is none).
-func (e *Embedded) take(s *sink, max int) (out []Delivery, due time.Time, err error) {
+// take leases what is available now, settling what want refuses (see
+// LeaseWhere). With nothing, it returns when the earliest retry not leased
+// comes due (zero if there is none).
+func (e *Embedded) take(s *sink, max int, want func(instance, event string) bool) (out []Delivery, due time.Time, skipped int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := e.now()
@@ -208,7 +229,7 @@ func (e *Embedded) take(s *sink, max int) (out []Delivery, due time.Time, err er
 		if err := retries(max - max/2); err != nil {
 			return err
 		}
-		for !full() {
+		for !full() && skipped < maxSkip {
 			recs, err := e.log.read(next, max-len(out), int64(leaseMaxBytes-bytes))
 			if err != nil {
 				return err
@@ -226,6 +247,10 @@ func (e *Embedded) take(s *sink, max int) (out []Delivery, due time.Time, err er
 				if err != nil {
 					return fmt.Errorf("log entry %d: %w", seq, err)
 				}
+				if want != nil && !want(ev.Instance, ev.Event) {
+					skipped++
+					continue
+				}
 				fresh = append(fresh, &lease{d: Delivery{Event: ev, Attempt: 1, FirstTry: now}, seq: seq})
 				out = append(out, fresh[len(fresh)-1].d)
 				bytes += len(ev.Envelope)
@@ -235,7 +260,7 @@ func (e *Embedded) take(s *sink, max int) (out []Delivery, due time.Time, err er
 	}
 	if !full() {
 		if err := e.db.View(read); err != nil {
-			return nil, time.Time{}, err
+			return nil, time.Time{}, 0, err
 		}
 	}
 	for i, l := range s.released[:nrel] {
@@ -256,13 +281,18 @@ func (e *Embedded) take(s *sink, max int) (out []Delivery, due time.Time, err er
 			s.order = append(s.order, l.seq)
 		}
 	}
-	if full() {
+	if skipped > 0 {
+		// Nothing is open for what was skipped: the position may pass it.
+		s.advance()
+		e.ackSoon()
+	}
+	if full() || skipped >= maxSkip {
 		s.signal() // there may be more, for a concurrent Lease
 	}
 	if len(out) > 0 {
 		due = time.Time{}
 	}
-	return out, due, nil
+	return out, due, skipped, nil
 }
 
 func (s *sink) dropLease(id string, l *lease) {
