@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -299,10 +297,9 @@ func BenchmarkResolveWhileLeasing(b *testing.B) {
 	}
 }
 
-// backlogged opens a spool in dir that held n events of about 1 KB for
-// sink "a": with drained, "a" has resolved them all and the log is cut,
-// so the file is at its high-water mark and nearly all free pages (what a
-// sidecar looks like after its destination was down for a while).
+// backlogged opens a spool in dir that holds n events of about 1 KB for
+// sink "a": with drained, "a" has resolved them all, so closing the spool
+// commits its position and the next Open cuts the log.
 func backlogged(b *testing.B, dir string, n int, drained bool) *Embedded {
 	b.Helper()
 	s := open(b, dir, Options{})
@@ -316,82 +313,7 @@ func backlogged(b *testing.B, dir string, n int, drained bool) *Embedded {
 		resolve(b, s, "a", done(ds)...)
 		got += len(ds)
 	}
-	// Each commit cuts up to truncateChunk entries.
-	for i := 0; s.Stats().Events > i; i++ {
-		appendT(b, s, benchEvents(fmt.Sprintf("cut%d", i), 1)...)
-	}
 	return s
-}
-
-// BenchmarkAppendAfterBacklog: Append of one event by 1 and by 64
-// callers, fsync on and off, on a spool whose 100,000-event backlog was
-// drained: the file is ~130 MB, nearly all of it free pages, which is
-// what bbolt's freelist has to track. A consumer leases and resolves what
-// is appended, as a sidecar's sink would, so the log stays short and the
-// free pages do not run out. Besides events/s it reports the page bytes
-// bbolt allocated (and so wrote) per event, acks and truncation included.
-func BenchmarkAppendAfterBacklog(b *testing.B) {
-	template := b.TempDir()
-	if err := backlogged(b, template, 100_000, true).Close(); err != nil {
-		b.Fatal(err)
-	}
-	for _, fsync := range []bool{true, false} {
-		for _, callers := range []int{1, 64} {
-			b.Run(fmt.Sprintf("callers=%d/sync=%v", callers, fsync), func(b *testing.B) {
-				dir := b.TempDir()
-				copyFile(b, filepath.Join(template, FileName), filepath.Join(dir, FileName))
-				s := open(b, dir, Options{NoSync: !fsync})
-				register(b, s, "a")
-				free := s.db.Stats().FreePageN
-				ctx, cancel := context.WithCancel(context.Background())
-				var consumed sync.WaitGroup
-				consumed.Add(1)
-				go func() {
-					defer consumed.Done()
-					for {
-						ds, err := s.Lease(ctx, "a", 1000)
-						if err != nil {
-							return
-						}
-						if err := s.Resolve("a", done(ds)); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-				defer func() { cancel(); consumed.Wait() }()
-				evs := benchEvents("e", 1)
-				b.SetBytes(int64(len(evs[0].Envelope)))
-				b.SetParallelism((callers + 1) / 2) // × GOMAXPROCS (2 here)
-				pageAlloc := func() int64 { st := s.db.Stats(); return st.TxStats.GetPageAlloc() }
-				before := pageAlloc()
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if err := s.Append(context.Background(), evs); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-				b.StopTimer()
-				eventsPerSec(b, b.N)
-				b.ReportMetric(float64(pageAlloc()-before)/float64(b.N), "page-B/event")
-				b.ReportMetric(float64(free), "free-pages")
-			})
-		}
-	}
-}
-
-func copyFile(b *testing.B, from, to string) {
-	b.Helper()
-	data, err := os.ReadFile(from)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(to, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
 }
 
 // BenchmarkOpen: one op is Open and Close of a spool with 100,000 events

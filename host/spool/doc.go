@@ -190,9 +190,9 @@
 // its high-water mark is mostly free pages: after a backlog of 100,000
 // events was drained (~33,000 free pages, 130 MB), each one-event Append
 // wrote 289–295 KB, nearly all of it that list, against 20–26 KB
-// without it (BenchmarkAppendAfterBacklog: appends while a consumer
-// leases and resolves them; three runs of each build, interleaved,
-// events/s):
+// without it (appends while a consumer leases and resolves them, measured
+// while the log was still in bbolt by a benchmark that went with it;
+// three runs of each build, interleaved, events/s):
 //
 //	                          list written     NoFreelistSync
 //	1 caller, fsync                72–303          742–996

@@ -13,6 +13,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// truncateAfter is how many entries of a partition resolved since its last
+// trim make the next Resolve trim it.
+const truncateAfter = 512
+
 // leasePoll is how long a blocked Lease waits at most before it looks at
 // Redis again, should a wake-up message have been lost.
 const leasePoll = time.Second

@@ -38,7 +38,6 @@ const (
 	opQueue         = 4096     // ops that may wait for the writer
 	maxOpsPerCommit = 1024     // ops in one transaction
 	maxCommitBytes  = 32 << 20 // record bytes in one transaction (more if one op is bigger)
-	truncateAfter   = 512      // resolved entries that make the Redis spool trim a partition
 
 	// DefaultAckDelay is how long a Done may wait in memory for a commit
 	// when Options.AckDelay is zero.
