@@ -72,6 +72,53 @@ func runNATS(l load) (row, error) {
 // publisher per instance, each in order. Every PubAck must come back without error; it
 // ends when c counted every message in the stream.
 func bareNATS(js jetstream.JetStream, l load, c *counter) (float64, error) {
+	return bareBroker(l, c, func(ctx context.Context, name string, _ int) (publisher, error) {
+		subject := name + ".messages.upsert"
+		var pending []jetstream.PubAckFuture // oldest first
+		return publisher{
+			publish: func(i int, body []byte) error {
+				msg := nats.NewMsg(subject)
+				msg.Data = body
+				msg.Header.Set("Nats-Msg-Id", fmt.Sprintf("bare-%d", i))
+				msg.Header.Set("Content-Type", "application/json")
+				msg.Header.Set("instance", name)
+				msg.Header.Set("event", "MESSAGES_UPSERT")
+				paf, err := js.PublishMsgAsync(msg)
+				if err == nil {
+					pending = append(pending, paf)
+				}
+				return err
+			},
+			settle: func() error {
+				paf := pending[0]
+				pending = pending[1:]
+				select {
+				case <-paf.Ok():
+					return nil
+				case err := <-paf.Err():
+					return err
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			},
+		}, nil
+	})
+}
+
+// publisher is one instance's bare publisher: publish sends event i,
+// settle waits for the oldest answer not yet awaited, close (if any)
+// releases what it holds.
+type publisher struct {
+	publish func(i int, body []byte) error
+	settle  func() error
+	close   func()
+}
+
+// bareBroker measures bare publishers of l's events: one per instance
+// (made by open), each publishing its instance's events in order with at
+// most window unanswered (1000 in all, the plugins' default), until c
+// has counted every event at the broker. It returns that rate.
+func bareBroker(l load, c *counter, open func(ctx context.Context, name string, window int) (publisher, error)) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	bodies := make([][]byte, l.n)
@@ -83,41 +130,29 @@ func bareNATS(js jetstream.JetStream, l load, c *counter) (float64, error) {
 	start := time.Now()
 	var g errgroup.Group
 	for w, name := range l.names {
-		subject := name + ".messages.upsert"
+		p, err := open(ctx, name, window)
+		if err != nil {
+			return 0, err
+		}
+		if p.close != nil {
+			defer p.close()
+		}
 		g.Go(func() error {
-			var pending []jetstream.PubAckFuture // oldest first
-			settle := func() error {
-				paf := pending[0]
-				pending = pending[1:]
-				select {
-				case <-paf.Ok():
-					return nil
-				case err := <-paf.Err():
-					return err
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
+			waiting := 0
 			for i := w; i < l.n; i += len(l.names) {
-				if len(pending) == window {
-					if err := settle(); err != nil {
+				if waiting == window {
+					if err := p.settle(); err != nil {
 						return err
 					}
+					waiting--
 				}
-				msg := nats.NewMsg(subject)
-				msg.Data = bodies[i]
-				msg.Header.Set("Nats-Msg-Id", fmt.Sprintf("bare-%d", i))
-				msg.Header.Set("Content-Type", "application/json")
-				msg.Header.Set("instance", name)
-				msg.Header.Set("event", "MESSAGES_UPSERT")
-				paf, err := js.PublishMsgAsync(msg)
-				if err != nil {
+				if err := p.publish(i, bodies[i]); err != nil {
 					return err
 				}
-				pending = append(pending, paf)
+				waiting++
 			}
-			for len(pending) > 0 {
-				if err := settle(); err != nil {
+			for ; waiting > 0; waiting-- {
+				if err := p.settle(); err != nil {
 					return err
 				}
 			}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"golang.org/x/sync/errgroup"
 )
 
 // amqpURI is the RabbitMQ the tool measures: this machine's only.
@@ -128,29 +127,26 @@ func deleteRabbit(names []string) {
 // in all (the plugin's default window), one channel per instance, each in
 // order. It ends when c counted every message in the queues.
 func bareRabbit(conn *amqp.Connection, l load, c *counter) (float64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	bodies := make([][]byte, l.n)
-	for i := range bodies {
-		bodies[i] = l.envelope(i)
-	}
-	c.expect(l.n)
-	window := max(1, 1000/len(l.names))
-	start := time.Now()
-	var g errgroup.Group
-	for w, name := range l.names {
+	return bareBroker(l, c, func(ctx context.Context, name string, window int) (publisher, error) {
 		ch, err := conn.Channel()
 		if err != nil {
-			return 0, err
+			return publisher{}, err
 		}
-		defer ch.Close()
 		if err := ch.Confirm(false); err != nil {
-			return 0, err
+			ch.Close()
+			return publisher{}, err
 		}
 		confirms := ch.NotifyPublish(make(chan amqp.Confirmation, window))
-		g.Go(func() error {
-			outstanding := 0
-			settle := func() error {
+		return publisher{
+			publish: func(i int, body []byte) error {
+				return ch.PublishWithContext(ctx, name, "messages.upsert", true, false, amqp.Publishing{
+					ContentType: "application/json", DeliveryMode: amqp.Persistent,
+					MessageId: fmt.Sprintf("bare-%d", i), Timestamp: time.Now(), AppId: "evorelay",
+					Headers: amqp.Table{"instance": name, "event": "MESSAGES_UPSERT"},
+					Body:    body,
+				})
+			},
+			settle: func() error {
 				select {
 				case conf, ok := <-confirms:
 					if !ok {
@@ -159,42 +155,12 @@ func bareRabbit(conn *amqp.Connection, l load, c *counter) (float64, error) {
 					if !conf.Ack {
 						return fmt.Errorf("publish %d nacked", conf.DeliveryTag)
 					}
-					outstanding--
 					return nil
 				case <-ctx.Done():
 					return ctx.Err()
 				}
-			}
-			for i := w; i < l.n; i += len(l.names) {
-				if outstanding == window {
-					if err := settle(); err != nil {
-						return err
-					}
-				}
-				err := ch.PublishWithContext(ctx, name, "messages.upsert", true, false, amqp.Publishing{
-					ContentType: "application/json", DeliveryMode: amqp.Persistent,
-					MessageId: fmt.Sprintf("bare-%d", i), Timestamp: time.Now(), AppId: "evorelay",
-					Headers: amqp.Table{"instance": name, "event": "MESSAGES_UPSERT"},
-					Body:    bodies[i],
-				})
-				if err != nil {
-					return err
-				}
-				outstanding++
-			}
-			for outstanding > 0 {
-				if err := settle(); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	if err := c.wait(ctx); err != nil {
-		return 0, err
-	}
-	return rate(l.n, time.Since(start)), nil
+			},
+			close: func() { ch.Close() },
+		}, nil
+	})
 }
