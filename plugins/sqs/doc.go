@@ -63,8 +63,9 @@
 // instance. MessageDeduplicationId is the delivery id, the same on every
 // retry, so SQS drops a retried duplicate within its 5-minute window.
 // MessageGroupId is the instance, so each instance's events are read in
-// order; with EVORELAY_SQS_GROUP_BY=chat it is the chat (data.key.remoteJid)
-// when the event has one, so chats are read in parallel. An id SQS would
+// order; with EVORELAY_SQS_GROUP_BY=chat it is the chat (data.key.remoteJid,
+// else data.remoteJid, as for messages.update) when the event has one, so
+// chats are read in parallel and each chat's events in order. An id SQS would
 // refuse (over 128 characters, or not printable ASCII) is replaced by its
 // hex SHA-256.
 //

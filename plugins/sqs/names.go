@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -69,19 +68,13 @@ const (
 )
 
 // groupID is a message's MessageGroupId: the instance, or with group_by
-// chat the chat's data.key.remoteJid when the event has one. A value SQS
-// would refuse (see messageID) is made acceptable.
+// chat the event's chat (events.Chat: data.key.remoteJid, else
+// data.remoteJid) when it has one. A value SQS would refuse (see
+// messageID) is made acceptable.
 func groupID(by groupBy, instance string, envelope []byte) string {
 	if by == groupByChat {
-		var e struct {
-			Data struct {
-				Key struct {
-					RemoteJid string `json:"remoteJid"`
-				} `json:"key"`
-			} `json:"data"`
-		}
-		if json.Unmarshal(envelope, &e) == nil && e.Data.Key.RemoteJid != "" {
-			return messageID(e.Data.Key.RemoteJid)
+		if chat := events.Chat(envelope); chat != "" {
+			return messageID(chat)
 		}
 	}
 	return messageID(instance)

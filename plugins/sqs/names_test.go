@@ -68,6 +68,10 @@ func TestGroupID(t *testing.T) {
 		{groupByInstance, "inst", `{"key":{"remoteJid":"5511@s.whatsapp.net"}}`, "inst"},
 		{groupByChat, "inst", `{"key":{"remoteJid":"5511@s.whatsapp.net"}}`, "5511@s.whatsapp.net"},
 		{groupByChat, "inst", `{"key":{"id":"ABC"}}`, "inst"},
+		// messages.update: the chat is data.remoteJid.
+		{groupByChat, "inst", `{"key":{"id":"ABC"},"remoteJid":"5511@s.whatsapp.net","status":"READ"}`, "5511@s.whatsapp.net"},
+		{groupByChat, "inst", `{"key":{"remoteJid":"5511@s.whatsapp.net"},"remoteJid":"120363@g.us"}`, "5511@s.whatsapp.net"},
+		{groupByInstance, "inst", `{"remoteJid":"5511@s.whatsapp.net"}`, "inst"},
 		{groupByChat, "inst", `{"state":"open"}`, "inst"},
 		{groupByChat, "inst", `null`, "inst"},
 		{groupByChat, "inst", `[1,2]`, "inst"},

@@ -539,9 +539,11 @@ func TestGroupByChat(t *testing.T) {
 		delivery("c1", inst, "MESSAGES_UPSERT", `{"key":{"remoteJid":"5511977776666@s.whatsapp.net","id":"A"}}`, subscribed),
 		delivery("c2", inst, "MESSAGES_UPSERT", `{"key":{"remoteJid":"120363025246125486@g.us","id":"B"}}`, subscribed),
 		delivery("c3", inst, "MESSAGES_UPSERT", `{"state":"open"}`, subscribed),
+		// messages.update has its chat at data.remoteJid, and goes with it.
+		delivery("c4", inst, "MESSAGES_UPDATE", `{"key":{"id":"A","fromMe":true},"keyId":"A","remoteJid":"5511977776666@s.whatsapp.net","status":"READ"}`, subscribed),
 	}
 	a := deliver(t, s, batch)
-	want := map[string]string{"c1": "5511977776666@s.whatsapp.net", "c2": "120363025246125486@g.us", "c3": inst}
+	want := map[string]string{"c1": "5511977776666@s.whatsapp.net", "c2": "120363025246125486@g.us", "c3": inst, "c4": "5511977776666@s.whatsapp.net"}
 	n := 0
 	for _, c := range rec.actions("SendMessageBatch") {
 		for _, e := range batchEntries(c) {
@@ -551,8 +553,8 @@ func TestGroupByChat(t *testing.T) {
 			}
 		}
 	}
-	if n != 3 {
-		t.Errorf("%d entries sent, want 3", n)
+	if n != 4 {
+		t.Errorf("%d entries sent, want 4", n)
 	}
 	for id := range want {
 		if a.outcome(id) != "ok" {
@@ -560,7 +562,10 @@ func TestGroupByChat(t *testing.T) {
 		}
 	}
 	if msgs := receiveAll(t, inst+"_messages_upsert.fifo"); len(msgs) != 3 {
-		t.Errorf("queue holds %d messages, want 3", len(msgs))
+		t.Errorf("messages.upsert queue holds %d messages, want 3", len(msgs))
+	}
+	if msgs := receiveAll(t, inst+"_messages_update.fifo"); len(msgs) != 1 {
+		t.Errorf("messages.update queue holds %d messages, want 1", len(msgs))
 	}
 }
 
