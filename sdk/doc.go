@@ -35,15 +35,17 @@
 //     already checked "enabled" and "events"; the sink checks its own fields,
 //     returns the settings normalized, or FieldErrors the API returns as 400.
 //     See "Settings" below.
-//  4. Deliver: batches of deliveries. A batch holds one instance's
-//     deliveries in the order the sidecar accepted them. An instance's
-//     batches run one after the other: the next starts once Deliver
-//     returns, or once it calls Sent(acks) (every delivery is on its way,
-//     in order, and only confirmations are awaited: a broker sink says so
-//     after its last publish); batches of different instances run
-//     concurrently. A sink whose destination keeps order (a queue, a
-//     webhook receiver) should send a batch in order, so that without
-//     failures an instance's events arrive in order. Every delivery must be
+//  4. Deliver: batches of deliveries. A batch holds the deliveries of one
+//     lane of an instance (the instance, or one of its chats, per the
+//     instance's "ordering" setting) in the order the sidecar accepted
+//     them. A lane's batches run one after the other: the next starts once
+//     Deliver returns, or once it calls Sent(acks) (every delivery is on
+//     its way, in order, and only confirmations are awaited: a broker sink
+//     says so after its last publish); batches of different lanes, of one
+//     instance or of several, run concurrently. A sink whose destination
+//     keeps order (a queue, a webhook receiver) should send a batch in
+//     order, so that without failures a lane's events arrive in order.
+//     Every delivery must be
 //     acknowledged exactly once with Acks.Done(id, err): nil is delivered;
 //     an error is retried later by the host's schedule, unless it is marked
 //     Permanent (dead-lettered with its reason). RetryAfter asks for a

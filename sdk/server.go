@@ -46,8 +46,8 @@ type server struct {
 	logger hclog.Logger
 	naming atomic.Int32 // an events.Naming, set by Open
 
-	// lanes holds, per instance, the end of the last batch handed to
-	// run: the next batch of that instance starts only after it.
+	// lanes holds, per lane (laneKey), the end of the last batch handed
+	// to run: the next batch of that lane starts only after it.
 	lanesMu sync.Mutex
 	lanes   map[string]chan struct{}
 }
@@ -160,9 +160,10 @@ func (s *server) Close(ctx context.Context, _ *sinkv1.CloseRequest) (*sinkv1.Clo
 
 // Deliver runs every batch the host sends in its own goroutine (bounded)
 // and streams acks back as they come, coalescing those that are ready.
-// Batches of one instance run one after the other, in the order they came:
-// the host may split an instance's deliveries into several messages (each
-// at most a few MB), and they must reach the sink in order.
+// Batches of one lane (an instance, or one chat of it: DeliverRequest.lane)
+// run one after the other, in the order they came: the host may split a
+// lane's deliveries into several messages (each at most a few MB), and
+// they must reach the sink in order.
 func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
 	ctx := stream.Context()
 	out := make(chan outAck, 1024)
@@ -187,11 +188,12 @@ func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
 			<-sem
 			continue
 		}
-		prev, turn := s.enqueue(req.GetInstance())
+		key := laneKey(req)
+		prev, turn := s.enqueue(key)
 		running.Add(1)
 		go func() {
 			defer func() { <-sem; running.Done() }()
-			defer s.dequeue(req.GetInstance(), turn)
+			defer s.dequeue(key, turn)
 			if prev != nil {
 				<-prev
 			}
@@ -203,6 +205,15 @@ func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
 	return <-sendErr
 }
 
+// laneKey names the batch's lane among all the plugin runs: its instance
+// and, within it, its lane.
+func laneKey(req *sinkv1.DeliverRequest) string {
+	if req.GetLane() == "" {
+		return req.GetInstance()
+	}
+	return req.GetInstance() + "\x00" + req.GetLane()
+}
+
 // turn is a batch's place in its lane: the next batch of the instance
 // waits for done, closed once the batch returned or said Sent.
 type turn struct {
@@ -212,24 +223,24 @@ type turn struct {
 
 func (t *turn) release() { t.once.Do(func() { close(t.done) }) }
 
-// enqueue makes a batch of instance the last of its lane. It returns what
-// the batch must wait for (nil: nothing) and its turn.
-func (s *server) enqueue(instance string) (prev <-chan struct{}, t *turn) {
+// enqueue makes a batch the last of lane. It returns what the batch must
+// wait for (nil: nothing) and its turn.
+func (s *server) enqueue(lane string) (prev <-chan struct{}, t *turn) {
 	t = &turn{done: make(chan struct{})}
 	s.lanesMu.Lock()
 	defer s.lanesMu.Unlock()
-	prev = s.lanes[instance]
-	s.lanes[instance] = t.done
+	prev = s.lanes[lane]
+	s.lanes[lane] = t.done
 	return prev, t
 }
 
 // dequeue ends a batch; the lane goes when it was the last.
-func (s *server) dequeue(instance string, t *turn) {
+func (s *server) dequeue(lane string, t *turn) {
 	t.release()
 	s.lanesMu.Lock()
 	defer s.lanesMu.Unlock()
-	if s.lanes[instance] == t.done {
-		delete(s.lanes, instance)
+	if s.lanes[lane] == t.done {
+		delete(s.lanes, lane)
 	}
 }
 

@@ -86,15 +86,26 @@ func batchOf(prefix string, n int) []*sinkv1.Delivery {
 // the plugin sent, in order.
 func deliver(t *testing.T, c sinkv1.SinkClient, batches ...[]*sinkv1.Delivery) []*sinkv1.Ack {
 	t.Helper()
+	reqs := make([]*sinkv1.DeliverRequest, len(batches))
+	for i, b := range batches {
+		reqs[i] = &sinkv1.DeliverRequest{Deliveries: b}
+		if len(b) > 0 {
+			reqs[i].Instance = b[0].GetInstance()
+		}
+	}
+	return deliverRequests(t, c, reqs...)
+}
+
+// deliverRequests is deliver with the requests made by the caller; each
+// gets the same settings.
+func deliverRequests(t *testing.T, c sinkv1.SinkClient, reqs ...*sinkv1.DeliverRequest) []*sinkv1.Ack {
+	t.Helper()
 	stream, err := c.Deliver(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range batches {
-		req := &sinkv1.DeliverRequest{Deliveries: b, Settings: json.RawMessage(`{"enabled":true,"events":[]}`)}
-		if len(b) > 0 {
-			req.Instance = b[0].GetInstance()
-		}
+	for _, req := range reqs {
+		req.Settings = json.RawMessage(`{"enabled":true,"events":[]}`)
 		if err := stream.Send(req); err != nil {
 			t.Fatal(err)
 		}
@@ -572,6 +583,58 @@ func TestDeliverKeepsAnInstancesBatchesInOrder(t *testing.T) {
 	}
 	if fmt.Sprint(shop) != fmt.Sprint(want) {
 		t.Errorf("the sink saw shop's deliveries in the order\n%v\nwant\n%v", shop, want)
+	}
+}
+
+// Batches of different lanes of one instance (two chats) run at once,
+// while those of one lane keep their order: chat a's first batch is held
+// in Deliver until chat b's batch, sent after all of a's, has reached the
+// sink, and a's second batch still comes after a's first.
+func TestDeliverRunsAnInstancesLanesConcurrently(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	bArrived := make(chan struct{})
+	s := &testSink{deliver: func(b []Delivery, a Acks) error {
+		switch b[0].ID {
+		case "a0":
+			select {
+			case <-bArrived:
+			case <-time.After(5 * time.Second):
+				t.Error("chat b's batch did not run while chat a's first batch was held")
+			}
+		case "b0":
+			close(bArrived)
+		}
+		mu.Lock()
+		for _, d := range b {
+			got = append(got, d.ID)
+		}
+		mu.Unlock()
+		for _, d := range b {
+			a.Done(d.ID, nil)
+		}
+		return nil
+	}}
+	req := func(lane, prefix string, n int) *sinkv1.DeliverRequest {
+		ds := batchOf(prefix, n)
+		for i, d := range ds {
+			d.Id = fmt.Sprintf("%s%d", prefix, i)
+		}
+		return &sinkv1.DeliverRequest{Instance: "i", Lane: lane, Deliveries: ds}
+	}
+	a1, a2 := req("a@s.whatsapp.net", "a", 2), req("a@s.whatsapp.net", "a2-", 2)
+	acks := deliverRequests(t, dial(t, s), a1, a2, req("b@s.whatsapp.net", "b", 2))
+	if len(byID(t, acks)) != 6 {
+		t.Fatalf("%d acks, want 6", len(acks))
+	}
+	var a []string
+	for _, id := range got {
+		if strings.HasPrefix(id, "a") {
+			a = append(a, id)
+		}
+	}
+	if want := "[a0 a1 a2-0 a2-1]"; fmt.Sprint(a) != want {
+		t.Errorf("the sink saw chat a's deliveries in the order %v, want %v", a, want)
 	}
 }
 

@@ -189,13 +189,13 @@ type Acks interface {
 
 // Sent says that every delivery of the batch acks belongs to is on its
 // way to the destination, in order, on a path that keeps that order (one
-// connection, one channel), so the instance's next batch may start while
+// connection, one channel), so the lane's next batch may start while
 // these wait for their confirmations, which still go through acks.
-// Without it, an instance's next batch starts once Deliver returns. Sinks
+// Without it, a lane's next batch starts once Deliver returns. Sinks
 // whose destination confirms asynchronously (a broker's publisher
 // confirms) call it after their last publish: a lane then has the next
 // batch's publishes in flight beside this one's confirmations, and the host,
-// told so, sends more of the instance's batches (up to eight at the plugin
+// told so, sends more of the lane's batches (up to eight at the plugin
 // in all) instead of two. Calling it more than once, or on acks the SDK
 // did not make, does nothing.
 func Sent(acks Acks) {

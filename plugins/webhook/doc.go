@@ -92,10 +92,11 @@
 // status and the start of the response body. A malformed envelope or a URL
 // resolving to a refused address is dead-lettered too.
 //
-// An instance's deliveries are sent one after the other, in the order of
-// the batch (the host's ingest order), so a receiver sees that instance's
-// events in order; different instances are sent concurrently, each
-// delivery acknowledged when it finishes. Requests to one host are bounded by
+// A batch's deliveries (one lane: an instance, or one chat of it, per the
+// instance's "ordering") are sent one after the other, in the order of
+// the batch (the host's ingest order), so a receiver sees that lane's
+// events in order; different lanes are sent concurrently, each delivery
+// acknowledged when it finishes. Requests to one host are bounded by
 // EVORELAY_WEBHOOK_MAX_CONNS_PER_HOST and all requests by a fixed 512, and
 // a delivery waiting for its host's slot does not hold one of the 512, so a
 // hanging receiver delays only the deliveries to itself.

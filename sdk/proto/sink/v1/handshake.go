@@ -18,7 +18,9 @@ import plugin "github.com/hashicorp/go-plugin"
 //   - 2: settings once per batch (DeliverRequest.settings), only the
 //     plugin's own members; no settings schema. Added since, without a
 //     bump: DeliverResponse.sent (a host that ignores it, or a plugin that
-//     never sends it, keeps two batches of an instance at the plugin).
+//     never sends it, keeps two batches of an instance at the plugin);
+//     DeliverRequest.lane (a plugin that ignores it runs the batches of all
+//     of an instance's lanes one after the other: each lane's order holds).
 const ProtocolVersion = 2
 
 // PreviousProtocolVersion is the older version the host still runs.

@@ -770,8 +770,9 @@ func (x *HealthResponse) GetCounters() map[string]float64 {
 	return nil
 }
 
-// DeliverRequest is one batch: deliveries of one instance, in the order the
-// sidecar accepted them, and that instance's settings for this sink.
+// DeliverRequest is one batch: deliveries of one lane of one instance, in
+// the order the sidecar accepted them, and that instance's settings for
+// this sink.
 type DeliverRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Deliveries []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
@@ -780,7 +781,16 @@ type DeliverRequest struct {
 	// settings are the instance's settings for this sink, as the plugin's
 	// Validate normalized them: only the plugin's own members, never the
 	// host's (retry, disabled_reason, ...). Sent once per batch (protocol 2).
-	Settings      []byte `protobuf:"bytes,3,opt,name=settings,proto3" json:"settings,omitempty"`
+	Settings []byte `protobuf:"bytes,3,opt,name=settings,proto3" json:"settings,omitempty"`
+	// lane names the ordered lane the batch belongs to, within its instance:
+	// the plugin runs the batches of one lane one after the other, in the
+	// order they came, and batches of different lanes concurrently. Empty
+	// is the instance's own lane. With the instance's "ordering" set to
+	// "chat" (the default), each chat is a lane, named by its chat (e.g.
+	// data.key.remoteJid), and events without a chat share the empty one.
+	// Added in protocol 2 without a bump: a plugin that ignores it runs all
+	// of an instance's batches in order, which keeps every lane's order.
+	Lane          string `protobuf:"bytes,4,opt,name=lane,proto3" json:"lane,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -834,6 +844,13 @@ func (x *DeliverRequest) GetSettings() []byte {
 		return x.Settings
 	}
 	return nil
+}
+
+func (x *DeliverRequest) GetLane() string {
+	if x != nil {
+		return x.Lane
+	}
+	return ""
 }
 
 type Delivery struct {
@@ -1188,13 +1205,14 @@ const file_sink_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x84\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x98\x01\n" +
 	"\x0eDeliverRequest\x12:\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1a.evorelay.sink.v1.DeliveryR\n" +
 	"deliveries\x12\x1a\n" +
 	"\binstance\x18\x02 \x01(\tR\binstance\x12\x1a\n" +
-	"\bsettings\x18\x03 \x01(\fR\bsettings\"\x9e\x01\n" +
+	"\bsettings\x18\x03 \x01(\fR\bsettings\x12\x12\n" +
+	"\x04lane\x18\x04 \x01(\tR\x04lane\"\x9e\x01\n" +
 	"\bDelivery\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\binstance\x18\x02 \x01(\tR\binstance\x12\x14\n" +
