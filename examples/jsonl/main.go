@@ -50,8 +50,8 @@ func (s *sink) Validate(_ context.Context, _ string, raw json.RawMessage) (json.
 	return json.Marshal(st)
 }
 
-// Deliver appends the batch (one lane of an instance's events, in order) and syncs
-// the file. A failure is every delivery's error: the host retries them.
+// Deliver appends the batch (one lane of an instance's events, in order)
+// and syncs the file. A failure is every delivery's error: the host retries them.
 func (s *sink) Deliver(_ context.Context, batch []sdk.Delivery, acks sdk.Acks) error {
 	st, err := sdk.SettingsOf[settings](batch[0])
 	if err != nil {

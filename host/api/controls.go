@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/evorelay/evorelay/host/store"
 )
 
-// The delivery controls every sink's settings take (hostMembers). Each
+// The delivery controls every sink's settings take (hostMembers), and the
+// order its deliveries keep ("ordering"). Each
 // parser reads its member as sent and returns it normalized; null means
 // none.
 
@@ -103,6 +106,20 @@ func parseCircuit(raw json.RawMessage) (json.RawMessage, []string) {
 		return nil, msgs
 	}
 	norm, _ := json.Marshal(out)
+	return norm, nil
+}
+
+// parseOrdering reads "ordering": "chat" or "instance", what the order of
+// the instance's deliveries to the sink follows.
+func parseOrdering(raw json.RawMessage) (json.RawMessage, []string) {
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil || !store.ValidOrdering(s) {
+		return nil, []string{fmt.Sprintf("ordering: want %q (each chat's events in order, chats concurrently) or %q (all the instance's events in order), not %s", store.OrderingChat, store.OrderingInstance, snippet(raw))}
+	}
+	norm, _ := json.Marshal(s)
 	return norm, nil
 }
 

@@ -10,8 +10,8 @@ import (
 // them and shown by find.
 func TestSetDeliveryControls(t *testing.T) {
 	f := newFixture(t)
-	body := `{"enabled":true,"rate_limit":{"per_second":2.5},"circuit":{"failures":5,"cool_down":"90s"},"expire_after":"6h"}`
-	want := `{"enabled":true,"events":[],"rate_limit":{"per_second":2.5,"burst":3},"circuit":{"failures":5,"cool_down":"1m30s"},"expire_after":"6h0m0s"}` + "\n"
+	body := `{"enabled":true,"rate_limit":{"per_second":2.5},"circuit":{"failures":5,"cool_down":"90s"},"expire_after":"6h","ordering":"instance"}`
+	want := `{"enabled":true,"events":[],"rate_limit":{"per_second":2.5,"burst":3},"circuit":{"failures":5,"cool_down":"1m30s"},"expire_after":"6h0m0s","ordering":"instance"}` + "\n"
 	expect(t, f.do("POST", "/rabbitmq/set/inst", body), 201, want)
 	if calls := f.sinks.validated(); len(calls) != 1 || calls[0].settings != `{"enabled":true,"events":[]}` {
 		t.Fatalf("the plugin was asked to validate %v; want it not to see the controls", calls)
@@ -39,6 +39,9 @@ func TestSetDeliveryControls(t *testing.T) {
 		`{"expire_after":"-1h"}`:                    "expire_after",
 		`{"expire_after":3600}`:                     "expire_after",
 		`{"Expire_After":"1h"}`:                     "case-sensitive",
+		`{"ordering":"none"}`:                       `ordering: want "chat"`,
+		`{"ordering":"Chat"}`:                       "ordering:",
+		`{"ordering":1}`:                            "ordering:",
 		`{"RATE_LIMIT":{"per_second":1}}`:           "case-sensitive",
 	} {
 		msgs := expectError(t, f.do("POST", "/rabbitmq/set/inst", body), 400)

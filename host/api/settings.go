@@ -81,6 +81,7 @@ var hostMembers = []hostMember{
 	{"rate_limit", parseRateLimit},
 	{"circuit", parseCircuit},
 	{"expire_after", parseExpireAfter},
+	{"ordering", parseOrdering},
 }
 
 // hostMemberNamed returns the host member called name, ignoring case, and

@@ -86,6 +86,7 @@ type control struct {
 	opened   time.Time
 	probeAt  time.Time
 	lastErr  string
+	probe    string // the delivery sent as the probe
 
 	held    map[string]time.Time // ids held on the schedule → due
 	order   idHeap               // the same ids (and some returned), smallest first
@@ -151,7 +152,7 @@ func (c *control) olderHeld(id string, now time.Time) bool {
 func (c *control) waitDue(now time.Time, queued int) time.Time {
 	due := now
 	switch {
-	case c.blocked(now):
+	case c.blocked(now), c.state == probing:
 		due = c.probeAt
 	case c.state != closed:
 		// A probe is out, or about to go: wait a little for its answer.
@@ -327,19 +328,23 @@ func (w *worker) admit(d spool.Delivery, s store.Settings, l *lane, now time.Tim
 	return nil
 }
 
-// take says how many of the lane's queue to send now, at most max: one
-// probe when the circuit is due for one, what the rate limit allows, none
-// while the circuit is open. w.mu is held.
-func (w *worker) take(inst string, max int, now time.Time) int {
+// take says how many of the lane's queue, whose oldest is head, to send
+// now, at most max: one probe when the circuit is due for one, what the
+// rate limit allows, none while the circuit is open or its probe is out
+// (an instance's chats are lanes of one circuit: the probe's answer
+// decides for all). w.mu is held.
+func (w *worker) take(inst, head string, max int, now time.Time) int {
 	c := w.controls[inst]
 	if c == nil {
 		return max
 	}
 	switch {
-	case c.blocked(now):
+	case c.blocked(now), c.state == probing && w.sent[c.probe] != nil:
 		return 0
-	case c.state == open:
-		c.state = probing
+	case c.state != closed:
+		// Due for a probe, or the probe never answered (its plugin
+		// stopped): this one is the probe.
+		c.state, c.probe = probing, head
 		max = 1
 	}
 	n, next := c.tokens(now, max)
@@ -352,7 +357,7 @@ func (w *worker) take(inst string, max int, now time.Time) int {
 
 // settleControls turns an ack's result into what the instance's circuit
 // makes of it, and opens or closes the circuit. w.mu is held.
-func (w *worker) settleControls(d spool.Delivery, ok bool, r spool.Result, l *lane, now time.Time) (spool.Result, []spool.Result) {
+func (w *worker) settleControls(d spool.Delivery, ok bool, r spool.Result, now time.Time) (spool.Result, []spool.Result) {
 	c := w.control(d.Instance)
 	if ok {
 		w.closeCircuit(d.Instance, c, now, "circuit closed: deliveries flow again")
@@ -371,7 +376,7 @@ func (w *worker) settleControls(d spool.Delivery, ok bool, r spool.Result, l *la
 		w.logger.Debug("circuit probe failed; still open", "instance", d.Instance, "next_probe", c.probeAt, "error", reason)
 		w.opts.Circuits.set(w.openCircuit(d.Instance, c), true)
 		r = spool.Result{ID: d.ID, Outcome: spool.Defer, Due: c.hold(d.ID, c.probeAt)}
-		return r, w.holdLane(l, c, c.probeAt)
+		return r, w.holdLanes(d.Instance, c, c.probeAt)
 	case open:
 		// Sent before the circuit opened: tried, and tried again after
 		// the cool-down, in order.
@@ -397,7 +402,7 @@ func (w *worker) settleControls(d spool.Delivery, ok bool, r spool.Result, l *la
 	w.opts.Circuits.set(w.openCircuit(d.Instance, c), true)
 	w.open++
 	w.opts.Metrics.circuits(w.sink, w.open)
-	return r, w.holdLane(l, c, c.probeAt)
+	return r, w.holdLanes(d.Instance, c, c.probeAt)
 }
 
 // closeCircuit closes the instance's circuit, if open. w.mu is held.
@@ -415,14 +420,20 @@ func (w *worker) openCircuit(instance string, c *control) OpenCircuit {
 	return OpenCircuit{Sink: w.sink, Instance: instance, Since: c.opened.UTC(), NextProbe: c.probeAt.UTC(), LastError: c.lastErr}
 }
 
-// holdLane holds what waits in the lane until due. w.mu is held.
-func (w *worker) holdLane(l *lane, c *control, due time.Time) []spool.Result {
-	out := make([]spool.Result, 0, len(l.queue))
-	for _, p := range l.queue {
-		out = append(out, spool.Result{ID: p.d.ID, Outcome: spool.Defer, Due: c.hold(p.d.ID, due)})
+// holdLanes holds what waits in the instance's lanes until due. w.mu is
+// held.
+func (w *worker) holdLanes(instance string, c *control, due time.Time) []spool.Result {
+	var out []spool.Result
+	for k, l := range w.lanes {
+		if k.instance != instance {
+			continue
+		}
+		for _, p := range l.queue {
+			out = append(out, spool.Result{ID: p.d.ID, Outcome: spool.Defer, Due: c.hold(p.d.ID, due)})
+		}
+		w.leased -= len(l.queue)
+		l.queue = nil
 	}
-	w.leased -= len(l.queue)
-	l.queue = nil
 	w.opts.Metrics.count(w.sink, "held", len(out))
 	return out
 }

@@ -184,6 +184,88 @@ func TestCircuitHoldsBacklogUntilDestinationReturns(t *testing.T) {
 	eventually(t, "the circuit closed", func() bool { return len(circuits.Open()) == 0 })
 }
 
+// An instance whose deliveries are ordered by chat (the default) has one
+// circuit for all its chats: once it opens, its chats' lanes are held
+// and one probe at a time goes out, of whichever chat; once the
+// destination is back, each chat's backlog arrives in order.
+func TestCircuitHoldsEveryChat(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	rec := &recorder{}
+	circuits := NewCircuits()
+	const coolDown = 150 * time.Millisecond
+	r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack {
+		rec.note(d)
+		if down.Load() {
+			return &sinkv1.Ack{Id: d.GetId(), Outcome: sinkv1.Outcome_OUTCOME_RETRY, Reason: "HTTP 503"}
+		}
+		return ok(d)
+	}, Options{
+		BatchSize: 10, Circuits: circuits,
+		Policy: Policy{Schedule: []time.Duration{0, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}},
+	})
+	r.set("down", `{"enabled":true,"events":[],"circuit":{"failures":5,"cool_down":"150ms"}}`)
+	chats := []string{"a@s.whatsapp.net", "b@s.whatsapp.net", "c@g.us"}
+	want := map[string][]string{}
+	chatOf := map[string]string{}
+	for range 10 {
+		for _, c := range chats {
+			for _, id := range r.addTo("down", c, "MESSAGES_UPSERT", 5) {
+				want[c] = append(want[c], id)
+				chatOf[id] = c
+			}
+		}
+	}
+
+	// probes are the attempts since the circuit opened and the cool-down
+	// passed once: the deliveries at the plugin when it opened are tried
+	// until then.
+	probes := func() []arrival {
+		open := circuits.Open()
+		if len(open) == 0 {
+			return nil
+		}
+		var out []arrival
+		for _, a := range rec.of("down") {
+			if a.at.After(open[0].Since.Add(coolDown)) {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	eventually(t, "the circuit open and probed five times", func() bool { return len(probes()) >= 5 })
+	tried := probes()
+	for i := 1; i < len(tried); i++ {
+		if gap := tried[i].at.Sub(tried[i-1].at); gap < coolDown/2 {
+			t.Fatalf("attempts %s and %s came %v apart while the circuit was open; want one probe a cool-down", tried[i-1].id, tried[i].id, gap)
+		}
+	}
+	before := len(rec.of("down"))
+
+	down.Store(false)
+	eventually(t, "every event once the destination is back", func() bool {
+		seen := map[string]bool{}
+		for _, a := range rec.of("down") {
+			seen[a.id] = true
+		}
+		return len(seen) == len(chatOf)
+	})
+	got := map[string][]string{}
+	done := map[string]bool{}
+	for _, a := range rec.of("down")[before:] {
+		if !done[a.id] {
+			done[a.id] = true
+			got[chatOf[a.id]] = append(got[chatOf[a.id]], a.id)
+		}
+	}
+	for _, c := range chats {
+		if fmt.Sprint(got[c]) != fmt.Sprint(want[c]) {
+			t.Errorf("chat %s: after the destination came back its deliveries arrived as %v, out of order", c, got[c])
+		}
+	}
+	eventually(t, "the circuit closed", func() bool { return len(circuits.Open()) == 0 })
+}
+
 // A circuit of failures 0 never opens: the retry schedule alone decides.
 func TestCircuitOff(t *testing.T) {
 	r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack {

@@ -5,17 +5,18 @@
 // schedule, or dead letter. Each sink has its own worker, position and
 // in-flight window, so a slow sink never holds up another.
 //
-// Within a sink, each instance is a lane: its deliveries go to the plugin
-// in ingest order, at most two batches of them at a time (the next batch
-// travels while the plugin works on the previous one; the SDK runs an
-// instance's batches one after the other), while other instances' lanes
-// run concurrently. Batches the plugin said are on their way (a broker sink
+// Within a sink, each instance's deliveries go in lanes: one per chat
+// (events.Chat; events without a chat share the instance's own lane), or
+// with "ordering": "instance" one for the whole instance. A lane's
+// deliveries go to the plugin in ingest order, at most two batches of them
+// at a time (the next batch travels while the plugin works on the previous
+// one; the SDK runs a lane's batches one after the other), while other
+// lanes run concurrently. Batches the plugin said are on their way (a broker sink
 // published them and awaits their confirms: sdk.Sent) do not count
 // against those two, up to eight batches of a lane at the plugin. A lane
 // under a rate limit or an open circuit has one batch at a time, and so
 // does every lane of a plugin built with an SDK of protocol 1. So without
-// failures an instance's events reach a sink in the order they were
-// accepted. A lane whose batch has had no ack for StallAfter is stalled
+// failures a lane's events reach a sink in the order they were accepted. A lane whose batch has had no ack for StallAfter is stalled
 // (its destination hangs): its waiting deliveries, and the newer ones
 // leased while it stays stalled, are deferred to the spool's schedule (no
 // attempt counted), so they do not fill the window other instances need. A
@@ -39,6 +40,7 @@ import (
 
 	"github.com/evorelay/evorelay/host/spool"
 	"github.com/evorelay/evorelay/host/store"
+	"github.com/evorelay/evorelay/sdk/events"
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
 
@@ -145,7 +147,7 @@ func Run(ctx context.Context, sp Spool, st Settings, p Plugin, opts Options) {
 	w := &worker{
 		sink: p.Name(), plugin: p, spool: sp, settings: st, opts: opts,
 		logger:   opts.Logger.Named("dispatch").With("sink", p.Name()),
-		lanes:    map[string]*lane{},
+		lanes:    map[laneKey]*lane{},
 		controls: map[string]*control{},
 		retries:  newRetryLog(opts.RetryLogEvery),
 		sent:     map[string]*sentDelivery{},
@@ -183,7 +185,7 @@ type worker struct {
 	retries  *retryLog
 
 	mu    sync.Mutex
-	lanes map[string]*lane // instance → its queue
+	lanes map[laneKey]*lane
 	// controls are the instances' rate limits and circuits (controls.go).
 	controls map[string]*control
 	open     int                      // instances whose circuit is open
@@ -218,7 +220,19 @@ type LaneBatcher interface {
 	LaneBatches() int
 }
 
-// lane is one instance's deliveries waiting for the plugin, in order.
+// laneKey names a lane: an instance, and its chat when the instance's
+// deliveries are ordered by chat ("" for the events without one).
+type laneKey struct{ instance, chat string }
+
+// keyOf returns the lane of d, for an instance with settings s.
+func keyOf(d spool.Delivery, s store.Settings) laneKey {
+	if !s.ByChat {
+		return laneKey{instance: d.Instance}
+	}
+	return laneKey{instance: d.Instance, chat: events.Chat(d.Envelope)}
+}
+
+// lane is the deliveries of one lane waiting for the plugin, in order.
 type lane struct {
 	queue    []pending
 	busy     int       // deliveries of the lane's batches still at the plugin
@@ -351,10 +365,11 @@ func (w *worker) lease(ctx context.Context) {
 				skipped++
 				continue
 			}
-			l := w.lanes[d.Instance]
+			k := keyOf(d, s)
+			l := w.lanes[k]
 			if l == nil {
 				l = &lane{}
-				w.lanes[d.Instance] = l
+				w.lanes[k] = l
 			}
 			if r := w.admit(d, s, l, now); r != nil {
 				settled = append(settled, *r)
@@ -454,33 +469,34 @@ func (w *worker) deferStalled() {
 // batch is one lane's deliveries for the plugin, with the instance's
 // settings as of the newest of them, in the stream messages they go in.
 type batch struct {
-	instance string
+	lane     laneKey
 	settings []byte
 	chunks   [][]*sinkv1.Delivery
 }
 
 // pump sends every lane's waiting deliveries, in batches of at most
-// BatchSize, while the lane has room at the plugin: one instance's
-// deliveries in ingest order, with the plugin's part of the instance's
-// settings once per stream message.
+// BatchSize, while the lane has room at the plugin: one lane's deliveries
+// in ingest order, with the plugin's part of the instance's settings once
+// per stream message.
 func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
 	var batches []batch
 	now := w.opts.Now()
 	w.mu.Lock()
-	for inst, l := range w.lanes {
+	for key, l := range w.lanes {
+		inst := key.instance
 		if len(l.queue) == 0 {
 			if l.busy == 0 {
-				delete(w.lanes, inst)
+				delete(w.lanes, key)
 			}
 			continue
 		}
 		for len(l.queue) > 0 && l.unsent < w.perLane && l.batches < laneBatchesMax &&
 			(l.batches == 0 || !w.controlled(inst)) {
-			n := w.take(inst, min(len(l.queue), w.opts.BatchSize), now)
+			n := w.take(inst, l.queue[0].d.ID, min(len(l.queue), w.opts.BatchSize), now)
 			if n == 0 {
 				break
 			}
-			b := batch{instance: inst}
+			b := batch{lane: key}
 			deliveries := make([]*sinkv1.Delivery, 0, n)
 			sb := &sentBatch{left: n}
 			for _, p := range l.queue[:n] {
@@ -505,7 +521,7 @@ func (w *worker) pump(stream sinkv1.Sink_DeliverClient) error {
 	w.mu.Unlock()
 	for _, b := range batches {
 		for _, chunk := range b.chunks {
-			req := &sinkv1.DeliverRequest{Instance: b.instance, Settings: b.settings, Deliveries: chunk}
+			req := &sinkv1.DeliverRequest{Instance: b.lane.instance, Lane: b.lane.chat, Settings: b.settings, Deliveries: chunk}
 			if err := stream.Send(req); err != nil {
 				return fmt.Errorf("send: %w", err)
 			}
@@ -590,7 +606,7 @@ func (w *worker) apply(acks []*sinkv1.Ack) {
 		s.lane.progress = now
 		w.leased--
 		r, held := w.settleControls(s.d, a.GetOutcome() == sinkv1.Outcome_OUTCOME_OK || a.GetOutcome() == sinkv1.Outcome_OUTCOME_REJECT,
-			w.settle(s.d, a, now), s.lane, now)
+			w.settle(s.d, a, now), now)
 		results = append(results, r)
 		results = append(results, held...)
 		if a.GetDisable() {

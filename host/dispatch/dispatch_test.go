@@ -1,11 +1,13 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/evorelay/evorelay/host/spool"
 	"github.com/evorelay/evorelay/host/store"
+	"github.com/evorelay/evorelay/sdk/events"
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 	"github.com/evorelay/evorelay/sdk/sinktest"
 )
@@ -23,9 +26,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // plugin is a scripted sink over a real gRPC stream: answer decides each
-// delivery's ack, and may block. Like the SDK, it runs an instance's
-// batches one after the other, in the order they came (unless v1, like
-// an SDK of protocol 1, which runs them at once).
+// delivery's ack, and may block. Like the SDK, it runs a lane's batches
+// one after the other, in the order they came (unless v1, like an SDK of
+// protocol 1, which runs them at once).
 type plugin struct {
 	sinkv1.UnimplementedSinkServer
 	answer func(d *sinkv1.Delivery) *sinkv1.Ack
@@ -37,10 +40,10 @@ type plugin struct {
 	mu         sync.Mutex
 	got        []*sinkv1.Delivery
 	reqs       []*sinkv1.DeliverRequest // as received, without deliveries
-	batches    map[string]int           // instance → batches at the plugin now
-	maxBatches int                      // the most batches of one instance at the plugin at once
-	running    map[string]int           // instance → batches being delivered now
-	overlap    bool                     // two batches of one instance delivered at once
+	batches    map[string]int           // lane → batches at the plugin now
+	maxBatches int                      // the most batches of one lane at the plugin at once
+	running    map[string]int           // lane → batches being delivered now
+	overlap    bool                     // two batches of one lane delivered at once
 	streams    int
 	breakAt    int // close the stream after this many deliveries (once)
 	conn       *grpc.ClientConn
@@ -63,8 +66,8 @@ type v1Client struct{ sinkv1.SinkClient }
 
 func (v1Client) LaneBatches() int { return 1 }
 
-// atPlugin says the most batches of one instance that were at the plugin
-// at once.
+// atPlugin says the most batches of one lane that were at the plugin at
+// once.
 func (p *plugin) atPlugin() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -78,7 +81,7 @@ func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
 	var sendMu sync.Mutex
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	lanes := map[string]chan struct{}{} // instance → done of its last batch
+	lanes := map[string]chan struct{}{} // lane → done of its last batch
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -92,14 +95,15 @@ func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
 				p.overlap = true // a batch mixes instances
 			}
 		}
-		p.batches[inst]++
-		p.maxBatches = max(p.maxBatches, p.batches[inst])
-		prev, done := lanes[inst], make(chan struct{})
+		key := inst + "/" + req.GetLane()
+		p.batches[key]++
+		p.maxBatches = max(p.maxBatches, p.batches[key])
+		prev, done := lanes[key], make(chan struct{})
 		if !p.v1 {
-			lanes[inst] = done
+			lanes[key] = done
 		}
 		p.got = append(p.got, ds...)
-		p.reqs = append(p.reqs, &sinkv1.DeliverRequest{Instance: req.GetInstance(), Settings: req.GetSettings()})
+		p.reqs = append(p.reqs, &sinkv1.DeliverRequest{Instance: req.GetInstance(), Lane: req.GetLane(), Settings: req.GetSettings()})
 		broken := p.breakAt > 0 && len(p.got) >= p.breakAt
 		if broken {
 			p.breakAt = 0
@@ -121,7 +125,7 @@ func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
 				<-prev
 			}
 			p.mu.Lock()
-			if p.running[inst]++; p.running[inst] > 1 {
+			if p.running[key]++; p.running[key] > 1 {
 				p.overlap = true
 			}
 			p.mu.Unlock()
@@ -130,8 +134,8 @@ func (p *plugin) Deliver(stream sinkv1.Sink_DeliverServer) error {
 				acks = append(acks, p.answer(d))
 			}
 			p.mu.Lock()
-			p.batches[inst]--
-			p.running[inst]--
+			p.batches[key]--
+			p.running[key]--
 			p.mu.Unlock()
 			sendMu.Lock()
 			_ = stream.Send(&sinkv1.DeliverResponse{Acks: acks})
@@ -217,13 +221,24 @@ func (r *rig) set(instance, settings string) {
 // add appends n events for instance and returns their ids in order.
 func (r *rig) add(instance, event string, n int) []string {
 	r.t.Helper()
+	return r.addTo(instance, "", event, n)
+}
+
+// addTo appends n events of a chat of instance ("": events without one)
+// and returns their ids in order.
+func (r *rig) addTo(instance, chat, event string, n int) []string {
+	r.t.Helper()
+	envelope := []byte(`{}`)
+	if chat != "" {
+		envelope = fmt.Appendf(nil, `{"event":%q,"instance":%q,"data":{"key":{"remoteJid":%q,"id":"m"}}}`, event, instance, chat)
+	}
 	var evs []spool.Event
 	var ids []string
 	for range n {
 		r.seq++
 		id := fmt.Sprintf("%s-%06d", instance, r.seq)
 		ids = append(ids, id)
-		evs = append(evs, spool.Event{ID: id, Instance: instance, Event: event, Envelope: []byte(`{}`)})
+		evs = append(evs, spool.Event{ID: id, Instance: instance, Event: event, Envelope: envelope})
 	}
 	if err := r.spool.Append(context.Background(), evs); err != nil {
 		r.t.Fatal(err)
@@ -270,6 +285,89 @@ func TestOrderPerInstance(t *testing.T) {
 	}
 	if r.plugin.overlap {
 		t.Error("two batches of one instance were delivered at once, or a batch mixed instances")
+	}
+}
+
+// By default an instance's chats are lanes of their own: a chat whose
+// destination is slow does not hold up the instance's other chats, each
+// chat's events (and those without a chat) keep their ingest order, and
+// each batch names its chat. With "ordering": "instance" the instance is
+// one lane: the slow chat's delivery holds up the events behind it.
+func TestOrderPerChat(t *testing.T) {
+	for name, ordering := range map[string]string{"default": "", "chat": `,"ordering":"chat"`, "instance": `,"ordering":"instance"`} {
+		t.Run(name, func(t *testing.T) {
+			byChat := ordering != `,"ordering":"instance"`
+			release := make(chan struct{})
+			var slow sync.Once
+			var held atomic.Bool
+			r := newRig(t, func(d *sinkv1.Delivery) *sinkv1.Ack {
+				if bytes.Contains(d.GetEnvelope(), []byte("slow@")) {
+					slow.Do(func() {
+						held.Store(true)
+						select {
+						case <-release:
+						case <-time.After(10 * time.Second):
+						}
+						held.Store(false)
+					})
+				}
+				return ok(d)
+			}, Options{BatchSize: 4})
+			r.set("a", `{"enabled":true,"events":[]`+ordering+`}`)
+			want := map[string][]string{}
+			for range 5 {
+				for _, chat := range []string{"slow@s.whatsapp.net", "x@s.whatsapp.net", "y@g.us", ""} {
+					want[chat] = append(want[chat], r.addTo("a", chat, "MESSAGES_UPSERT", 3)...)
+				}
+			}
+			eventually(t, "the slow chat's first delivery at the plugin", held.Load)
+			others := len(want["x@s.whatsapp.net"]) + len(want["y@g.us"]) + len(want[""])
+			passed := func() int {
+				n := 0
+				for _, d := range r.plugin.delivered() {
+					if !bytes.Contains(d.GetEnvelope(), []byte("slow@")) {
+						n++
+					}
+				}
+				return n
+			}
+			if byChat {
+				sinktest.Eventually(t, "the other chats' deliveries while the slow chat waits", 5*time.Second, func() bool { return passed() == others })
+			} else {
+				time.Sleep(200 * time.Millisecond)
+				if n := passed(); n > 2*4 {
+					t.Errorf("%d deliveries of other chats passed the slow one; want at most the two batches behind it", n)
+				}
+			}
+			close(release)
+			eventually(t, "every delivery", func() bool { return len(r.plugin.delivered()) == 60 })
+			got := map[string][]string{}
+			lanes := map[string]bool{}
+			r.plugin.mu.Lock()
+			for _, req := range r.plugin.reqs {
+				lanes[req.GetLane()] = true
+			}
+			r.plugin.mu.Unlock()
+			for _, d := range r.plugin.delivered() {
+				chat := events.Chat(d.GetEnvelope())
+				got[chat] = append(got[chat], d.GetId())
+			}
+			for chat, ids := range want {
+				if fmt.Sprint(got[chat]) != fmt.Sprint(ids) {
+					t.Errorf("chat %q: order %v differs from ingest order %v", chat, got[chat], ids)
+				}
+			}
+			wantLanes := "map[:true]"
+			if byChat {
+				wantLanes = "map[:true slow@s.whatsapp.net:true x@s.whatsapp.net:true y@g.us:true]"
+			}
+			if fmt.Sprint(lanes) != wantLanes {
+				t.Errorf("batches named the lanes %v, want %v", lanes, wantLanes)
+			}
+			if r.plugin.overlap {
+				t.Error("two batches of one lane were delivered at once, or a batch mixed instances")
+			}
+		})
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -213,6 +214,73 @@ func TestOrderPerInstance(t *testing.T) {
 			if seq != i {
 				t.Fatalf("%s: delivery %d carried seq %d; want ingest order (got %v...)", inst, i, seq, got[:min(len(got), i+3)])
 			}
+		}
+	}
+}
+
+// By default an instance's chats are lanes of their own: while the
+// receiver hangs on one chat's message, the instance's other chat and its
+// events without a chat still arrive, each lane in the order accepted; a
+// message's update (its chat is data.remoteJid) follows the message.
+func TestOrderPerChat(t *testing.T) {
+	const n = 60
+	hang := make(chan struct{})
+	recv := newReceiver(t)
+	recv.SetDecide(func(h hit, _ int) int {
+		if strings.Contains(string(h.Body), "slow@s.whatsapp.net") {
+			<-hang
+		}
+		return 200
+	})
+	s := StartSidecar(t, []string{"webhook"}, "EVORELAY_BATCH_SIZE=20", "EVORELAY_WEBHOOK_TIMEOUT=10m")
+	release := sync.OnceFunc(func() { close(hang) })
+	t.Cleanup(release) // before the sidecar stops, should the test fail
+	setWebhook(t, s, "chats", map[string]any{"url": recv.URL, "enabled": true})
+	var batch []any
+	for j := range n {
+		batch = append(batch,
+			event("chats", "MESSAGES_UPSERT", fmt.Sprintf(`{"key":{"remoteJid":"slow@s.whatsapp.net","id":"s%d"},"seq":%d}`, j, j)),
+			event("chats", "MESSAGES_UPSERT", fmt.Sprintf(`{"key":{"remoteJid":"fast@s.whatsapp.net","id":"f%d"},"seq":%d}`, j, j)),
+			event("chats", "MESSAGES_UPDATE", fmt.Sprintf(`{"remoteJid":"fast@s.whatsapp.net","keyId":"f%d","status":"READ","seq":%d}`, j, j)),
+			event("chats", "CONNECTION_UPDATE", fmt.Sprintf(`{"state":"open","seq":%d}`, j)))
+	}
+	s.MustDo(202, "POST", "/events", batch)
+	lanes := func() map[string][]string {
+		out := map[string][]string{}
+		for _, h := range recv.Hits() {
+			var b struct {
+				Event string `json:"event"`
+			}
+			if err := json.Unmarshal(h.Body, &b); err != nil {
+				t.Fatal(err)
+			}
+			lane := "none"
+			switch body := string(h.Body); {
+			case strings.Contains(body, "slow@"):
+				lane = "slow"
+			case strings.Contains(body, "fast@"):
+				lane = "fast"
+			}
+			out[lane] = append(out[lane], fmt.Sprintf("%s %d", b.Event, seqOf(t, h)))
+		}
+		return out
+	}
+	eventually(t, 30*time.Second, "the other chat and the events without one while the receiver hangs on chat slow", func() bool {
+		l := lanes()
+		return len(l["fast"]) == 2*n && len(l["none"]) == n
+	})
+	release()
+	eventually(t, 30*time.Second, "every event", func() bool { return len(lanes()["slow"]) == n })
+	var want = map[string][]string{}
+	for j := range n {
+		want["slow"] = append(want["slow"], fmt.Sprintf("MESSAGES_UPSERT %d", j))
+		want["fast"] = append(want["fast"], fmt.Sprintf("MESSAGES_UPSERT %d", j), fmt.Sprintf("MESSAGES_UPDATE %d", j))
+		want["none"] = append(want["none"], fmt.Sprintf("CONNECTION_UPDATE %d", j))
+	}
+	got := lanes()
+	for lane, events := range want {
+		if fmt.Sprint(got[lane]) != fmt.Sprint(events) {
+			t.Errorf("lane %s arrived as\n%v\nwant\n%v", lane, got[lane], events)
 		}
 	}
 }

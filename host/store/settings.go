@@ -38,7 +38,20 @@ type Settings struct {
 	// ExpireAfter dead-letters a delivery still undelivered this long
 	// after it was accepted ("expire_after"); 0 means never.
 	ExpireAfter time.Duration
+	// ByChat is "ordering": "chat" (the default): the instance's
+	// deliveries keep their order within each chat, and chats go
+	// concurrently; false is "instance": all in one order.
+	ByChat bool
 }
+
+// The values of "ordering".
+const (
+	OrderingChat     = "chat"
+	OrderingInstance = "instance"
+)
+
+// ValidOrdering reports whether s is a value of "ordering".
+func ValidOrdering(s string) bool { return s == OrderingChat || s == OrderingInstance }
 
 // RateLimit is a token bucket: PerSecond deliveries a second on average,
 // up to Burst at once.
@@ -72,7 +85,7 @@ type Retry struct {
 // dispatch applies them, and the plugin never sees them, neither in
 // Validate nor with a delivery. A new host-side setting is added here, and
 // its parsing to host/api's hostMembers.
-var HostOwned = []string{"retry", "rate_limit", "circuit", "expire_after", DisabledReasonKey, DisabledAtKey}
+var HostOwned = []string{"retry", "rate_limit", "circuit", "expire_after", "ordering", DisabledReasonKey, DisabledAtKey}
 
 // common is the part of every sink's settings the host reads.
 type common struct {
@@ -91,6 +104,7 @@ type common struct {
 		CoolDown string `json:"cool_down"`
 	} `json:"circuit"`
 	ExpireAfter string `json:"expire_after"`
+	Ordering    string `json:"ordering"`
 }
 
 // errNotObject is Parse's error for JSON that is not an object; null
@@ -106,7 +120,7 @@ func Parse(raw json.RawMessage) (Settings, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return Settings{}, fmt.Errorf("store: settings: %w", err)
 	}
-	s := Settings{Raw: raw, Plugin: withoutHostOwned(raw), Enabled: c.Enabled}
+	s := Settings{Raw: raw, Plugin: withoutHostOwned(raw), Enabled: c.Enabled, ByChat: c.Ordering != OrderingInstance}
 	if c.Retry != nil {
 		s.Retry = &Retry{}
 		for _, v := range c.Retry.Schedule {

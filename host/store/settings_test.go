@@ -63,7 +63,7 @@ func TestParseRejects(t *testing.T) {
 // The delivery controls the API stored are parsed once, with the
 // settings.
 func TestParseDeliveryControls(t *testing.T) {
-	s, err := Parse(json.RawMessage(`{"enabled":true,"rate_limit":{"per_second":2.5,"burst":3},"circuit":{"failures":0},"expire_after":"6h0m0s"}`))
+	s, err := Parse(json.RawMessage(`{"enabled":true,"rate_limit":{"per_second":2.5,"burst":3},"circuit":{"failures":0},"expire_after":"6h0m0s","ordering":"instance"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,10 @@ func TestParseDeliveryControls(t *testing.T) {
 	if s.ExpireAfter != 6*time.Hour {
 		t.Errorf("expire_after %v", s.ExpireAfter)
 	}
-	if s, _ := Parse(json.RawMessage(`{"enabled":true}`)); s.RateLimit != nil || s.Circuit != nil || s.ExpireAfter != 0 {
+	if s.ByChat {
+		t.Error(`"ordering":"instance" parsed as by chat`)
+	}
+	if s, _ := Parse(json.RawMessage(`{"enabled":true}`)); s.RateLimit != nil || s.Circuit != nil || s.ExpireAfter != 0 || !s.ByChat {
 		t.Errorf("settings without controls parsed as %+v", s)
 	}
 	for _, bad := range []string{`{"circuit":{"cool_down":"soon"}}`, `{"expire_after":"later"}`} {
