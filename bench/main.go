@@ -40,6 +40,14 @@
 //	          it kept up (≥ 98 % of the offered rate), and p50/p99 of
 //	          ingest → delivered (from the start of an event's POST to its
 //	          arrival at the receiver); goal: kept up, p99 ≤ 50 ms
+//	chats     one instance, 16 chats, arrays of 100 from 4 connections,
+//	          webhook to a receiver that answers after -receiver-delay
+//	          (10 ms), as a bot or a flow doing some work does; at most
+//	          8,000 events; bare: 16 keep-alive POSTers, one a chat (the
+//	          most an order per chat allows); then the same through the
+//	          sidecar with the default "ordering": "chat" (goal ≥ 0.8×,
+//	          ours), and on a sixteenth of the events with "ordering":
+//	          "instance" (one request at a time)
 //	rabbitmq  one instance, arrays of 100 from 4 connections, to RabbitMQ
 //	          at 127.0.0.1:5672; bare: an amqp091-go client publishing the
 //	          plugin's body and properties with publisher confirms, 1000
@@ -86,22 +94,23 @@ import (
 )
 
 var (
-	scenarioList = flag.String("scenario", "all", "what to measure, comma-separated: engine, ingest, lane, paced, rabbitmq, nats, or all")
-	events       = flag.Int("events", 60000, "events per scenario (paced offers -rate × -duration instead)")
-	size         = flag.Int("size", 1024, "bytes of data per event")
-	instancesArg = flag.Int("instances", 0, "instances (one ordered lane each) in every scenario, instead of the scenario's own")
-	chatsArg     = flag.Int("chats", 0, "chats (data.key.remoteJid) per instance in every scenario, instead of the scenario's own")
-	postersArg   = flag.Int("posters", 0, "engine connections posting events in every scenario, instead of the scenario's own")
-	batchArg     = flag.Int("batch", 0, "events per ingest request in every scenario but paced, instead of the scenario's own")
-	paceRate     = flag.Int("rate", 5000, "paced: events/s offered")
-	paceFor      = flag.Duration("duration", 5*time.Second, "paced: how long the rate is offered")
-	binDir       = flag.String("bin", "bin", "where make build put evorelay and plugins/")
-	timeout      = flag.Duration("timeout", 5*time.Minute, "give up on a scenario after this long")
-	metrics      = flag.Bool("metrics", false, "print each sidecar's /metrics series of its sink before stopping it")
-	outage       = flag.Duration("outage", 0, "instead of the scenarios: a webhook receiver that answers 503 for this long, then comes back")
-	pprofDir     = flag.String("pprof", "", "fetch a CPU profile of the host during each sidecar scenario into this directory (host-<scenario>.pprof)")
-	pprofSeconds = flag.Int("pprof-seconds", 5, "with -pprof: seconds of each profile")
-	sidecarEnv   []string
+	scenarioList  = flag.String("scenario", "all", "what to measure, comma-separated: engine, ingest, lane, paced, chats, rabbitmq, nats, or all")
+	events        = flag.Int("events", 60000, "events per scenario (paced offers -rate × -duration instead)")
+	size          = flag.Int("size", 1024, "bytes of data per event")
+	instancesArg  = flag.Int("instances", 0, "instances (one ordered lane each) in every scenario, instead of the scenario's own")
+	chatsArg      = flag.Int("chats", 0, "chats (data.key.remoteJid) per instance in every scenario, instead of the scenario's own")
+	postersArg    = flag.Int("posters", 0, "engine connections posting events in every scenario, instead of the scenario's own")
+	batchArg      = flag.Int("batch", 0, "events per ingest request in every scenario but paced, instead of the scenario's own")
+	paceRate      = flag.Int("rate", 5000, "paced: events/s offered")
+	paceFor       = flag.Duration("duration", 5*time.Second, "paced: how long the rate is offered")
+	receiverDelay = flag.Duration("receiver-delay", 10*time.Millisecond, "chats: how long the receiver takes to answer each request")
+	binDir        = flag.String("bin", "bin", "where make build put evorelay and plugins/")
+	timeout       = flag.Duration("timeout", 5*time.Minute, "give up on a scenario after this long")
+	metrics       = flag.Bool("metrics", false, "print each sidecar's /metrics series of its sink before stopping it")
+	outage        = flag.Duration("outage", 0, "instead of the scenarios: a webhook receiver that answers 503 for this long, then comes back")
+	pprofDir      = flag.String("pprof", "", "fetch a CPU profile of the host during each sidecar scenario into this directory (host-<scenario>.pprof)")
+	pprofSeconds  = flag.Int("pprof-seconds", 5, "with -pprof: seconds of each profile")
+	sidecarEnv    []string
 )
 
 func init() {
@@ -126,14 +135,18 @@ var scenarios = []scenario{
 	{"ingest", shape{instances: 64, chats: 16, posters: 64, perPost: 1}, runIngest},
 	{"lane", shape{instances: 1, chats: 1, posters: 4, perPost: 100}, runLane},
 	{"paced", shape{instances: 64, chats: 16, posters: 64, perPost: 1}, runPaced},
+	{"chats", shape{instances: 1, chats: 16, posters: 4, perPost: 100}, runChats},
 	{"rabbitmq", shape{instances: 1, chats: 1, posters: 4, perPost: 100}, runRabbitMQ},
 	{"nats", shape{instances: 1, chats: 1, posters: 4, perPost: 100}, runNATS},
 }
 
 // eventsOf is how many events a scenario posts.
 func eventsOf(sc scenario) int {
-	if sc.name == "paced" {
+	switch sc.name {
+	case "paced":
 		return int(float64(*paceRate) * paceFor.Seconds())
+	case "chats":
+		return min(*events, chatsEvents)
 	}
 	return *events
 }

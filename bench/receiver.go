@@ -19,13 +19,14 @@ var epoch = time.Now()
 func since() time.Duration { return time.Since(epoch) }
 
 // receiver is the fast webhook receiver: it reads each body, finds the
-// event's number in it ("seq-n", see load.data) and answers 200. It keeps
-// when each number first arrived.
+// event's number in it ("seq-n", see load.data) and answers 200, after
+// delay when that is set. It keeps when each number first arrived.
 type receiver struct {
 	*http.Server
-	url  string
-	cur  atomic.Pointer[tally]
-	bufs sync.Pool
+	url   string
+	delay time.Duration
+	cur   atomic.Pointer[tally]
+	bufs  sync.Pool
 }
 
 // tally is one count of a receiver: the first arrival (since epoch) of
@@ -70,6 +71,9 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	t := r.cur.Load()
 	seq, ok := findSeq(b.Bytes())
 	r.bufs.Put(b)
+	if r.delay > 0 {
+		time.Sleep(r.delay)
+	}
 	switch {
 	case !ok || seq >= len(t.at):
 		t.stray.Add(1)
