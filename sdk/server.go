@@ -158,8 +158,11 @@ func (s *server) Close(ctx context.Context, _ *sinkv1.CloseRequest) (*sinkv1.Clo
 	return &sinkv1.CloseResponse{}, nil
 }
 
-// Deliver runs every batch the host sends in its own goroutine (bounded)
-// and streams acks back as they come, coalescing those that are ready.
+// Deliver runs the batches the host sends on up to maxConcurrentBatches
+// goroutines, started as they are needed and kept for the stream (so a
+// goroutine's stack grows once to what the sink's Deliver needs, not once
+// a batch: many lanes of one event each make a batch an event), and
+// streams acks back as they come, coalescing those that are ready.
 // Batches of one lane (an instance, or one chat of it: DeliverRequest.lane)
 // run one after the other, in the order they came: the host may split a
 // lane's deliveries into several messages (each at most a few MB), and
@@ -168,41 +171,68 @@ func (s *server) Deliver(stream sinkv1.Sink_DeliverServer) error {
 	ctx := stream.Context()
 	out := make(chan outAck, 1024)
 	sendErr := make(chan error, 1)
-	go func() { sendErr <- sendAcks(stream, out) }()
+	go func() { sendErr <- sendAcks(stream, out, ackDelay) }()
 
-	sem := make(chan struct{}, maxConcurrentBatches)
-	var running sync.WaitGroup
+	jobs := make(chan job) // taken by an idle worker
+	var workers sync.WaitGroup
+	started := 0
+recv:
 	for {
 		req, err := stream.Recv()
-		if err != nil {
+		if err != nil || ctx.Err() != nil {
 			break // the host closed the stream or went away
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
 		if len(req.GetDeliveries()) == 0 {
-			<-sem
 			continue
 		}
-		key := laneKey(req)
-		prev, turn := s.enqueue(key)
-		running.Add(1)
-		go func() {
-			defer func() { <-sem; running.Done() }()
-			defer s.dequeue(key, turn)
-			if prev != nil {
-				<-prev
-			}
-			s.runBatch(ctx, req, out, turn.release)
-		}()
+		j := job{req: req, key: laneKey(req)}
+		j.prev, j.turn = s.enqueue(j.key)
+		select {
+		case jobs <- j:
+			continue
+		default:
+		}
+		if started < maxConcurrentBatches {
+			started++
+			workers.Go(func() {
+				s.run(ctx, j, out)
+				for j := range jobs {
+					s.run(ctx, j, out)
+				}
+			})
+			continue
+		}
+		// Every worker is busy: the next batch waits, and with it the
+		// stream, as the host's in-flight window does.
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+			s.dequeue(j.key, j.turn)
+			break recv
+		}
 	}
-	running.Wait()
+	close(jobs)
+	workers.Wait()
 	close(out)
 	return <-sendErr
+}
+
+// job is a batch with its place in its lane: prev is the end of the
+// lane's batch before it (nil: none).
+type job struct {
+	req  *sinkv1.DeliverRequest
+	key  string
+	prev <-chan struct{}
+	turn *turn
+}
+
+// run waits for the batch's turn in its lane, runs it, and ends its turn.
+func (s *server) run(ctx context.Context, j job, out chan<- outAck) {
+	defer s.dequeue(j.key, j.turn)
+	if j.prev != nil {
+		<-j.prev
+	}
+	s.runBatch(ctx, j.req, out, j.turn.release)
 }
 
 // laneKey names the batch's lane among all the plugin runs: its instance
@@ -248,8 +278,9 @@ func (s *server) dequeue(lane string, t *turn) {
 // message. Acks one at a time cost a message, and a wake-up of the host's
 // receiver and its spool, per delivery; a sink that delivers one by one
 // (a lane of a webhook) acks every ~100 µs. The last ack of a batch, and
-// a batch's Sent, do not wait: they let the host send the instance's next
-// batch.
+// a batch's Sent, do not wait: they let the host send the lane's next
+// batch; the acks already queued behind them go in the same message (many
+// lanes of one event each complete at once).
 const ackDelay = time.Millisecond
 
 // outAck is what goes to the host: an ack, and last if it completes its
@@ -274,10 +305,11 @@ func (o outAck) add(resp *sinkv1.DeliverResponse) (now bool) {
 // maxAcksPerMessage bounds one stream message of acks.
 const maxAcksPerMessage = 512
 
-// sendAcks streams the acks from in, those that come within ackDelay of
-// the first in one message, until in is closed. A batch's last ack, or a
-// batch's Sent, ends its message at once.
-func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan outAck) error {
+// sendAcks streams the acks from in, those that come within delay
+// (ackDelay) of the first in one message, until in is closed. A batch's
+// last ack, or a batch's Sent, ends its message at once, with what is
+// already queued.
+func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan outAck, delay time.Duration) error {
 	var failed error
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -287,23 +319,36 @@ func sendAcks(stream sinkv1.Sink_DeliverServer, in <-chan outAck) error {
 		}
 		resp := &sinkv1.DeliverResponse{}
 		now := first.add(resp)
-		timer.Reset(ackDelay)
-	more:
-		for !now && len(resp.Acks) < maxAcksPerMessage {
-			select {
-			case o, ok := <-in:
-				if !ok {
-					break more
-				}
-				now = o.add(resp)
-			case <-timer.C:
-				break more
+		timer.Reset(delay)
+		for len(resp.Acks) < maxAcksPerMessage {
+			o, ok := nextAck(in, timer.C, now)
+			if !ok {
+				break
 			}
+			now = o.add(resp) || now
 		}
 		timer.Stop()
 		failed = stream.Send(resp)
 	}
 	return failed
+}
+
+// nextAck returns the next ack from in: one already queued when now, else
+// one that comes before timeout. ok is false when there is none, or in is
+// closed.
+func nextAck(in <-chan outAck, timeout <-chan time.Time, now bool) (o outAck, ok bool) {
+	if now {
+		select {
+		case o, ok = <-in:
+		default:
+		}
+		return o, ok
+	}
+	select {
+	case o, ok = <-in:
+	case <-timeout:
+	}
+	return o, ok
 }
 
 func (s *server) runBatch(ctx context.Context, req *sinkv1.DeliverRequest, out chan<- outAck, sent func()) {

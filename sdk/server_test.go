@@ -305,7 +305,7 @@ func queued(n int) chan outAck {
 
 func TestSendAcksCoalesces(t *testing.T) {
 	f := &fakeStream{}
-	if err := sendAcks(f, queued(600)); err != nil {
+	if err := sendAcks(f, queued(600), ackDelay); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(f.sizes) != "[512 88]" {
@@ -313,40 +313,76 @@ func TestSendAcksCoalesces(t *testing.T) {
 	}
 }
 
+// sendAcksWithin runs sendAcks with a delay of an hour on queued, then on
+// what the test puts in the channel it returns, and returns the messages
+// sent.
+func sendAcksWithin(t *testing.T, queued ...outAck) (chan<- outAck, <-chan *sinkv1.DeliverResponse) {
+	in := make(chan outAck, 16)
+	for _, o := range queued {
+		in <- o
+	}
+	out := make(chan *sinkv1.DeliverResponse, 16)
+	done := make(chan error)
+	go func() { done <- sendAcks(chanStream{out: out}, in, time.Hour) }()
+	t.Cleanup(func() { close(in); <-done })
+	return in, out
+}
+
+// chanStream hands every message sent to a channel.
+type chanStream struct {
+	sinkv1.Sink_DeliverServer
+	out chan<- *sinkv1.DeliverResponse
+}
+
+func (c chanStream) Send(r *sinkv1.DeliverResponse) error { c.out <- r; return nil }
+
+// A batch's last ack ends its message without waiting for more (here an
+// hour), with the acks already queued behind it.
 func TestSendAcksSendsTheLastAckOfABatchAtOnce(t *testing.T) {
-	ch := queued(5)
-	var acks []outAck
-	for a := range ch {
-		acks = append(acks, a)
-	}
-	acks[2].last = true
-	ch = make(chan outAck, len(acks))
-	for _, a := range acks {
-		ch <- a
-	}
-	close(ch)
-	f := &fakeStream{}
-	if err := sendAcks(f, ch); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(f.sizes) != "[3 2]" {
-		t.Errorf("sent messages of %v acks, want [3 2]: the batch's last ack ends its message", f.sizes)
+	_, out := sendAcksWithin(t,
+		outAck{ack: &sinkv1.Ack{Id: "a1"}}, outAck{ack: &sinkv1.Ack{Id: "a2"}, last: true}, outAck{ack: &sinkv1.Ack{Id: "b1"}})
+	select {
+	case r := <-out:
+		if got := fmt.Sprint(ackIDs(r)); got != "[a1 a2 b1]" {
+			t.Errorf("the message held %v, want a1, a2 and b1, queued behind them", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the batch's last ack did not end its message")
 	}
 }
 
+// A batch's Sent ends its message at once too.
 func TestSendAcksSendsABatchsSentAtOnce(t *testing.T) {
-	ch := make(chan outAck, 3)
-	ch <- outAck{ack: &sinkv1.Ack{Id: "a1"}}
-	ch <- outAck{sent: "b1"}
-	ch <- outAck{ack: &sinkv1.Ack{Id: "a2"}}
-	close(ch)
-	f := &fakeStream{}
-	if err := sendAcks(f, ch); err != nil {
-		t.Fatal(err)
+	in, out := sendAcksWithin(t)
+	in <- outAck{ack: &sinkv1.Ack{Id: "a1"}}
+	in <- outAck{sent: "b1"}
+	select {
+	case r := <-out:
+		if fmt.Sprint(ackIDs(r), r.GetSent()) != "[a1] [b1]" {
+			t.Errorf("the message held acks %v and said sent %v, want [a1] [b1]", ackIDs(r), r.GetSent())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the batch's Sent did not end its message")
 	}
-	if fmt.Sprint(f.sizes, f.sent) != "[1 1] [[b1] []]" {
-		t.Errorf("sent messages of %v acks and %v said sent, want [1 1] [[b1] []]: a Sent ends its message", f.sizes, f.sent)
+}
+
+// Without a batch's last ack or Sent, acks wait for others.
+func TestSendAcksWaitsForMore(t *testing.T) {
+	in, out := sendAcksWithin(t)
+	in <- outAck{ack: &sinkv1.Ack{Id: "a1"}}
+	select {
+	case r := <-out:
+		t.Errorf("a message of %v went before its delay", ackIDs(r))
+	case <-time.After(100 * time.Millisecond):
 	}
+}
+
+func ackIDs(r *sinkv1.DeliverResponse) []string {
+	var ids []string
+	for _, a := range r.GetAcks() {
+		ids = append(ids, a.GetId())
+	}
+	return ids
 }
 
 // Sent tells the host once, naming a delivery still pending, and nothing
@@ -399,7 +435,7 @@ func TestAckerMarksTheLastAckOfTheBatch(t *testing.T) {
 func TestSendAcksDrainsAfterAFailedSend(t *testing.T) {
 	f := &fakeStream{err: errors.New("host gone")}
 	ch := queued(1000)
-	if err := sendAcks(f, ch); err == nil || err.Error() != "host gone" {
+	if err := sendAcks(f, ch, ackDelay); err == nil || err.Error() != "host gone" {
 		t.Errorf("err %v, want the send's error", err)
 	}
 	if len(f.sizes) != 1 || len(ch) != 0 {
@@ -635,6 +671,42 @@ func TestDeliverRunsAnInstancesLanesConcurrently(t *testing.T) {
 	}
 	if want := "[a0 a1 a2-0 a2-1]"; fmt.Sprint(a) != want {
 		t.Errorf("the sink saw chat a's deliveries in the order %v, want %v", a, want)
+	}
+}
+
+// At most maxConcurrentBatches batches are in the sink's Deliver at once;
+// the others wait their turn, and every one runs.
+func TestDeliverBoundsConcurrentBatches(t *testing.T) {
+	release := make(chan struct{})
+	var running, most atomic.Int64
+	s := &testSink{deliver: func(b []Delivery, a Acks) error {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release
+		running.Add(-1)
+		for _, d := range b {
+			a.Done(d.ID, nil)
+		}
+		return nil
+	}}
+	var reqs []*sinkv1.DeliverRequest
+	for i := range maxConcurrentBatches + 36 {
+		ds := batchOf(fmt.Sprintf("c%d-", i), 1)
+		reqs = append(reqs, &sinkv1.DeliverRequest{Instance: "i", Lane: fmt.Sprintf("chat%d", i), Deliveries: ds})
+	}
+	go func() {
+		for most.Load() < maxConcurrentBatches {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // time for more to start, were any allowed
+		close(release)
+	}()
+	if acks := deliverRequests(t, dial(t, s), reqs...); len(byID(t, acks)) != len(reqs) {
+		t.Fatalf("%d acks, want %d", len(acks), len(reqs))
+	}
+	if got := most.Load(); got != maxConcurrentBatches {
+		t.Errorf("%d batches ran at once, want at most (and here exactly) %d", got, maxConcurrentBatches)
 	}
 }
 

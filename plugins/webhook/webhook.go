@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -355,15 +356,24 @@ func (s *Sink) clientsFor(set Settings) *clients {
 	return s.open
 }
 
-// Deliver sends every delivery of the batch on its own goroutine and
-// acknowledges each as soon as it is done.
+// Deliver sends the batch's deliveries one after the other, in order, and
+// acknowledges each as soon as it is done. A batch is one lane of one
+// instance; one that mixes instances (no host sends such) has each
+// instance's deliveries sent concurrently.
 func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.closing, cancel)()
 
+	runs := byInstance(batch)
+	if len(runs) == 1 {
+		for _, d := range batch {
+			s.deliverOne(ctx, d, acks)
+		}
+		return nil
+	}
 	var wg sync.WaitGroup
-	for _, run := range byInstance(batch) {
+	for _, run := range runs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -381,6 +391,9 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery, acks sdk.Acks)
 // instance's events in that order, so they go one after the other, while
 // different instances go concurrently.
 func byInstance(batch []sdk.Delivery) [][]sdk.Delivery {
+	if !slices.ContainsFunc(batch, func(d sdk.Delivery) bool { return d.Instance != batch[0].Instance }) {
+		return [][]sdk.Delivery{batch}
+	}
 	index := map[string]int{}
 	var runs [][]sdk.Delivery
 	for _, d := range batch {
