@@ -14,6 +14,7 @@
 //	make build && go run ./bench -backend redis -scenario engine,ingest
 //	make build && go run ./bench -pprof /tmp/prof -scenario lane
 //	make build && go run ./bench -outage 10m -events 10000 -instances 1
+//	make build && go run ./bench -rounds 3            # median of three rounds
 //
 // Every event is a 1 KB (-size) MESSAGES_UPSERT numbered n: its
 // data.key.id is "seq-n" and its data.key.remoteJid one of the chats of
@@ -63,6 +64,11 @@
 // run's own that is deleted at its end, and adds to ingest a bare
 // pipelined XADD client: what Redis alone takes in.
 //
+// -rounds N measures each scenario N times, bare then evorelay each time,
+// and the summary gives each scenario's median round (by ratio; paced by
+// p99) and every round's figure: on a shared machine one round's ratio
+// can be off by a third.
+//
 // -pprof DIR fetches, while each sidecar scenario runs, a CPU profile of
 // -pprof-seconds from the host into DIR/host-<scenario>.pprof: every
 // sidecar gets EVORELAY_DEBUG_ADDR=127.0.0.1:<free port>, and a host that
@@ -79,6 +85,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -110,6 +117,7 @@ var (
 	outage        = flag.Duration("outage", 0, "instead of the scenarios: a webhook receiver that answers 503 for this long, then comes back")
 	pprofDir      = flag.String("pprof", "", "fetch a CPU profile of the host during each sidecar scenario into this directory (host-<scenario>.pprof)")
 	pprofSeconds  = flag.Int("pprof-seconds", 5, "with -pprof: seconds of each profile")
+	rounds        = flag.Int("rounds", 1, "measure each scenario this many times (bare, then evorelay, each time); the summary gives the median round and every round's figure")
 	sidecarEnv    []string
 )
 
@@ -170,20 +178,29 @@ func main() {
 	check(err)
 	fmt.Printf("evorelay load: %d events a scenario of %d B data; sidecar backend %s%s\n",
 		*events, *size, *backendName, strings.Join(append([]string{""}, sidecarEnv...), " "))
-	var rows []row
+	var rows [][]row // each scenario's rounds
 	failed := false
 	for _, sc := range chosen {
 		l := newLoad(sc.name, sc.shape, eventsOf(sc))
 		fmt.Printf("\n== %s: %s\n", sc.name, l.describe())
-		r, err := sc.run(l)
-		if err != nil {
-			fmt.Printf("   %s failed: %v\n", sc.name, err)
-			failed = true
-			continue
+		var rs []row
+		for i := range max(*rounds, 1) {
+			if *rounds > 1 {
+				fmt.Printf("   -- round %d of %d\n", i+1, *rounds)
+			}
+			r, err := sc.run(l)
+			if err != nil {
+				fmt.Printf("   %s failed: %v\n", sc.name, err)
+				failed = true
+				continue
+			}
+			rs = append(rs, r)
 		}
-		rows = append(rows, r)
+		if len(rs) > 0 {
+			rows = append(rows, rs)
+		}
 	}
-	if len(rows) > 1 {
+	if len(rows) > 1 || *rounds > 1 {
 		printSummary(rows)
 	}
 	if failed {
@@ -222,6 +239,34 @@ type row struct {
 	evorelay string
 	ratio    float64
 	goal     string
+	// p99 is paced's latency, the figure its rounds are compared by (the
+	// others' is ratio).
+	p99 time.Duration
+}
+
+// figure is what the row's rounds are compared by, and how it is printed.
+func (r row) figure() (float64, string) {
+	if r.p99 > 0 {
+		return float64(r.p99), "p99 " + round(r.p99).String()
+	}
+	return r.ratio, fmt.Sprintf("%.2f×", r.ratio)
+}
+
+// median returns a scenario's median round (the lower of the middle two),
+// and every round's figure, in order.
+func median(rounds []row) (row, string) {
+	sorted := slices.Clone(rounds)
+	slices.SortFunc(sorted, func(a, b row) int {
+		fa, _ := a.figure()
+		fb, _ := b.figure()
+		return cmp.Compare(fa, fb)
+	})
+	var figures []string
+	for _, r := range sorted {
+		_, s := r.figure()
+		figures = append(figures, s)
+	}
+	return sorted[(len(sorted)-1)/2], strings.Join(figures, ", ")
 }
 
 // rate is events/s of n events in d.
@@ -242,13 +287,23 @@ func line(name string, r, bare float64, extra string) {
 	fmt.Println(s)
 }
 
-// printSummary prints the rows as one table.
-func printSummary(rows []row) {
+// printSummary prints each scenario's median round as one table, with
+// every round's figure when there were several.
+func printSummary(rows [][]row) {
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "scenario\tbare\tevorelay\tratio\tgoal")
-	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%.2f×\t%s\n", r.name, r.bare, r.evorelay, r.ratio, r.goal)
+	head := "scenario\tbare\tevorelay\tratio\tgoal"
+	if *rounds > 1 {
+		head += "\trounds, sorted (the median's figures are shown)"
+	}
+	fmt.Fprintln(w, head)
+	for _, rs := range rows {
+		r, all := median(rs)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%.2f×\t%s", r.name, r.bare, r.evorelay, r.ratio, r.goal)
+		if *rounds > 1 {
+			fmt.Fprintf(w, "\t%s", all)
+		}
+		fmt.Fprintln(w)
 	}
 	_ = w.Flush()
 }

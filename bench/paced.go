@@ -104,8 +104,8 @@ func runPaced(l load) (row, error) {
 	line("evorelay: POST /events → webhook → receiver", delivered, 0, fmt.Sprintf("%.2f× offered, %s", delivered/float64(*paceRate), verdict))
 	fmt.Printf("   ingest → delivered: p50 %s, p99 %s, max %s   goal: kept up, p99 ≤ 50ms\n",
 		round(p50), round(p99), round(lat[l.n-1]))
-	return row{l.scenario, fmt.Sprintf("%d/s offered", *paceRate), fmt.Sprintf("%s, p99 %s", perSecond(delivered), round(p99)),
-		delivered / float64(*paceRate), "kept up, p99 ≤ 50ms: " + verdict}, nil
+	return row{name: l.scenario, bare: fmt.Sprintf("%d/s offered", *paceRate), evorelay: fmt.Sprintf("%s, p99 %s", perSecond(delivered), round(p99)),
+		ratio: delivered / float64(*paceRate), goal: "kept up, p99 ≤ 50ms: " + verdict, p99: p99}, nil
 }
 
 // round rounds a latency for printing.

@@ -214,7 +214,7 @@ func (s *sidecar) compare(l load, arrived waiter, path string, bare float64, goa
 	if res.cpu != "" {
 		fmt.Println("   " + res.cpu)
 	}
-	return row{l.scenario, perSecond(bare), perSecond(res.delivered), res.delivered / bare, goal}, nil
+	return row{name: l.scenario, bare: perSecond(bare), evorelay: perSecond(res.delivered), ratio: res.delivered / bare, goal: goal}, nil
 }
 
 // profiling is a CPU profile of the host being fetched (-pprof).

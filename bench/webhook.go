@@ -103,7 +103,7 @@ func runIngest(l load) (row, error) {
 	if cpu := perEvent(before, s.cpu(), l.n); cpu != "" {
 		fmt.Println("   " + cpu)
 	}
-	return row{l.scenario, perSecond(bare), perSecond(ingest), ingest / bare, "≥0.5×"}, nil
+	return row{name: l.scenario, bare: perSecond(bare), evorelay: perSecond(ingest), ratio: ingest / bare, goal: "≥0.5×"}, nil
 }
 
 // runLane measures one ordered lane: one sequential keep-alive POSTer of
