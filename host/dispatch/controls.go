@@ -152,7 +152,7 @@ func (c *control) olderHeld(id string, now time.Time) bool {
 func (c *control) waitDue(now time.Time, queued int) time.Time {
 	due := now
 	switch {
-	case c.blocked(now), c.state == probing:
+	case c.blocked(now):
 		due = c.probeAt
 	case c.state != closed:
 		// A probe is out, or about to go: wait a little for its answer.

@@ -11,18 +11,18 @@
 // deliveries go to the plugin in ingest order, at most two batches of them
 // at a time (the next batch travels while the plugin works on the previous
 // one; the SDK runs a lane's batches one after the other), while other
-// lanes run concurrently. Batches the plugin said are on their way (a broker sink
-// published them and awaits their confirms: sdk.Sent) do not count
-// against those two, up to eight batches of a lane at the plugin. A lane
-// under a rate limit or an open circuit has one batch at a time, and so
-// does every lane of a plugin built with an SDK of protocol 1. So without
-// failures a lane's events reach a sink in the order they were accepted. A lane whose batch has had no ack for StallAfter is stalled
+// lanes run concurrently. Batches the plugin said are on their way (a
+// broker sink published them and awaits their confirms: sdk.Sent) do not
+// count against those two, up to eight batches of a lane at the plugin. A
+// lane under a rate limit or an open circuit has one batch at a time, and
+// so does every lane of a plugin built with an SDK of protocol 1. So
+// without failures a lane's events reach a sink in the order they were
+// accepted. A lane whose batch has had no ack for StallAfter is stalled
 // (its destination hangs): its waiting deliveries, and the newer ones
 // leased while it stays stalled, are deferred to the spool's schedule (no
 // attempt counted), so they do not fill the window other instances need. A
 // delivery that fails is retried on the schedule and does not block the
-// ones behind it. Retries and stalls are where an instance's order can
-// change.
+// ones behind it. Retries and stalls are where a lane's order can change.
 //
 // It knows the spool's leases and the plugin's stream, not HTTP. Settings
 // are read from memory; delivering an event never reads the disk for them.
