@@ -46,7 +46,8 @@ func Serve(s Sink) {
 			opts = append(opts,
 				grpc.MaxRecvMsgSize(sinkv1.MaxMessageBytes),
 				grpc.MaxSendMsgSize(sinkv1.MaxMessageBytes),
-				experimental.BufferPool(sinkv1.BufferPool))
+				experimental.BufferPool(sinkv1.BufferPool),
+				grpc.ForceServerCodecV2(sinkv1.PooledCodec))
 			return grpc.NewServer(opts...)
 		},
 		Logger: logger,

@@ -159,7 +159,8 @@ func (p *Plugin) start(ctx context.Context) error {
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(
 				grpc.MaxCallRecvMsgSize(sinkv1.MaxMessageBytes),
-				grpc.MaxCallSendMsgSize(sinkv1.MaxMessageBytes)),
+				grpc.MaxCallSendMsgSize(sinkv1.MaxMessageBytes),
+				grpc.ForceCodecV2(sinkv1.PooledCodec)),
 			experimental.WithBufferPool(sinkv1.BufferPool),
 		},
 	})
