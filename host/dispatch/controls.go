@@ -320,7 +320,7 @@ func (w *worker) admit(d spool.Delivery, s store.Settings, l *lane, now time.Tim
 		w.opts.Metrics.count(w.sink, "expired", 1)
 		return &spool.Result{ID: d.ID, Outcome: spool.Dead, Reason: reason}
 	}
-	if c.blocked(now) || c.olderHeld(d.ID, now) || (c.controlled() && len(l.queue) >= w.opts.BatchSize) {
+	if c.blocked(now) || w.probeOut(c) || c.olderHeld(d.ID, now) || (c.controlled() && len(l.queue) >= w.opts.BatchSize) {
 		due := c.hold(d.ID, c.waitDue(now, len(l.queue)))
 		w.opts.Metrics.count(w.sink, "held", 1)
 		return &spool.Result{ID: d.ID, Outcome: spool.Defer, Due: due}
@@ -339,7 +339,7 @@ func (w *worker) take(inst, head string, max int, now time.Time) int {
 		return max
 	}
 	switch {
-	case c.blocked(now), c.state == probing && w.sent[c.probe] != nil:
+	case c.blocked(now), w.probeOut(c):
 		return 0
 	case c.state != closed:
 		// Due for a probe, or the probe never answered (its plugin
@@ -353,6 +353,14 @@ func (w *worker) take(inst, head string, max int, now time.Time) int {
 		time.AfterFunc(next.Sub(now), w.signal)
 	}
 	return n
+}
+
+// probeOut reports whether the instance's probe is at the plugin: its
+// answer decides for all the instance's lanes, so no other delivery goes,
+// nor waits in a lane (the instance's chats would each keep a batch in the
+// sink's window). w.mu is held.
+func (w *worker) probeOut(c *control) bool {
+	return c.state == probing && w.sent[c.probe] != nil
 }
 
 // settleControls turns an ack's result into what the instance's circuit

@@ -54,7 +54,12 @@ func TestRateLimit(t *testing.T) {
 	const perSecond, burst, n = 100, 10, 500
 	r.set("slow", fmt.Sprintf(`{"enabled":true,"events":[],"rate_limit":{"per_second":%d,"burst":%d}}`, perSecond, burst))
 	r.set("fast", `{"enabled":true,"events":[]}`)
-	slow := r.add("slow", "MESSAGES_UPSERT", n)
+	// The slow instance's events are of five chats: under a rate limit it
+	// is one lane all the same, in one order.
+	var slow []string
+	for i := range n {
+		slow = append(slow, r.addTo("slow", fmt.Sprintf("chat%d@s.whatsapp.net", i%5), "MESSAGES_UPSERT", 1)...)
+	}
 	fast := r.add("fast", "MESSAGES_UPSERT", 200)
 	eventually(t, "the slow instance's backlog", func() bool { return len(rec.of("slow")) >= n })
 

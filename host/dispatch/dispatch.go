@@ -7,11 +7,11 @@
 //
 // Within a sink, each instance's deliveries go in lanes: one per chat
 // (events.Chat; events without a chat share the instance's own lane), or
-// with "ordering": "instance" one for the whole instance. A lane's
-// deliveries go to the plugin in ingest order, at most two batches of them
-// at a time (the next batch travels while the plugin works on the previous
-// one; the SDK runs a lane's batches one after the other), while other
-// lanes run concurrently. Batches the plugin said are on their way (a
+// one for the whole instance with "ordering": "instance" or a rate limit.
+// A lane's deliveries go to the plugin in ingest order, at most two
+// batches of them at a time (the next batch travels while the plugin works
+// on the previous one; the SDK runs a lane's batches one after the other),
+// while other lanes run concurrently. Batches the plugin said are on their way (a
 // broker sink published them and awaits their confirms: sdk.Sent) do not
 // count against those two, up to eight batches of a lane at the plugin. A
 // lane under a rate limit or an open circuit has one batch at a time, and
@@ -224,9 +224,12 @@ type LaneBatcher interface {
 // deliveries are ordered by chat ("" for the events without one).
 type laneKey struct{ instance, chat string }
 
-// keyOf returns the lane of d, for an instance with settings s.
+// keyOf returns the lane of d, for an instance with settings s. An
+// instance under a rate limit is one lane whatever its ordering: the limit
+// is the instance's, and what waits for it waits in one queue of at most a
+// batch, not one per chat.
 func keyOf(d spool.Delivery, s store.Settings) laneKey {
-	if !s.ByChat {
+	if !s.ByChat || s.RateLimit != nil {
 		return laneKey{instance: d.Instance}
 	}
 	return laneKey{instance: d.Instance, chat: events.Chat(d.Envelope)}
