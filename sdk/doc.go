@@ -45,11 +45,11 @@
 //     instance or of several, run concurrently. A sink whose destination
 //     keeps order (a queue, a webhook receiver) should send a batch in
 //     order, so that without failures a lane's events arrive in order.
-//     Every delivery must be
-//     acknowledged exactly once with Acks.Done(id, err): nil is delivered;
-//     an error is retried later by the host's schedule, unless it is marked
-//     Permanent (dead-lettered with its reason). RetryAfter asks for a
-//     delay, and Gone also disables the instance's sink (HTTP 410). Deliver
+//     Every delivery must be acknowledged exactly once with
+//     Acks.Done(id, err): nil is delivered; an error is retried later by
+//     the host's schedule, unless it is marked Permanent (dead-lettered
+//     with its reason). RetryAfter asks for a delay, and Gone also
+//     disables the instance's sink (HTTP 410). Deliver
 //     may ack deliveries in any order, from any goroutine, as each
 //     finishes. Whatever is not acked when Deliver returns gets the error
 //     Deliver returned, or a retry if it returned nil.
