@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/experimental"
 
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
 )
@@ -43,12 +42,7 @@ func Serve(s Sink) {
 			sinkv1.ProtocolVersion: {sinkv1.PluginName: &grpcPlugin{server: newServer(s, logger)}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts,
-				grpc.MaxRecvMsgSize(sinkv1.MaxMessageBytes),
-				grpc.MaxSendMsgSize(sinkv1.MaxMessageBytes),
-				experimental.BufferPool(sinkv1.BufferPool),
-				grpc.ForceServerCodecV2(sinkv1.PooledCodec))
-			return grpc.NewServer(opts...)
+			return grpc.NewServer(append(opts, sinkv1.ServerOptions()...)...)
 		},
 		Logger: logger,
 	})

@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/experimental"
 
 	"github.com/evorelay/evorelay/sdk/events"
 	sinkv1 "github.com/evorelay/evorelay/sdk/proto/sink/v1"
@@ -156,13 +155,7 @@ func (p *Plugin) start(ctx context.Context) error {
 		AutoMTLS:         true,
 		Logger:           pluginLogger{p.opts.Logger.Named("plugin").With("sink", p.name)},
 		StartTimeout:     startTimeout,
-		GRPCDialOptions: []grpc.DialOption{
-			grpc.WithDefaultCallOptions(
-				grpc.MaxCallRecvMsgSize(sinkv1.MaxMessageBytes),
-				grpc.MaxCallSendMsgSize(sinkv1.MaxMessageBytes),
-				grpc.ForceCodecV2(sinkv1.PooledCodec)),
-			experimental.WithBufferPool(sinkv1.BufferPool),
-		},
+		GRPCDialOptions:  sinkv1.DialOptions(),
 	})
 	rpc, desc, err := p.handshake(ctx, client)
 	if err != nil {

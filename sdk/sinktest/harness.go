@@ -35,23 +35,18 @@ func serve(t testing.TB, s sdk.Sink, log io.Writer) (*plugin, error) {
 		Level:  hclog.Debug,
 	})
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(
-		grpc.MaxRecvMsgSize(sinkv1.MaxMessageBytes),
-		grpc.MaxSendMsgSize(sinkv1.MaxMessageBytes))
+	gs := grpc.NewServer(sinkv1.ServerOptions()...)
 	sinkv1.RegisterSinkServer(gs, bridge.NewServer(s, logger))
 	p := &plugin{server: gs, served: make(chan struct{})}
 	go func() {
 		defer close(p.served)
 		_ = gs.Serve(lis)
 	}()
-	conn, err := grpc.NewClient("passthrough:///sinktest",
+	conn, err := grpc.NewClient("passthrough:///sinktest", append(sinkv1.DialOptions(),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return lis.DialContext(ctx)
 		}),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(sinkv1.MaxMessageBytes),
-			grpc.MaxCallSendMsgSize(sinkv1.MaxMessageBytes)))
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		gs.Stop()
 		<-p.served

@@ -7,7 +7,7 @@ import (
 )
 
 // BufferPool is the pool of read buffers for both ends of the plugin
-// link (the host dials with it, sdk.Serve serves with it), and of the
+// link (DialOptions and ServerOptions), and of the
 // buffers PooledCodec marshals into and joins a message's frames into.
 // gRPC's default pool clears a buffer's whole capacity each time it hands
 // one out (up to 16 KB for every frame of a batch): 6 % of the host's CPU

@@ -9,8 +9,8 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 )
 
-// PooledCodec is the protobuf codec of both ends of the plugin link (the
-// host dials with grpc.ForceCodecV2, sdk.Serve serves with
+// PooledCodec is the protobuf codec of both ends of the plugin link
+// (DialOptions force it with grpc.ForceCodecV2, ServerOptions with
 // grpc.ForceServerCodecV2). It writes the same bytes as gRPC's default
 // codec, but marshals into buffers from BufferPool, which are handed out
 // as they are: the default codec's pool clears a buffer's whole capacity
