@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -566,22 +567,24 @@ func TestHealthAndClose(t *testing.T) {
 	}
 }
 
-// TestDeliverKeepsAnInstancesBatchesInOrder is issue 15's "order breaks
-// for large events": the host splits one instance's batch of 20 events of
-// 1 MiB into several stream messages, and the sink must see them in the
-// order sent. The first message is held in Deliver until another
-// instance's batch, sent after all of them, has reached the sink: any of
-// shop's later messages that ran meanwhile would come first.
-func TestDeliverKeepsAnInstancesBatchesInOrder(t *testing.T) {
+// holdingSink is a sink that holds the batch whose first delivery is held
+// until the batch whose first delivery is until has reached it (for 5 s at
+// most: then the test fails), and acks every delivery. delivered returns
+// the ids it was given, in the order they reached it.
+func holdingSink(t *testing.T, held, until string) (s *testSink, delivered func() []string) {
 	var mu sync.Mutex
 	var got []string
-	otherArrived := make(chan struct{})
-	s := &testSink{deliver: func(b []Delivery, a Acks) error {
+	arrived := make(chan struct{})
+	s = &testSink{deliver: func(b []Delivery, a Acks) error {
 		switch b[0].ID {
-		case "big0":
-			<-otherArrived
-		case "other0":
-			close(otherArrived)
+		case held:
+			select {
+			case <-arrived:
+			case <-time.After(5 * time.Second):
+				t.Errorf("batch %s did not reach the sink while batch %s was held", until, held)
+			}
+		case until:
+			close(arrived)
 		}
 		mu.Lock()
 		for _, d := range b {
@@ -593,6 +596,21 @@ func TestDeliverKeepsAnInstancesBatchesInOrder(t *testing.T) {
 		}
 		return nil
 	}}
+	return s, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
+// TestDeliverKeepsAnInstancesBatchesInOrder is issue 15's "order breaks
+// for large events": the host splits one instance's batch of 20 events of
+// 1 MiB into several stream messages, and the sink must see them in the
+// order sent. The first message is held in Deliver until another
+// instance's batch, sent after all of them, has reached the sink: any of
+// shop's later messages that ran meanwhile would come first.
+func TestDeliverKeepsAnInstancesBatchesInOrder(t *testing.T) {
+	s, delivered := holdingSink(t, "big0", "other0")
 	data := `"` + strings.Repeat("A", 1<<20) + `"`
 	var batches [][]*sinkv1.Delivery
 	var want []string
@@ -612,7 +630,7 @@ func TestDeliverKeepsAnInstancesBatchesInOrder(t *testing.T) {
 		t.Fatalf("%d acks, want 22", len(acks))
 	}
 	var shop []string
-	for _, id := range got {
+	for _, id := range delivered() {
 		if strings.HasPrefix(id, "big") {
 			shop = append(shop, id)
 		}
@@ -627,36 +645,9 @@ func TestDeliverKeepsAnInstancesBatchesInOrder(t *testing.T) {
 // in Deliver until chat b's batch, sent after all of a's, has reached the
 // sink, and a's second batch still comes after a's first.
 func TestDeliverRunsAnInstancesLanesConcurrently(t *testing.T) {
-	var mu sync.Mutex
-	var got []string
-	bArrived := make(chan struct{})
-	s := &testSink{deliver: func(b []Delivery, a Acks) error {
-		switch b[0].ID {
-		case "a0":
-			select {
-			case <-bArrived:
-			case <-time.After(5 * time.Second):
-				t.Error("chat b's batch did not run while chat a's first batch was held")
-			}
-		case "b0":
-			close(bArrived)
-		}
-		mu.Lock()
-		for _, d := range b {
-			got = append(got, d.ID)
-		}
-		mu.Unlock()
-		for _, d := range b {
-			a.Done(d.ID, nil)
-		}
-		return nil
-	}}
+	s, delivered := holdingSink(t, "a0", "b0")
 	req := func(lane, prefix string, n int) *sinkv1.DeliverRequest {
-		ds := batchOf(prefix, n)
-		for i, d := range ds {
-			d.Id = fmt.Sprintf("%s%d", prefix, i)
-		}
-		return &sinkv1.DeliverRequest{Instance: "i", Lane: lane, Deliveries: ds}
+		return &sinkv1.DeliverRequest{Instance: "i", Lane: lane, Deliveries: batchOf(prefix, n)}
 	}
 	a1, a2 := req("a@s.whatsapp.net", "a", 2), req("a@s.whatsapp.net", "a2-", 2)
 	acks := deliverRequests(t, dial(t, s), a1, a2, req("b@s.whatsapp.net", "b", 2))
@@ -664,7 +655,7 @@ func TestDeliverRunsAnInstancesLanesConcurrently(t *testing.T) {
 		t.Fatalf("%d acks, want 6", len(acks))
 	}
 	var a []string
-	for _, id := range got {
+	for _, id := range delivered() {
 		if strings.HasPrefix(id, "a") {
 			a = append(a, id)
 		}

@@ -7,8 +7,8 @@ import (
 )
 
 // BufferPool is the pool of read buffers for both ends of the plugin
-// link (DialOptions and ServerOptions), and of the
-// buffers PooledCodec marshals into and joins a message's frames into.
+// link (DialOptions and ServerOptions), and of the buffers PooledCodec
+// marshals into and joins a message's frames into.
 // gRPC's default pool clears a buffer's whole capacity each time it hands
 // one out (up to 16 KB for every frame of a batch): 6 % of the host's CPU
 // profile in the bench's lane scenario. gRPC fills every buffer it reads
