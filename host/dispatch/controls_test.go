@@ -46,6 +46,15 @@ func (rec *recorder) of(instance string) []arrival {
 	return out
 }
 
+// distinct counts the deliveries of instance that arrived, each once.
+func (rec *recorder) distinct(instance string) int {
+	seen := map[string]bool{}
+	for _, a := range rec.of(instance) {
+		seen[a.id] = true
+	}
+	return len(seen)
+}
+
 // A rate-limited instance's backlog arrives in order, never faster than
 // its limit, while another instance's events go through unhindered.
 func TestRateLimit(t *testing.T) {
@@ -161,13 +170,7 @@ func TestCircuitHoldsBacklogUntilDestinationReturns(t *testing.T) {
 	}
 
 	down.Store(false)
-	eventually(t, "every event once the destination is back", func() bool {
-		seen := map[string]bool{}
-		for _, a := range rec.of("down") {
-			seen[a.id] = true
-		}
-		return len(seen) == len(want)
-	})
+	eventually(t, "every event once the destination is back", func() bool { return rec.distinct("down") == len(want) })
 	if n := r.spool.Stats().Dead["test"]; n != 0 {
 		t.Fatalf("%d dead letters; the destination came back within the retry window", n)
 	}
@@ -248,13 +251,7 @@ func TestCircuitHoldsEveryChat(t *testing.T) {
 	before := len(rec.of("down"))
 
 	down.Store(false)
-	eventually(t, "every event once the destination is back", func() bool {
-		seen := map[string]bool{}
-		for _, a := range rec.of("down") {
-			seen[a.id] = true
-		}
-		return len(seen) == len(chatOf)
-	})
+	eventually(t, "every event once the destination is back", func() bool { return rec.distinct("down") == len(chatOf) })
 	got := map[string][]string{}
 	done := map[string]bool{}
 	for _, a := range rec.of("down")[before:] {
