@@ -49,10 +49,8 @@ func runChats(l load) (row, error) {
 
 	one := l
 	one.n = max(l.n/16, 1)
-	for _, name := range l.names {
-		if err := s.set(name, map[string]any{"url": recv.url, "enabled": true, "events": []string{"MESSAGES_UPSERT"}, "ordering": "instance"}); err != nil {
-			return row{}, err
-		}
+	if err := s.setWebhooks(l, recv.url, map[string]any{"ordering": "instance"}); err != nil {
+		return row{}, err
 	}
 	res, err := s.measure(one, recv.expect(one.n))
 	if err != nil {

@@ -33,7 +33,7 @@ func runOutage(l load) error {
 		return err
 	}
 	defer s.stop()
-	if err := s.setWebhooks(l, recv.url); err != nil {
+	if err := s.setWebhooks(l, recv.url, nil); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout+*outage)

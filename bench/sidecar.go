@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -155,10 +156,13 @@ func (s *sidecar) set(instance string, settings any) error {
 	return nil
 }
 
-// setWebhooks points every instance of l at the receiver's url.
-func (s *sidecar) setWebhooks(l load, url string) error {
+// setWebhooks points every instance of l at the receiver's url, with the
+// settings members of extra beside.
+func (s *sidecar) setWebhooks(l load, url string, extra map[string]any) error {
 	for _, name := range l.names {
-		if err := s.set(name, map[string]any{"url": url, "enabled": true, "events": []string{"MESSAGES_UPSERT"}}); err != nil {
+		settings := map[string]any{"url": url, "enabled": true, "events": []string{"MESSAGES_UPSERT"}}
+		maps.Copy(settings, extra)
+		if err := s.set(name, settings); err != nil {
 			return err
 		}
 	}

@@ -55,7 +55,7 @@ func webhookSidecar(l load, recv *receiver) (*sidecar, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.setWebhooks(l, recv.url); err != nil {
+	if err := s.setWebhooks(l, recv.url, nil); err != nil {
 		s.stop()
 		return nil, err
 	}

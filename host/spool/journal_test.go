@@ -127,12 +127,7 @@ func TestConsumedSegmentsAreDeleted(t *testing.T) {
 	sinktest.Eventually(t, "the consumed segments deleted", 10*time.Second, func() bool {
 		return s.Stats().Events == 0 && len(segments(t, dir)) == 1
 	})
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	s = open(t, dir, Options{})
-	register(t, s, "a")
+	s = restart(t, s, dir, "a")
 	if ds := poll(t, s, "a", 10); len(ds) != 0 {
 		t.Fatalf("after a restart, leased %v again", ids(ds))
 	}
@@ -212,12 +207,7 @@ func TestOpensFormat1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	s = open(t, dir, Options{})
-	register(t, s, "a")
+	s = restart(t, s, dir, "a")
 	wantIDs(t, "after a restart", ids(poll(t, s, "a", 20)), want)
 }
 
@@ -292,12 +282,19 @@ func TestLeaseWhere(t *testing.T) {
 	if st := s.Stats(); st.Backlog["a"] != 0 {
 		t.Fatalf("backlog %d after resolving what was leased, want 0", st.Backlog["a"])
 	}
+	s = restart(t, s, dir, "a")
+	if ds := poll(t, s, "a", 10); len(ds) != 0 {
+		t.Fatalf("after a restart, leased %v", ids(ds))
+	}
+}
+
+// restart closes s and opens its directory again, with sinks registered.
+func restart(t *testing.T, s *Embedded, dir string, sinks ...string) *Embedded {
+	t.Helper()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s = open(t, dir, Options{})
-	register(t, s, "a")
-	if ds := poll(t, s, "a", 10); len(ds) != 0 {
-		t.Fatalf("after a restart, leased %v", ids(ds))
-	}
+	register(t, s, sinks...)
+	return s
 }
