@@ -27,6 +27,7 @@ func runChats(l load) (row, error) {
 	defer cancel()
 
 	t := recv.expect(l.n)
+	cpu := startMeter(0)
 	took, err := post(ctx, target{url: recv.url, want: http.StatusOK}, l.webhookRequests(recv.url), l.chats)
 	if err == nil {
 		err = t.wait(ctx)
@@ -36,6 +37,7 @@ func runChats(l load) (row, error) {
 	}
 	bare := rate(l.n, took)
 	line(fmt.Sprintf("bare: %d keep-alive POSTers (one a chat)", l.chats), bare, 0, fmt.Sprintf("receiver answers after %s", *receiverDelay))
+	printCPU(cpu, l.n)
 
 	s, err := webhookSidecar(l, recv)
 	if err != nil {

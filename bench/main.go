@@ -79,6 +79,15 @@
 // throughput: attempts while down, dead letters left, and the order the
 // backlog arrives in once it is back (see outage.go).
 //
+// Both paths start their clock with their requests or bodies already made
+// (an engine has its events; the tool's cost of making them is not the
+// sidecar's). After each rate, a line says where the CPU went per event,
+// from /proc: the sidecar's host and its plugin, the load tool (this
+// process and those it started: posters, receivers, consumers), the local
+// brokers (nats-server, RabbitMQ, Redis), and the whole machine with how
+// idle it was: a run whose machine was near 0 % idle was bound by CPU,
+// and only fewer µs per event makes it faster.
+//
 // For the brokers, both paths are counted the same way: by a consumer of
 // the queues (or the stream) that sees every distinct message id arrive.
 // The queues, exchanges and streams a run creates are deleted at its end.

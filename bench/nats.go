@@ -57,11 +57,13 @@ func runNATS(l load) (row, error) {
 	}
 	defer cc.Stop()
 
+	cpu := startMeter(0)
 	bare, err := bareNATS(js, l, c)
 	if err != nil {
 		return row{}, err
 	}
 	line("bare: nats.go client → JetStream (acks)", bare, 0, "")
+	printCPU(cpu, l.n)
 	return sidecarBroker("nats", []string{"EVORELAY_NATS_URL=" + natsURL}, l, c, "POST /events → nats → stream", bare, "≥0.5×")
 }
 

@@ -47,11 +47,13 @@ func runRabbitMQ(l load) (row, error) {
 		}()
 	}
 
+	cpu := startMeter(0)
 	bare, err := bareRabbit(conn, l, c)
 	if err != nil {
 		return row{}, err
 	}
 	line("bare: amqp091 client → RabbitMQ (confirms)", bare, 0, "")
+	printCPU(cpu, l.n)
 	return sidecarBroker("rabbitmq", []string{"EVORELAY_RABBITMQ_URI=" + amqpURI}, l, c, "POST /events → rabbitmq → broker", bare, "≥0.8×")
 }
 

@@ -178,7 +178,7 @@ func (s *sidecar) ingestTarget() target {
 type result struct {
 	delivered float64 // events/s from the first POST to the last arrival
 	ingest    float64 // events/s accepted (202)
-	cpu       string  // CPU per event of the host and the plugin
+	cpu       string  // CPU per event of the host, the plugin, the rest
 }
 
 // waiter is a destination's count of arrivals (a receiver's tally, a
@@ -192,10 +192,11 @@ type waiter interface {
 func (s *sidecar) measure(l load, arrived waiter) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	reqs := l.ingestRequests() // made before the clock starts, as the bare runs' are
 	prof := s.profile()
-	cpu := s.cpu()
+	cpu := startMeter(s.cmd.Process.Pid)
 	start := time.Now()
-	ingested, err := post(ctx, s.ingestTarget(), l.ingestRequests(), l.posters)
+	ingested, err := post(ctx, s.ingestTarget(), reqs, l.posters)
 	if err != nil {
 		return result{}, err
 	}
@@ -204,7 +205,7 @@ func (s *sidecar) measure(l load, arrived waiter) (result, error) {
 	}
 	delivered := time.Since(start)
 	prof.loadDone()
-	return result{delivered: rate(l.n, delivered), ingest: rate(l.n, ingested), cpu: perEvent(cpu, s.cpu(), l.n)}, nil
+	return result{delivered: rate(l.n, delivered), ingest: rate(l.n, ingested), cpu: cpu.perEvent(l.n)}, nil
 }
 
 // compare measures the load through s, prints it beside the bare rate,

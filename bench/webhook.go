@@ -30,6 +30,7 @@ func webhookScenario(l load, name, goal string, bare func(ctx context.Context, u
 	defer cancel()
 
 	t := recv.expect(l.n)
+	cpu := startMeter(0)
 	took, err := bare(ctx, recv.url)
 	if err == nil {
 		err = t.wait(ctx)
@@ -39,6 +40,7 @@ func webhookScenario(l load, name, goal string, bare func(ctx context.Context, u
 	}
 	r := rate(l.n, took)
 	line(name, r, 0, "")
+	printCPU(cpu, l.n)
 
 	s, err := webhookSidecar(l, recv)
 	if err != nil {
@@ -70,6 +72,7 @@ func runIngest(l load) (row, error) {
 	defer cancel()
 	reqs := l.ingestRequests()
 
+	cpu := startMeter(0)
 	srv, err := startBareServer()
 	if err != nil {
 		return row{}, err
@@ -81,6 +84,7 @@ func runIngest(l load) (row, error) {
 	}
 	bare := rate(l.n, took)
 	line("bare: HTTP server (own process), read + 200", bare, 0, "")
+	printCPU(cpu, l.n)
 
 	if err := bareXADDLine(l); err != nil {
 		return row{}, err
@@ -92,7 +96,7 @@ func runIngest(l load) (row, error) {
 	}
 	defer s.stop()
 	s.profile()
-	before := s.cpu()
+	cpu = startMeter(s.cmd.Process.Pid)
 	took, err = post(ctx, s.ingestTarget(), reqs, l.posters)
 	if err != nil {
 		return row{}, err
@@ -100,9 +104,7 @@ func runIngest(l load) (row, error) {
 	s.prof.loadDone()
 	ingest := rate(l.n, took)
 	line("evorelay: POST /events → spool (202), no sinks", ingest, bare, "goal ≥0.5×")
-	if cpu := perEvent(before, s.cpu(), l.n); cpu != "" {
-		fmt.Println("   " + cpu)
-	}
+	printCPU(cpu, l.n)
 	return row{name: l.scenario, bare: perSecond(bare), evorelay: perSecond(ingest), ratio: ingest / bare, goal: "≥0.5×"}, nil
 }
 
