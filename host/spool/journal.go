@@ -32,6 +32,19 @@ import (
 // sink's position on disk are deleted, never the last one, whose name
 // keeps the sequence going when everything has been consumed.
 //
+// A new segment is a file of segmentBytes zeros, already on disk, that
+// the records overwrite, the way databases preallocate their write-ahead
+// log: the fdatasync of a write within the file's size flushes the data
+// alone, while one that grows the file also commits the file system's
+// journal (on ext4 here, a commit of one small event took 230 µs with a
+// growing file and 130 µs with a preallocated one: BenchmarkAppend). The
+// zeros are written in the background, into a spare file (spareName) that
+// the next segment takes by renaming it, once the last segment is half
+// full; a journal without segments makes its first one at Open. A full
+// segment is cut to its records before the next one starts, so only the
+// last one has zeros after its records; there a frame header of zeros
+// ends them.
+//
 // At Open every segment is read and its frames checked: a torn or
 // damaged tail of the last segment (a crash in the middle of a write that
 // was never acknowledged) is cut off; damage anywhere else is an error,
@@ -46,6 +59,12 @@ type journal struct {
 	segs []*segment // ascending; never empty once open
 
 	buf []byte // the writer's frames, reused
+
+	// spare brings the spare file the background made (nil if it could
+	// not), while preparing says one is on its way; only the writer uses
+	// them.
+	spare     chan *os.File
+	preparing bool
 }
 
 // segment is one file of the journal.
@@ -60,6 +79,7 @@ type segment struct {
 const (
 	journalDir  = "log"
 	segmentExt  = ".seg"
+	spareName   = "next.spare"
 	frameHeader = 8
 )
 
@@ -92,8 +112,12 @@ func segmentName(first uint64) string { return fmt.Sprintf("%020d%s", first, seg
 // openJournal opens the journal in dir/log, reading and checking every
 // segment. When it has none, it starts one at sequence next.
 func openJournal(dir string, noSync bool, next uint64) (*journal, error) {
-	j := &journal{dir: filepath.Join(dir, journalDir), noSync: noSync}
+	j := &journal{dir: filepath.Join(dir, journalDir), noSync: noSync, spare: make(chan *os.File, 1)}
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+		return nil, err
+	}
+	// A spare left by the last run may be partly written.
+	if err := os.Remove(filepath.Join(j.dir, spareName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
 	firsts, err := j.list()
@@ -173,6 +197,9 @@ func (j *journal) load(first uint64, last bool) (*segment, error) {
 			break
 		}
 		n := binary.BigEndian.Uint32(head[:4])
+		if last && head == [frameHeader]byte{} {
+			break // the zeros after the records
+		}
 		if n == 0 || n > maxRecordBytes || int64(n) > size-off-frameHeader {
 			bad = fmt.Sprintf("a frame claims %d bytes", n)
 			break
@@ -209,18 +236,82 @@ func (j *journal) load(first uint64, last bool) (*segment, error) {
 }
 
 // create makes an empty segment whose first record will be first, and
-// syncs the directory so that the file survives a crash.
+// syncs the directory so that the file survives a crash. It takes the
+// spare if one is ready, and else makes one now; a segment that grows
+// (without fsync, or when no spare could be made) is the fallback.
 func (j *journal) create(first uint64) (*segment, error) {
 	path := filepath.Join(j.dir, segmentName(first))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
+	var f *os.File
+	if !j.noSync {
+		if !j.preparing {
+			j.prepare()
+		}
+		f = <-j.spare
+		j.preparing = false
+	}
+	if f != nil {
+		// Opened again under its new name, which f.Name() tells.
+		err := os.Rename(f.Name(), path)
+		f.Close()
+		if f = nil; err == nil {
+			f, _ = os.OpenFile(path, os.O_RDWR, 0)
+		}
+	}
+	if f == nil {
+		var err error
+		if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+			return nil, err
+		}
 	}
 	if err := j.syncDir(); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return &segment{first: first, f: f}, nil
+}
+
+// prepare starts writing the spare: segmentBytes zeros, on disk, in
+// spareName; j.spare brings it, or nil when it could not be made.
+func (j *journal) prepare() {
+	j.preparing = true
+	size := segmentBytes
+	go func() {
+		f, err := os.OpenFile(filepath.Join(j.dir, spareName), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err == nil {
+			if err = zeroFill(f, size); err != nil {
+				f.Close()
+				_ = os.Remove(f.Name())
+			}
+		}
+		if err != nil {
+			f = nil
+		}
+		j.spare <- f
+	}()
+}
+
+// zeroFill writes n zero bytes to f and syncs it.
+func zeroFill(f *os.File, n int64) error {
+	zeros := make([]byte, min(n, 1<<20))
+	for off := int64(0); off < n; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), n-off)], off); err != nil {
+			return err
+		}
+	}
+	return fdatasync(f)
+}
+
+// finish cuts a full segment to its records (a spare it took had zeros
+// after them), so that every segment but the last holds records alone.
+func (j *journal) finish(s *segment) error {
+	st, err := s.f.Stat()
+	if err != nil || st.Size() == s.size() {
+		return err
+	}
+	if err := s.f.Truncate(s.size()); err != nil {
+		return err
+	}
+	return j.sync(s.f)
 }
 
 func (j *journal) sync(f *os.File) error {
@@ -267,6 +358,9 @@ func (j *journal) next() uint64 {
 func (j *journal) append(recs [][]byte) error {
 	tail := j.segs[len(j.segs)-1]
 	if tail.size() >= segmentBytes {
+		if err := j.finish(tail); err != nil {
+			return fmt.Errorf("log: finish %s: %w", tail.f.Name(), err)
+		}
 		s, err := j.create(tail.last() + 1)
 		if err != nil {
 			return fmt.Errorf("log: new segment: %w", err)
@@ -299,6 +393,9 @@ func (j *journal) append(recs [][]byte) error {
 	j.mu.Lock()
 	tail.ends = append(tail.ends, ends...)
 	j.mu.Unlock()
+	if !j.noSync && !j.preparing && tail.size() >= segmentBytes/2 {
+		j.prepare() // the next segment's zeros, while this one fills
+	}
 	return nil
 }
 
@@ -379,6 +476,12 @@ func (j *journal) drop(seq uint64) error {
 }
 
 func (j *journal) close() error {
+	if j.preparing {
+		if f := <-j.spare; f != nil {
+			f.Close()
+		}
+		j.preparing = false
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var errs []error

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,8 +36,11 @@ func smallSegments(t *testing.T, n int64) {
 
 // TestTornTailIsCut: bytes a crash left after the last whole record (a
 // write never acknowledged) are cut off at Open, and the log goes on from
-// the last record, under the next sequence.
+// the last record, under the next sequence. The segment is preallocated
+// (the torn write lies over its zeros) or, as an earlier build left it,
+// ends with its records.
 func TestTornTailIsCut(t *testing.T) {
+	smallSegments(t, 64<<10)
 	for _, tc := range []struct {
 		name string
 		tear func(b []byte) []byte
@@ -46,31 +50,140 @@ func TestTornTailIsCut(t *testing.T) {
 		{"half a record", func(b []byte) []byte { return append(b, 0, 0, 0, 40, 1, 2, 3, 4, 5) }, []string{"e-0000", "e-0001", "e-0002"}},
 		{"last record damaged", func(b []byte) []byte { b[len(b)-2] ^= 0xff; return b }, []string{"e-0000", "e-0001"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			s := open(t, dir, Options{})
-			register(t, s, "a")
-			appendT(t, s, events("e", 3)...)
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			seg := segments(t, dir)[0]
-			b, err := os.ReadFile(seg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(seg, tc.tear(b), 0o600); err != nil {
-				t.Fatal(err)
-			}
+		for _, prealloc := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/preallocated=%v", tc.name, prealloc), func(t *testing.T) {
+				dir := t.TempDir()
+				s := open(t, dir, Options{})
+				register(t, s, "a")
+				appendT(t, s, events("e", 3)...)
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				seg := segments(t, dir)[0]
+				b, err := os.ReadFile(seg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if int64(len(b)) != segmentBytes {
+					t.Fatalf("the segment has %d bytes, want %d (preallocated)", len(b), segmentBytes)
+				}
+				end := recordsEnd(t, b)
+				torn := tc.tear(slices.Clone(b[:end]))
+				if prealloc {
+					torn = append(torn, b[len(torn):]...)
+				}
+				if err := os.WriteFile(seg, torn, 0o600); err != nil {
+					t.Fatal(err)
+				}
 
-			s = open(t, dir, Options{})
-			register(t, s, "a")
-			appendT(t, s, events("x", 1)...)
-			wantIDs(t, "after the tear", ids(poll(t, s, "a", 10)), append(tc.want, "x-0000"))
-			if st := s.Stats(); st.Events != len(tc.want)+1 {
-				t.Fatalf("%d events, want %d", st.Events, len(tc.want)+1)
-			}
-		})
+				s = open(t, dir, Options{})
+				register(t, s, "a")
+				appendT(t, s, events("x", 1)...)
+				wantIDs(t, "after the tear", ids(poll(t, s, "a", 10)), append(tc.want, "x-0000"))
+				if st := s.Stats(); st.Events != len(tc.want)+1 {
+					t.Fatalf("%d events, want %d", st.Events, len(tc.want)+1)
+				}
+			})
+		}
+	}
+}
+
+// recordsEnd is the offset past the last whole frame of a segment's
+// bytes b.
+func recordsEnd(t *testing.T, b []byte) int {
+	t.Helper()
+	off := 0
+	for off+frameHeader <= len(b) {
+		n := int(binary.BigEndian.Uint32(b[off:]))
+		if n == 0 || off+frameHeader+n > len(b) {
+			break
+		}
+		if crc32.Checksum(b[off+frameHeader:off+frameHeader+n], crcTable) != binary.BigEndian.Uint32(b[off+4:]) {
+			t.Fatalf("frame at %d fails its checksum", off)
+		}
+		off += frameHeader + n
+	}
+	return off
+}
+
+// TestSegmentsArePreallocated: a segment is a file of segmentBytes zeros
+// that its records overwrite, so that each commit's fdatasync flushes
+// data alone; a full segment is cut to its records before the next one
+// starts, and only the last one has zeros after its records.
+func TestSegmentsArePreallocated(t *testing.T) {
+	smallSegments(t, 4<<10)
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	register(t, s, "a")
+	for i := range 24 {
+		appendT(t, s, events(string(rune('a'+i)), 10)...)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs := segments(t, dir)
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want several", len(segs))
+	}
+	for i, seg := range segs {
+		b, err := os.ReadFile(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := recordsEnd(t, b)
+		switch {
+		case i < len(segs)-1 && end != len(b):
+			t.Errorf("%s: records end at %d of %d bytes; a full segment holds its records alone", seg, end, len(b))
+		case i < len(segs)-1 && int64(end) < segmentBytes:
+			t.Errorf("%s: %d bytes of records, want at least %d before the next segment", seg, end, segmentBytes)
+		case i == len(segs)-1 && int64(len(b)) < segmentBytes:
+			t.Errorf("last segment %s has %d bytes, want at least %d (preallocated)", seg, len(b), segmentBytes)
+		case i == len(segs)-1 && slices.ContainsFunc(b[end:], func(c byte) bool { return c != 0 }):
+			t.Errorf("last segment %s: not zeros after its records", seg)
+		}
+	}
+	s = open(t, dir, Options{})
+	register(t, s, "a")
+	if got := len(poll(t, s, "a", 500)); got != 240 {
+		t.Fatalf("after a restart, leased %d events, want 240", got)
+	}
+}
+
+// TestRemnantPastTheZerosIsCut: a crash in the middle of a write may
+// leave its later pages on disk and not its first, so that the last
+// segment holds zeros after its records and then bytes of that write.
+// Open takes the zeros for the end; the records written after them may
+// stop short of those bytes, and when the segment is full it is cut to
+// its records, so it opens again once it is not the last.
+func TestRemnantPastTheZerosIsCut(t *testing.T) {
+	smallSegments(t, 4<<10)
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	register(t, s, "a")
+	appendT(t, s, events("e", 1)...)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(segments(t, dir)[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("the later page of a torn write"), segmentBytes+8<<10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	s = open(t, dir, Options{})
+	register(t, s, "a")
+	for i := range 10 {
+		appendT(t, s, events(string(rune('f'+i)), 10)...)
+	}
+	if n := len(segments(t, dir)); n < 2 {
+		t.Fatalf("%d segments, want the first one full", n)
+	}
+	s = restart(t, s, dir, "a")
+	if got := len(poll(t, s, "a", 500)); got != 101 {
+		t.Fatalf("after a restart, leased %d events, want 101", got)
 	}
 }
 
