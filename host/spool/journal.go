@@ -40,10 +40,12 @@ import (
 // growing file and 130 µs with a preallocated one: BenchmarkAppend). The
 // zeros are written in the background, into a spare file (spareName) that
 // the next segment takes by renaming it, once the last segment is half
-// full; a journal without segments makes its first one at Open. A full
-// segment is cut to its records before the next one starts, so only the
-// last one has zeros after its records; there a frame header of zeros
-// ends them.
+// full; a journal without segments makes its first one at Open. In the
+// last segment a frame header of zeros ends the records. A segment is
+// full once its records cover its zeros, and it is cut to its records
+// before the next one starts, which drops anything a torn write left
+// past the zeros (a crash may keep a write's later pages and not its
+// first): every segment but the last holds its records alone.
 //
 // At Open every segment is read and its frames checked: a torn or
 // damaged tail of the last segment (a crash in the middle of a write that
@@ -270,39 +272,37 @@ func (j *journal) create(first uint64) (*segment, error) {
 	return &segment{first: first, f: f}, nil
 }
 
-// prepare starts writing the spare: segmentBytes zeros, on disk, in
-// spareName; j.spare brings it, or nil when it could not be made.
+// prepare starts making the spare; j.spare brings it.
 func (j *journal) prepare() {
 	j.preparing = true
-	size := segmentBytes
-	go func() {
-		f, err := os.OpenFile(filepath.Join(j.dir, spareName), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err == nil {
-			if err = zeroFill(f, size); err != nil {
-				f.Close()
-				_ = os.Remove(f.Name())
-			}
-		}
-		if err != nil {
-			f = nil
-		}
-		j.spare <- f
-	}()
+	path, size := filepath.Join(j.dir, spareName), segmentBytes
+	go func() { j.spare <- makeSpare(path, size) }()
 }
 
-// zeroFill writes n zero bytes to f and syncs it.
-func zeroFill(f *os.File, n int64) error {
-	zeros := make([]byte, min(n, 1<<20))
-	for off := int64(0); off < n; off += int64(len(zeros)) {
-		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), n-off)], off); err != nil {
-			return err
-		}
+// makeSpare writes size zero bytes to a new file at path and syncs it. It
+// returns nil, and removes the file, when that fails.
+func makeSpare(path string, size int64) *os.File {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil
 	}
-	return fdatasync(f)
+	zeros := make([]byte, min(size, 1<<20))
+	for off := int64(0); off < size && err == nil; off += int64(len(zeros)) {
+		_, err = f.WriteAt(zeros[:min(int64(len(zeros)), size-off)], off)
+	}
+	if err == nil {
+		err = fdatasync(f)
+	}
+	if err != nil {
+		f.Close()
+		_ = os.Remove(path)
+		return nil
+	}
+	return f
 }
 
-// finish cuts a full segment to its records (a spare it took had zeros
-// after them), so that every segment but the last holds records alone.
+// finish cuts a full segment to its records: past them there may be what
+// a torn write left beyond the zeros (see the journal's comment).
 func (j *journal) finish(s *segment) error {
 	st, err := s.f.Stat()
 	if err != nil || st.Size() == s.size() {

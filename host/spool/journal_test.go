@@ -108,8 +108,8 @@ func recordsEnd(t *testing.T, b []byte) int {
 
 // TestSegmentsArePreallocated: a segment is a file of segmentBytes zeros
 // that its records overwrite, so that each commit's fdatasync flushes
-// data alone; a full segment is cut to its records before the next one
-// starts, and only the last one has zeros after its records.
+// data alone; every segment but the last holds its records alone, and the
+// last has zeros after its records.
 func TestSegmentsArePreallocated(t *testing.T) {
 	smallSegments(t, 4<<10)
 	dir := t.TempDir()
