@@ -24,22 +24,33 @@ import (
 //	              each body and answers 200; it ends when its stdin closes
 //	-post-bare    one keep-alive client posting a load's webhook bodies one
 //	              after the other; it prints the nanoseconds they took
+//	-relay-bare   an HTTP server on the listener passed as fd 3 that answers
+//	              each POST 202 at once and forwards its body, from memory,
+//	              to -url over relayConns keep-alive connections: the least any
+//	              relay of one POST in, one POST out does (nothing durable,
+//	              no plugin, no parsing); it ends when its stdin closes
 const (
 	serveBareArg = "-serve-bare"
 	postBareArg  = "-post-bare"
+	relayBareArg = "-relay-bare"
 )
 
 // runChild runs the hidden mode args name, if they name one, and reports
 // whether they did.
 func runChild(args []string) bool {
-	if len(args) == 0 || (args[0] != serveBareArg && args[0] != postBareArg) {
+	if len(args) == 0 {
 		return false
 	}
 	var err error
-	if args[0] == serveBareArg {
+	switch args[0] {
+	case serveBareArg:
 		err = serveBare()
-	} else {
+	case postBareArg:
 		err = postBare(args[1:])
+	case relayBareArg:
+		err = relayBare(args[1:])
+	default:
+		return false
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench %s: %v\n", args[0], err)
@@ -50,14 +61,56 @@ func runChild(args []string) bool {
 
 // serveBare serves the inherited listener until stdin closes.
 func serveBare() error {
+	return serveInherited(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+// relayBare answers every POST 202 and forwards its body to -url; what it
+// cannot forward ends it with an error (the run then fails: its events
+// never arrive).
+func relayBare(args []string) error {
+	fs := flag.NewFlagSet(relayBareArg, flag.ContinueOnError)
+	url := fs.String("url", "", "receiver")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	bodies := make(chan []byte, 1<<16)
+	client := newPostClient(relayConns)
+	t := target{url: *url, want: http.StatusOK}
+	for range relayConns {
+		go func() {
+			for b := range bodies {
+				if err := postOne(context.Background(), client, t, request{body: b}); err != nil {
+					fmt.Fprintf(os.Stderr, "bench %s: %v\n", relayBareArg, err)
+					os.Exit(1)
+				}
+			}
+		}()
+	}
+	return serveInherited(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			return // the readiness check
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		bodies <- b
+	})
+}
+
+// serveInherited serves h on the listener passed as fd 3 until stdin
+// closes.
+func serveInherited(h http.HandlerFunc) error {
 	l, err := net.FileListener(os.NewFile(3, "listener"))
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.WriteHeader(http.StatusOK)
-	})}
+	srv := &http.Server{Handler: h}
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		_ = srv.Close()
@@ -68,7 +121,7 @@ func serveBare() error {
 	return nil
 }
 
-// bareServer is a -serve-bare process.
+// bareServer is a -serve-bare or -relay-bare process.
 type bareServer struct {
 	url   string
 	cmd   *exec.Cmd
@@ -76,9 +129,9 @@ type bareServer struct {
 	logs  bytes.Buffer
 }
 
-// startBareServer starts a -serve-bare process on a loopback listener it
-// hands over, and returns once it answers.
-func startBareServer() (*bareServer, error) {
+// startBareServer starts a -serve-bare process (or the hidden mode args
+// name) on a loopback listener it hands over, and returns once it answers.
+func startBareServer(args ...string) (*bareServer, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -93,7 +146,10 @@ func startBareServer() (*bareServer, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b := &bareServer{url: "http://" + l.Addr().String(), cmd: exec.Command(self, serveBareArg)}
+	if len(args) == 0 {
+		args = []string{serveBareArg}
+	}
+	b := &bareServer{url: "http://" + l.Addr().String(), cmd: exec.Command(self, args...)}
 	b.cmd.ExtraFiles = []*os.File{f}
 	b.cmd.Stderr = &b.logs
 	if b.stdin, err = b.cmd.StdinPipe(); err != nil {

@@ -32,9 +32,12 @@ type usage struct {
 type meter struct {
 	host  int // 0 for a bare run
 	start usage
+	// process names host's process on the line: "host" (with "plugin" for
+	// its children), or what else it is (a bare relay).
+	process string
 }
 
-func startMeter(host int) meter { return meter{host: host, start: readUsage(host)} }
+func startMeter(host int) meter { return meter{host: host, start: readUsage(host), process: "host"} }
 
 // readUsage reads what every process and the machine used so far.
 func readUsage(host int) usage {
@@ -133,8 +136,12 @@ func (m meter) perEvent(n int) string {
 	}
 	µs := func(x, y int64) string { return fmt.Sprintf("%.0f µs", float64(y-x)/float64(n)) }
 	var parts []string
-	if m.host != 0 {
+	switch {
+	case m.host == 0:
+	case m.process == "host":
 		parts = append(parts, "host "+µs(a.host, b.host), "plugin "+µs(a.plugins, b.plugins))
+	default:
+		parts = append(parts, m.process+" "+µs(a.host, b.host))
 	}
 	parts = append(parts, "load tool "+µs(a.tool, b.tool), "brokers "+µs(a.broker, b.broker))
 	idle := 0.0

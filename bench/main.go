@@ -25,7 +25,12 @@
 //	          keep-alive connections, webhook to a fast receiver in this
 //	          process; bare: 64 keep-alive POSTers post the webhook's body
 //	          to the same receiver. Delivered events/s (and ingest's rate);
-//	          goal ≥ 0.5×
+//	          goal ≥ 0.5×. Between the two, a bare relay in a process of
+//	          its own takes the same posts, answers each 202 at once and
+//	          forwards its body from memory over 64 keep-alive connections
+//	          (nothing durable, no plugin, no parsing): the most a relay of
+//	          one POST in, one POST out gets here. Its ratio to bare bounds
+//	          the sidecar's, and the sidecar's ratio to it is printed too
 //	ingest    the same posts to a sidecar with the webhook plugin and no
 //	          settings (nothing to deliver); bare: an HTTP server in a
 //	          process of its own that reads the body and answers 200;
@@ -251,6 +256,8 @@ type row struct {
 	// p99 is paced's latency, the figure its rounds are compared by (the
 	// others' is ratio).
 	p99 time.Duration
+	// relay is the bare relay's ratio to bare (engine), 0 where none ran.
+	relay float64
 }
 
 // figure is what the row's rounds are compared by, and how it is printed.
@@ -315,6 +322,12 @@ func printSummary(rows [][]row) {
 		fmt.Fprintln(w)
 	}
 	_ = w.Flush()
+	for _, rs := range rows {
+		if r, _ := median(rs); r.relay > 0 {
+			fmt.Printf("%s: a bare relay (POST → memory → POST) reached %.2f× bare, and evorelay %.2f× the bare relay\n",
+				r.name, r.relay, r.ratio/r.relay)
+		}
+	}
 }
 
 func check(err error) {
