@@ -318,8 +318,11 @@ func (j *journal) sync(f *os.File) error {
 	if j.noSync {
 		return nil
 	}
-	return fdatasync(f)
+	return syncFile(f)
 }
+
+// syncFile is how the journal syncs a segment (a test makes it fail).
+var syncFile = fdatasync
 
 func (j *journal) syncDir() error {
 	if j.noSync {
@@ -351,10 +354,11 @@ func (j *journal) next() uint64 {
 
 // append writes recs after the last record, on disk before it returns,
 // and then makes them readable. Only the writer calls it. When the write
-// fails, the segment is cut back to where it was; when the sync fails,
-// what the file holds is unknown, so the error is returned and the
-// records are not published (a restart finds them, or not: they were
-// never acknowledged either way).
+// or the sync fails, the records are not published and the segment is
+// cut back to where it was: the next records take their place, and none
+// of the failed ones, which the engine was told to send again, can be
+// read after those. (A crash before the next sync may leave some of them
+// for a restart to find, as after any commit that did not finish.)
 func (j *journal) append(recs [][]byte) error {
 	tail := j.segs[len(j.segs)-1]
 	if tail.size() >= segmentBytes {
@@ -388,6 +392,7 @@ func (j *journal) append(recs [][]byte) error {
 		return fmt.Errorf("log: write: %w", err)
 	}
 	if err := j.sync(tail.f); err != nil {
+		_ = tail.f.Truncate(at)
 		return fmt.Errorf("log: sync: %w", err)
 	}
 	j.mu.Lock()

@@ -3,12 +3,14 @@ package spool
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,6 +187,29 @@ func TestRemnantPastTheZerosIsCut(t *testing.T) {
 	if got := len(poll(t, s, "a", 500)); got != 101 {
 		t.Fatalf("after a restart, leased %d events, want 101", got)
 	}
+}
+
+// TestFailedSyncIsCut: when a commit's fdatasync fails, its events are
+// refused, and what of them reached the file is cut: a restart finds the
+// events written after them, and not those that failed (which the
+// engine was told to send again).
+func TestFailedSyncIsCut(t *testing.T) {
+	smallSegments(t, 64<<10)
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	register(t, s, "a")
+	appendT(t, s, events("e", 1)...)
+	syncFile = func(*os.File) error { return syscall.EIO }
+	err := s.Append(context.Background(), events("f", 2))
+	syncFile = fdatasync
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("append while the sync fails: %v, want EIO", err)
+	}
+	// The engine sends f-0000 again; it takes the place f-0000 had.
+	appendT(t, s, events("f", 1)...)
+	wantIDs(t, "before a restart", ids(poll(t, s, "a", 10)), []string{"e-0000", "f-0000"})
+	s = restart(t, s, dir, "a")
+	wantIDs(t, "after a restart", ids(poll(t, s, "a", 10)), []string{"e-0000", "f-0000"})
 }
 
 // TestDamagedSegmentIsAnError: damage in a segment that is not the last
