@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,16 +100,20 @@ func Open(dir string, opts Options) (*Embedded, error) {
 		return nil, fmt.Errorf("spool: open: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      lockTimeout,
-		NoSync:       opts.NoSync,
-		FreelistType: bolt.FreelistMapType,
-		// Not writing the free page list with every commit: once the
-		// file has free pages (every drained backlog leaves them) it was
-		// most of what a small commit wrote. Open rebuilds it by walking
-		// the file instead (see "Why bbolt" in doc.go).
-		NoFreelistSync: true,
-	})
+	err := checkFile(path)
+	var db *bolt.DB
+	if err == nil {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout:      lockTimeout,
+			NoSync:       opts.NoSync,
+			FreelistType: bolt.FreelistMapType,
+			// Not writing the free page list with every commit: once the
+			// file has free pages (every drained backlog leaves them) it
+			// was most of what a small commit wrote. Open rebuilds it by
+			// walking the file instead (see "Why bbolt" in doc.go).
+			NoFreelistSync: true,
+		})
+	}
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("spool: open %s: the file is locked by another process (is another evorelay using this data directory?)", path)
 	}
@@ -142,6 +147,48 @@ func Open(dir string, opts Options) (*Embedded, error) {
 	e.logger.Debug("opened", "path", path, "events", e.c.events, "bytes", e.c.bytes, "sinks", len(e.sinks))
 	go e.writer()
 	return e, nil
+}
+
+// checkFile reads every page that the buckets of the file at path reach,
+// if it exists, and returns an error if one is damaged. bbolt panics on a
+// damaged page, and Open for writing walks the same pages to rebuild the
+// free list (NoFreelistSync) in a goroutine of its own, where that panic
+// would end the process. Here, in a read-only Open (which does not walk)
+// and a read transaction, the panic is recovered, and a fault reading
+// the file is made a panic too.
+func checkFile(path string) (err error) {
+	if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+		return nil // none yet (or what Open for writing will report)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the file is damaged (%v); it holds where each sink is in the log, and evorelay cannot start without it", r)
+		}
+	}()
+	return db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			walkBucket(b)
+			return nil
+		})
+	})
+}
+
+// walkBucket reads every key of b and of the buckets in it.
+func walkBucket(b *bolt.Bucket) {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			if inner := b.Bucket(k); inner != nil {
+				walkBucket(inner)
+			}
+		}
+	}
 }
 
 // openLog reads the sinks' state from the file (creating its buckets if

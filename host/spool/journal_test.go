@@ -243,6 +243,37 @@ func TestDamagedSegmentIsAnError(t *testing.T) {
 	}
 }
 
+// TestDamagedFileIsAnError: a page of spool.db that is not what it should
+// be (here, one whose header names another page) makes Open fail with an
+// error naming the file, instead of crashing the process in bbolt's walk
+// of the file's pages.
+func TestDamagedFileIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	register(t, s, "a", "b", "c")
+	appendT(t, s, events("e", 50)...)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, FileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pageSize = 4096
+	if len(b) < 3*pageSize {
+		t.Fatalf("spool.db has %d bytes, want at least 3 pages", len(b))
+	}
+	binary.LittleEndian.PutUint64(b[2*pageSize:], 1<<40) // page 2 says it is page 2^40
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("open with a damaged page: %v, want an error naming %s as damaged", err, path)
+	}
+}
+
 // TestConsumedSegmentsAreDeleted: once every sink is past a segment, its
 // file goes; the last one stays, and the sequence goes on after a
 // restart with nothing left in the log.
