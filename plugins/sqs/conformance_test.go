@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -13,6 +12,12 @@ import (
 	"github.com/evorelay/evorelay/sdk/events"
 	"github.com/evorelay/evorelay/sdk/sinktest"
 )
+
+// refusedEndpoint is where the Retry case's sink sends: nothing listens
+// on port 1, so every connection is refused. (A port freed at the start of
+// the test could be taken by another process before the case ran: once,
+// it answered 401, which Validate rightly reported as a refusal.)
+const refusedEndpoint = "http://127.0.0.1:1"
 
 // rejectRegion marks the sink the Reject case opens: its SendMessageBatch
 // calls (signed for this region) get every entry refused with SenderFault,
@@ -31,10 +36,6 @@ func TestConformance(t *testing.T) {
 			fmt.Fprintf(&failed, "<BatchResultErrorEntry><Id>%s</Id><SenderFault>true</SenderFault><Code>InvalidMessageContents</Code><Message>refused by the test</Message></BatchResultErrorEntry>", e["Id"])
 		}
 		return xmlResponse(req, http.StatusOK, "<SendMessageBatchResponse><SendMessageBatchResult>"+failed.String()+"</SendMessageBatchResult></SendMessageBatchResponse>"), nil
-	}
-	unreachable, err := freePort() // nothing listens on it once freePort returns
-	if err != nil {
-		t.Fatal(err)
 	}
 	failures := json.RawMessage(`{"enabled":true,"events":["MESSAGES_UPSERT","CONNECTION_UPDATE"]}`)
 
@@ -76,7 +77,7 @@ func TestConformance(t *testing.T) {
 		},
 		Retry: &sinktest.Failure{
 			Settings: failures,
-			Open:     processEnv(map[string]string{"endpoint": "http://127.0.0.1:" + strconv.Itoa(unreachable)}),
+			Open:     processEnv(map[string]string{"endpoint": refusedEndpoint}),
 		},
 		Reject: &sinktest.Failure{
 			Settings: failures,
