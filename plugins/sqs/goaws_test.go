@@ -31,6 +31,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -55,6 +56,9 @@ var goawsURL string
 
 func TestMain(m *testing.M) {
 	stop, err := startGoaws()
+	for try := 1; try < 3 && errors.Is(err, errGoawsExited); try++ {
+		stop, err = startGoaws() // its port was taken before it bound it, perhaps
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sqs tests: cannot start goaws:", err)
 		os.Exit(1)
@@ -92,6 +96,9 @@ func goawsLogTail(n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// errGoawsExited is startGoaws's error when goaws ended before it answered.
+var errGoawsExited = errors.New("goaws exited")
 
 // startGoaws runs goaws on a free loopback port with a config written for
 // it, and waits until it answers.
@@ -158,7 +165,7 @@ func startGoaws() (stop func(), err error) {
 			exited <- err
 			log, _ := os.ReadFile(logPath)
 			stop()
-			return nil, fmt.Errorf("goaws exited (%v): %s", err, log)
+			return nil, fmt.Errorf("%w (%v): %s", errGoawsExited, err, log)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
