@@ -52,15 +52,16 @@ func TestRetriesFollowTheSchedule(t *testing.T) {
 
 func TestUnreachableReceiverHostKill9(t *testing.T) {
 	const n = 200
-	addr := freeAddr(t) // nothing listens there yet: connection refused
+	recv := newReceiver(t)
+	recv.down.Store(true) // unreachable: every connection closed unanswered
 	// The circuit breaker off: this is about what a kill -9 keeps. (With it,
 	// deliveries held by an open circuit wait out its cool-down after the
 	// restart too, which is longer than this test waits.)
 	s := StartSidecar(t, []string{"webhook"}, shortRetries, "EVORELAY_CIRCUIT_FAILURES=0")
-	setWebhook(t, s, "gone", map[string]any{"url": "http://" + addr + "/hook", "enabled": true})
+	setWebhook(t, s, "gone", map[string]any{"url": recv.URL + "/hook", "enabled": true})
 	postMany(t, s, "gone", n)
 	s.Kill9()
-	recv := newReceiverOn(t, addr) // back, on the same port
+	recv.down.Store(false) // back
 	s.Restart()
 	eventually(t, 30*time.Second, fmt.Sprintf("all %d events", n), func() bool { return len(seqs(t, recv)) == n })
 	reportDuplicates(t, seqs(t, recv))

@@ -3,10 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -28,28 +28,27 @@ type receiver struct {
 	// requests with this webhook-id so far, this one included.
 	decide func(h hit, seen int) int
 	seen   map[string]int
+	// down, while set, closes every connection without an answer: a
+	// destination that cannot be reached, on a port the test keeps (a
+	// port freed and bound again later may be taken in between).
+	down atomic.Bool
 }
 
 func newReceiver(t *testing.T) *receiver {
-	return newReceiverOn(t, "127.0.0.1:0")
-}
-
-// newReceiverOn listens on a given address, so a test can bring a receiver
-// "back" on the port the sidecar was already sending to.
-func newReceiverOn(t *testing.T, addr string) *receiver {
 	t.Helper()
 	r := &receiver{status: http.StatusOK, seen: map[string]int{}}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Server = &httptest.Server{Listener: l, Config: &http.Server{Handler: http.HandlerFunc(r.serve)}}
-	r.Server.Start()
+	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.Close)
 	return r
 }
 
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	if r.down.Load() {
+		if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			c.Close()
+		}
+		return
+	}
 	body, _ := io.ReadAll(req.Body)
 	h := hit{Path: req.URL.Path, Header: req.Header.Clone(), Body: body}
 	r.mu.Lock()
