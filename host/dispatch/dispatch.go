@@ -52,14 +52,16 @@ type Spool interface {
 
 // WhereLeaser is a spool that settles the events a sink does not want
 // while it leases (the embedded one): an instance without settings for
-// the sink then costs the sink no lease and no Resolve per event.
+// the sink then costs the sink no lease and no Resolve per event, and a
+// sink no instance has enabled does not even read the events.
 type WhereLeaser interface {
-	LeaseWhere(ctx context.Context, sink string, max int, want func(instance, event string) bool) ([]spool.Delivery, int, error)
+	LeaseWhere(ctx context.Context, sink string, max int, want spool.Want) ([]spool.Delivery, int, error)
 }
 
 // Settings is what dispatch needs of the settings store.
 type Settings interface {
 	Get(sink, instance string) (store.Settings, bool)
+	AnyEnabled(sink string) bool
 	Disable(ctx context.Context, sink, instance, reason string) error
 }
 
@@ -399,15 +401,22 @@ func (w *worker) lease(ctx context.Context) {
 // WhereLeaser: lease then settles them itself).
 func (w *worker) leaseSome(ctx context.Context, n int) ([]spool.Delivery, int, error) {
 	if wl, ok := w.spool.(WhereLeaser); ok {
-		return wl.LeaseWhere(ctx, w.sink, n, w.wants)
+		return wl.LeaseWhere(ctx, w.sink, n, wanted{w.settings, w.sink})
 	}
 	ds, err := w.spool.Lease(ctx, w.sink, n)
 	return ds, 0, err
 }
 
-// wants reports whether the sink's settings of instance take event.
-func (w *worker) wants(instance, event string) bool {
-	s, ok := w.settings.Get(w.sink, instance)
+// wanted is the spool.Want of a sink: what its settings take.
+type wanted struct {
+	settings Settings
+	sink     string
+}
+
+func (x wanted) Any() bool { return x.settings.AnyEnabled(x.sink) }
+
+func (x wanted) Wants(instance, event string) bool {
+	s, ok := x.settings.Get(x.sink, instance)
 	return ok && s.Wants(event)
 }
 

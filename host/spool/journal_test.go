@@ -438,8 +438,7 @@ func TestLeaseWhere(t *testing.T) {
 		evs = append(evs, ev)
 	}
 	appendT(t, s, evs...)
-	onlyX := func(instance, _ string) bool { return instance == "x" }
-	ds, skipped, err := s.LeaseWhere(context.Background(), "a", 10, onlyX)
+	ds, skipped, err := s.LeaseWhere(context.Background(), "a", 10, instances{"x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,6 +455,45 @@ func TestLeaseWhere(t *testing.T) {
 		t.Fatalf("after a restart, leased %v", ids(ds))
 	}
 }
+
+// TestLeaseWhereNone: while want wants no event at all, the whole log is
+// settled at once (events already resolved are not counted again), and an
+// event appended once it wants one is leased.
+func TestLeaseWhereNone(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	register(t, s, "a")
+	appendT(t, s, events("first", 3)...)
+	ds := poll(t, s, "a", 3)
+	resolve(t, s, "a", done(ds[1:])...) // acked above the position
+	s = restart(t, s, dir, "a")
+	appendT(t, s, events("old", 5000)...)
+	ds, skipped, err := s.LeaseWhere(context.Background(), "a", 10, instances{})
+	if err != nil || len(ds) != 0 || skipped != 5001 {
+		t.Fatalf("leased %v, skipped %d (%v); want none leased, 5001 skipped", ids(ds), skipped, err)
+	}
+	if st := s.Stats(); st.Backlog["a"] != 0 {
+		t.Fatalf("backlog %d, want 0", st.Backlog["a"])
+	}
+	appendT(t, s, events("new", 2)...)
+	ds, skipped, err = s.LeaseWhere(context.Background(), "a", 10, instances{"inst"})
+	if err != nil || skipped != 0 {
+		t.Fatalf("skipped %d (%v), want 0", skipped, err)
+	}
+	wantIDs(t, "leased", ids(ds), []string{"new-0000", "new-0001"})
+	resolve(t, s, "a", done(ds)...)
+	s = restart(t, s, dir, "a")
+	if ds := poll(t, s, "a", 10); len(ds) != 0 {
+		t.Fatalf("after a restart, leased %v", ids(ds))
+	}
+}
+
+// instances is a spool.Want of every event of the instances it lists.
+type instances []string
+
+func (in instances) Any() bool { return len(in) > 0 }
+
+func (in instances) Wants(instance, _ string) bool { return slices.Contains(in, instance) }
 
 // restart closes s and opens its directory again, with sinks registered.
 func restart(t *testing.T, s *Embedded, dir string, sinks ...string) *Embedded {

@@ -111,16 +111,26 @@ func (e *Embedded) Lease(ctx context.Context, name string, max int) ([]Delivery,
 	return ds, err
 }
 
+// Want says which events of the log a sink wants, for LeaseWhere.
+type Want interface {
+	// Any is false when the sink wants no event at all (no instance has
+	// enabled it): the log is then settled up to its end without being
+	// read.
+	Any() bool
+	// Wants reports whether the sink wants instance's event.
+	Wants(instance, event string) bool
+}
+
 // LeaseWhere is Lease, but an event of the log that want refuses (by its
 // instance and event name) is settled Done on the spot instead of leased:
 // it never leaves the spool, and it is counted in skipped. It costs a
 // fraction of a lease and its Resolve, which is what a sink pays for
-// every event of an instance that has not set it. Nothing is delivered
-// for those, so a crash before the position moves past them only has
-// want asked again. It returns once it has leased or skipped something
-// (or as Lease does). A nil want wants everything; retries are always
-// leased.
-func (e *Embedded) LeaseWhere(ctx context.Context, name string, max int, want func(instance, event string) bool) (ds []Delivery, skipped int, err error) {
+// every event of an instance that has not set it, and nothing at all
+// while want wants no event. Nothing is delivered for those, so a crash
+// before the position moves past them only has want asked again. It
+// returns once it has leased or skipped something (or as Lease does). A
+// nil want wants everything; retries are always leased.
+func (e *Embedded) LeaseWhere(ctx context.Context, name string, max int, want Want) (ds []Delivery, skipped int, err error) {
 	if max < 1 {
 		return nil, 0, fmt.Errorf("spool: lease: max %d, want at least 1", max)
 	}
@@ -170,7 +180,11 @@ func (e *Embedded) LeaseWhere(ctx context.Context, name string, max int, want fu
 // take leases what is available now, settling what want refuses (see
 // LeaseWhere). With nothing, it returns when the earliest retry not leased
 // comes due (zero if there is none).
-func (e *Embedded) take(s *sink, max int, want func(instance, event string) bool) (out []Delivery, due time.Time, skipped int, err error) {
+func (e *Embedded) take(s *sink, max int, want Want) (out []Delivery, due time.Time, skipped int, err error) {
+	// The end is read before want is asked: an event appended after
+	// settings enabled the sink is above it, and is read.
+	end := e.log.next() - 1
+	none := want != nil && !want.Any()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := e.now()
@@ -229,7 +243,11 @@ func (e *Embedded) take(s *sink, max int, want func(instance, event string) bool
 		if err := retries(max - max/2); err != nil {
 			return err
 		}
-		for !full() && skipped < maxSkip {
+		if none && next <= end {
+			skipped = int(end-next+1) - len(inRange(s.skip, next-1, end))
+			next = end + 1
+		}
+		for !none && !full() && skipped < maxSkip {
 			recs, err := e.log.read(next, max-len(out), int64(leaseMaxBytes-bytes))
 			if err != nil {
 				return err
@@ -247,7 +265,7 @@ func (e *Embedded) take(s *sink, max int, want func(instance, event string) bool
 				if err != nil {
 					return fmt.Errorf("log entry %d: %w", seq, err)
 				}
-				if want != nil && !want(ev.Instance, ev.Event) {
+				if want != nil && !want.Wants(ev.Instance, ev.Event) {
 					skipped++
 					continue
 				}
@@ -268,9 +286,7 @@ func (e *Embedded) take(s *sink, max int, want func(instance, event string) bool
 		s.released[i] = nil
 	}
 	s.released = s.released[nrel:]
-	for seq := s.next; seq < next && len(s.skip) > 0; seq++ {
-		delete(s.skip, seq)
-	}
+	forgetRange(s.skip, s.next-1, next-1)
 	s.next = next
 	for _, l := range fresh {
 		s.leases[l.d.ID] = append(s.leases[l.d.ID], l)

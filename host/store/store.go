@@ -35,10 +35,11 @@ type Store struct {
 	loading bool
 	pending []change
 
-	// mu guards m, which Get reads.
-	mu   sync.RWMutex
-	m    map[string]map[string]Settings // sink → instance → settings
-	keys map[string]Key                 // id → instance-scoped API key
+	// mu guards m, which Get reads, and enabled.
+	mu      sync.RWMutex
+	m       map[string]map[string]Settings // sink → instance → settings
+	enabled map[string]int                 // sink → how many of its settings are enabled
+	keys    map[string]Key                 // id → instance-scoped API key
 }
 
 // change is a remote change; raw nil means deleted.
@@ -66,6 +67,7 @@ func Open(ctx context.Context, b Backend, opts ...Option) (*Store, error) {
 		log:     hclog.L().Named("store"),
 		loading: true,
 		m:       make(map[string]map[string]Settings),
+		enabled: make(map[string]int),
 		keys:    make(map[string]Key),
 	}
 	for _, o := range opts {
@@ -105,6 +107,14 @@ func (s *Store) Get(sink, instance string) (Settings, bool) {
 	st, ok := s.m[sink][instance]
 	s.mu.RUnlock()
 	return st, ok
+}
+
+// AnyEnabled reports whether some instance has enabled settings for sink:
+// when none has, the sink wants no event at all.
+func (s *Store) AnyEnabled(sink string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.enabled[sink] > 0
 }
 
 // Instances returns, sorted, the instances that have settings for sink,
@@ -251,15 +261,25 @@ func (s *Store) put(sink, instance string, st Settings) {
 		in = make(map[string]Settings)
 		s.m[sink] = in
 	}
+	if in[instance].Enabled {
+		s.enabled[sink]--
+	}
+	if st.Enabled {
+		s.enabled[sink]++
+	}
 	in[instance] = st
 }
 
 func (s *Store) del(sink, instance string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.m[sink][instance].Enabled {
+		s.enabled[sink]--
+	}
 	delete(s.m[sink], instance)
 	if len(s.m[sink]) == 0 {
 		delete(s.m, sink)
+		delete(s.enabled, sink)
 	}
 }
 

@@ -297,6 +297,46 @@ func TestOpenFails(t *testing.T) {
 	}
 }
 
+// TestAnyEnabled: a sink is wanted while some instance's settings of it
+// are enabled, through every way settings change.
+func TestAnyEnabled(t *testing.T) {
+	b := newMem()
+	b.data[[2]string{"nats", "loaded"}] = json.RawMessage(`{"enabled":true}`)
+	s := mustOpen(t, b)
+	want := func(step string, sink string, any bool) {
+		t.Helper()
+		if got := s.AnyEnabled(sink); got != any {
+			t.Errorf("%s: AnyEnabled(%s) = %v, want %v", step, sink, got, any)
+		}
+	}
+	want("loaded", "nats", true)
+	want("never set", "sqs", false)
+	mustSet(t, s, "sqs", "a", `{"enabled":false}`)
+	want("set disabled", "sqs", false)
+	mustSet(t, s, "sqs", "a", `{"enabled":true}`)
+	mustSet(t, s, "sqs", "b", `{"enabled":true}`)
+	want("two enabled", "sqs", true)
+	if err := s.Disable(context.Background(), "sqs", "a", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	want("one disabled", "sqs", true)
+	mustSet(t, s, "sqs", "b", `{"enabled":false}`)
+	want("both disabled", "sqs", false)
+	mustSet(t, s, "sqs", "b", `{"enabled":true}`)
+	if err := s.Delete(context.Background(), "sqs", "b"); err != nil {
+		t.Fatal(err)
+	}
+	want("enabled one deleted", "sqs", false)
+	b.watch("sqs", "c", json.RawMessage(`{"enabled":true}`))
+	want("enabled by a replica", "sqs", true)
+	b.watch("sqs", "c", nil)
+	want("deleted by a replica", "sqs", false)
+	if err := s.Delete(context.Background(), "nats", "loaded"); err != nil {
+		t.Fatal(err)
+	}
+	want("loaded one deleted", "nats", false)
+}
+
 func TestRemoteChanges(t *testing.T) {
 	b := newMem()
 	var logs bytes.Buffer
