@@ -32,7 +32,7 @@ type usage struct {
 type meter struct {
 	host  int // 0 for a bare run
 	start usage
-	// process names host's process on the line: "host" (with "plugin" for
+	// process names host's process on the line: "host" (with "plugins" for
 	// its children), or what else it is (a bare relay).
 	process string
 }
@@ -139,7 +139,7 @@ func (m meter) perEvent(n int) string {
 	switch {
 	case m.host == 0:
 	case m.process == "host":
-		parts = append(parts, "host "+µs(a.host, b.host), "plugin "+µs(a.plugins, b.plugins))
+		parts = append(parts, "host "+µs(a.host, b.host), "plugins "+µs(a.plugins, b.plugins))
 	default:
 		parts = append(parts, m.process+" "+µs(a.host, b.host))
 	}

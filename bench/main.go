@@ -87,10 +87,14 @@
 // throughput: attempts while down, dead letters left, and the order the
 // backlog arrives in once it is back (see outage.go).
 //
+// Every sidecar runs every plugin of -bin's plugins/, as the sidecar is
+// deployed; only the scenario's sink has settings, so the others cost
+// what a sink that no instance has set costs.
+//
 // Both paths start their clock with their requests or bodies already made
 // (an engine has its events; the tool's cost of making them is not the
 // sidecar's). After each rate, a line says where the CPU went per event,
-// from /proc: the sidecar's host and its plugin, the load tool (this
+// from /proc: the sidecar's host and its plugins, the load tool (this
 // process and those it started: posters, receivers, consumers), the local
 // brokers (nats-server, RabbitMQ, Redis), and the whole machine with how
 // idle it was: a run whose machine was near 0 % idle was bound by CPU,
