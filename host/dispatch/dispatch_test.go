@@ -453,6 +453,23 @@ func TestFilter(t *testing.T) {
 	}
 }
 
+// A sink that no instance has enabled settles what arrives without
+// sending any of it; once settings enable it, what arrives after is sent.
+func TestNothingEnabled(t *testing.T) {
+	r := newRig(t, ok, Options{})
+	r.set("off", `{"enabled":false,"events":[]}`)
+	r.add("off", "MESSAGES_UPSERT", 3)
+	r.add("unset", "MESSAGES_UPSERT", 3)
+	eventually(t, "an empty backlog", func() bool { return r.spool.Stats().Backlog["test"] == 0 })
+	r.set("on", `{"enabled":true,"events":[]}`)
+	want := r.add("on", "MESSAGES_UPSERT", 2)
+	eventually(t, "what arrived once enabled", func() bool { return len(r.plugin.delivered()) >= 2 })
+	eventually(t, "an empty backlog", func() bool { return r.spool.Stats().Backlog["test"] == 0 })
+	if got := byInstance(r.plugin.delivered()); fmt.Sprint(got) != fmt.Sprint(map[string][]string{"on": want}) {
+		t.Fatalf("delivered %v", got)
+	}
+}
+
 // An instance whose destination hangs holds up only its own lane.
 func TestHangingInstanceIsolated(t *testing.T) {
 	release := make(chan struct{})
