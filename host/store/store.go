@@ -35,11 +35,10 @@ type Store struct {
 	loading bool
 	pending []change
 
-	// mu guards m, which Get reads, and enabled.
-	mu      sync.RWMutex
-	m       map[string]map[string]Settings // sink → instance → settings
-	enabled map[string]int                 // sink → how many of its settings are enabled
-	keys    map[string]Key                 // id → instance-scoped API key
+	// mu guards m, which Get reads.
+	mu   sync.RWMutex
+	m    map[string]map[string]Settings // sink → instance → settings
+	keys map[string]Key                 // id → instance-scoped API key
 }
 
 // change is a remote change; raw nil means deleted.
@@ -67,7 +66,6 @@ func Open(ctx context.Context, b Backend, opts ...Option) (*Store, error) {
 		log:     hclog.L().Named("store"),
 		loading: true,
 		m:       make(map[string]map[string]Settings),
-		enabled: make(map[string]int),
 		keys:    make(map[string]Key),
 	}
 	for _, o := range opts {
@@ -114,7 +112,12 @@ func (s *Store) Get(sink, instance string) (Settings, bool) {
 func (s *Store) AnyEnabled(sink string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.enabled[sink] > 0
+	for _, st := range s.m[sink] {
+		if st.Enabled {
+			return true
+		}
+	}
+	return false
 }
 
 // Instances returns, sorted, the instances that have settings for sink,
@@ -261,25 +264,15 @@ func (s *Store) put(sink, instance string, st Settings) {
 		in = make(map[string]Settings)
 		s.m[sink] = in
 	}
-	if in[instance].Enabled {
-		s.enabled[sink]--
-	}
-	if st.Enabled {
-		s.enabled[sink]++
-	}
 	in[instance] = st
 }
 
 func (s *Store) del(sink, instance string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.m[sink][instance].Enabled {
-		s.enabled[sink]--
-	}
 	delete(s.m[sink], instance)
 	if len(s.m[sink]) == 0 {
 		delete(s.m, sink)
-		delete(s.enabled, sink)
 	}
 }
 
