@@ -55,8 +55,7 @@ func TestTornTailIsCut(t *testing.T) {
 		for _, prealloc := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/preallocated=%v", tc.name, prealloc), func(t *testing.T) {
 				dir := t.TempDir()
-				s := open(t, dir, Options{})
-				register(t, s, "a")
+				s := openSinks(t, dir, "a")
 				appendT(t, s, events("e", 3)...)
 				if err := s.Close(); err != nil {
 					t.Fatal(err)
@@ -78,8 +77,7 @@ func TestTornTailIsCut(t *testing.T) {
 					t.Fatal(err)
 				}
 
-				s = open(t, dir, Options{})
-				register(t, s, "a")
+				s = openSinks(t, dir, "a")
 				appendT(t, s, events("x", 1)...)
 				wantIDs(t, "after the tear", ids(poll(t, s, "a", 10)), append(tc.want, "x-0000"))
 				if st := s.Stats(); st.Events != len(tc.want)+1 {
@@ -115,8 +113,7 @@ func recordsEnd(t *testing.T, b []byte) int {
 func TestSegmentsArePreallocated(t *testing.T) {
 	smallSegments(t, 4<<10)
 	dir := t.TempDir()
-	s := open(t, dir, Options{})
-	register(t, s, "a")
+	s := openSinks(t, dir, "a")
 	for i := range 24 {
 		appendT(t, s, events(string(rune('a'+i)), 10)...)
 	}
@@ -144,8 +141,7 @@ func TestSegmentsArePreallocated(t *testing.T) {
 			t.Errorf("last segment %s: not zeros after its records", seg)
 		}
 	}
-	s = open(t, dir, Options{})
-	register(t, s, "a")
+	s = openSinks(t, dir, "a")
 	if got := len(poll(t, s, "a", 500)); got != 240 {
 		t.Fatalf("after a restart, leased %d events, want 240", got)
 	}
@@ -160,8 +156,7 @@ func TestSegmentsArePreallocated(t *testing.T) {
 func TestRemnantPastTheZerosIsCut(t *testing.T) {
 	smallSegments(t, 4<<10)
 	dir := t.TempDir()
-	s := open(t, dir, Options{})
-	register(t, s, "a")
+	s := openSinks(t, dir, "a")
 	appendT(t, s, events("e", 1)...)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -175,8 +170,7 @@ func TestRemnantPastTheZerosIsCut(t *testing.T) {
 	}
 	f.Close()
 
-	s = open(t, dir, Options{})
-	register(t, s, "a")
+	s = openSinks(t, dir, "a")
 	for i := range 10 {
 		appendT(t, s, events(string(rune('f'+i)), 10)...)
 	}
@@ -196,8 +190,7 @@ func TestRemnantPastTheZerosIsCut(t *testing.T) {
 func TestFailedSyncIsCut(t *testing.T) {
 	smallSegments(t, 64<<10)
 	dir := t.TempDir()
-	s := open(t, dir, Options{})
-	register(t, s, "a")
+	s := openSinks(t, dir, "a")
 	appendT(t, s, events("e", 1)...)
 	syncFile = func(*os.File) error { return syscall.EIO }
 	err := s.Append(context.Background(), events("f", 2))
@@ -218,8 +211,7 @@ func TestFailedSyncIsCut(t *testing.T) {
 func TestDamagedSegmentIsAnError(t *testing.T) {
 	smallSegments(t, 1)
 	dir := t.TempDir()
-	s := open(t, dir, Options{})
-	register(t, s, "a")
+	s := openSinks(t, dir, "a")
 	appendT(t, s, events("e", 1)...)
 	appendT(t, s, events("f", 1)...)
 	if err := s.Close(); err != nil {
@@ -249,8 +241,7 @@ func TestDamagedSegmentIsAnError(t *testing.T) {
 // of the file's pages.
 func TestDamagedFileIsAnError(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, Options{})
-	register(t, s, "a", "b", "c")
+	s := openSinks(t, dir, "a", "b", "c")
 	appendT(t, s, events("e", 50)...)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -356,8 +347,7 @@ func TestOpensFormat1(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := open(t, dir, Options{})
-	register(t, s, "a")
+	s := openSinks(t, dir, "a")
 	appendT(t, s, events("new", 1)...)
 	want := []string{"old-0003", "old-0005", "old-0006", "old-0007", "old-0008", "old-0009", "new-0000"}
 	wantIDs(t, "after the move", ids(poll(t, s, "a", 20)), want)
@@ -429,8 +419,7 @@ func FuzzJournalOpen(f *testing.F) {
 // and never leased, now or after a restart; the position passes them.
 func TestLeaseWhere(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, Options{})
-	register(t, s, "a")
+	s := openSinks(t, dir, "a")
 	var evs []Event
 	for i, inst := range []string{"x", "y", "x", "y", "y", "x"} {
 		ev := events(fmt.Sprintf("%s%d", inst, i), 1)[0]
@@ -461,8 +450,7 @@ func TestLeaseWhere(t *testing.T) {
 // event appended once it wants one is leased.
 func TestLeaseWhereNone(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, Options{})
-	register(t, s, "a")
+	s := openSinks(t, dir, "a")
 	appendT(t, s, events("first", 3)...)
 	ds := poll(t, s, "a", 3)
 	resolve(t, s, "a", done(ds[1:])...) // acked above the position
@@ -501,7 +489,13 @@ func restart(t *testing.T, s *Embedded, dir string, sinks ...string) *Embedded {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = open(t, dir, Options{})
+	return openSinks(t, dir, sinks...)
+}
+
+// openSinks opens the spool in dir with sinks registered.
+func openSinks(t *testing.T, dir string, sinks ...string) *Embedded {
+	t.Helper()
+	s := open(t, dir, Options{})
 	register(t, s, sinks...)
 	return s
 }
