@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +72,54 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 				}
 			})
 			eventsPerSec(b, b.N)
+		})
+	}
+}
+
+// BenchmarkAppendWhileSpare: one event appended at a time, while nothing
+// else writes (spare=no) and while the next segment's zeros are written
+// over and over (spare=yes), as the journal does in the background once
+// a segment is half full. p99 and max are of each Append's latency: what
+// a POST waits for its commit.
+func BenchmarkAppendWhileSpare(b *testing.B) {
+	for _, spare := range []string{"no", "yes"} {
+		b.Run("spare="+spare, func(b *testing.B) {
+			dir := b.TempDir()
+			s := open(b, dir, Options{})
+			register(b, s, "a")
+			evs := benchEvents("e", 1)
+			stop := make(chan struct{})
+			var making sync.WaitGroup
+			if spare == "yes" {
+				making.Go(func() {
+					path := filepath.Join(dir, "bench.spare")
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if f := makeSpare(path, segmentBytes); f != nil {
+							f.Close()
+						}
+					}
+				})
+			}
+			var took []time.Duration
+			b.ResetTimer()
+			for b.Loop() {
+				start := time.Now()
+				if err := s.Append(context.Background(), evs); err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+			}
+			b.StopTimer()
+			close(stop)
+			making.Wait()
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
+			b.ReportMetric(float64(took[len(took)-1].Microseconds()), "max-µs")
 		})
 	}
 }
