@@ -19,9 +19,10 @@ import (
 //	func main() { sdk.Serve(mysink.New()) }
 //
 // It raises gRPC's message limits (one event may carry several MB of
-// media), logs to stderr in the form go-plugin forwards to the host, and
-// exits when the host process dies, so a killed host leaves no plugin
-// behind. Run by hand, without the host, it prints a hint and exits 1.
+// media), answers only the host that started it (sinkv1.LinkCredentials),
+// logs to stderr in the form go-plugin forwards to the host, and exits
+// when the host process dies, so a killed host leaves no plugin behind.
+// Run by hand, without the host, it prints a hint and exits 1.
 func Serve(s Sink) {
 	d := s.Describe()
 	if err := checkDescription(d); err != nil {
@@ -42,7 +43,16 @@ func Serve(s Sink) {
 			sinkv1.ProtocolVersion: {sinkv1.PluginName: &grpcPlugin{server: newServer(s, logger)}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, sinkv1.ServerOptions()...)...)
+			opts = append(opts, sinkv1.ServerOptions()...)
+			// A host that sent no certificate (go-plugin's AutoMTLS)
+			// checks which process is at the other end of the socket
+			// instead, and so does the plugin: it accepts only its
+			// ancestors (sinkv1.LinkCredentials).
+			if sinkv1.ProcessLink && os.Getenv("PLUGIN_CLIENT_CERT") == "" {
+				self := os.Getpid()
+				opts = append(opts, grpc.Creds(sinkv1.LinkCredentials(func(peer int) bool { return sinkv1.Descends(self, peer) })))
+			}
+			return grpc.NewServer(opts...)
 		},
 		Logger: logger,
 	})

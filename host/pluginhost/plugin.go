@@ -152,10 +152,10 @@ func (p *Plugin) start(ctx context.Context) error {
 		Cmd:              cmd,
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
+		AutoMTLS:         !sinkv1.ProcessLink,
 		Logger:           pluginLogger{p.opts.Logger.Named("plugin").With("sink", p.name)},
 		StartTimeout:     startTimeout,
-		GRPCDialOptions:  sinkv1.DialOptions(),
+		GRPCDialOptions:  linkOptions(cmd),
 	})
 	rpc, desc, err := p.handshake(ctx, client)
 	if err != nil {
@@ -393,6 +393,21 @@ func (p *Plugin) stop(ctx context.Context) {
 	if client != nil {
 		client.Kill()
 	}
+}
+
+// linkOptions are the gRPC options of the link to the process cmd runs:
+// where the kernel says which process is at the other end of its socket,
+// the link accepts only that process or one of its descendants, instead
+// of TLS (sinkv1.LinkCredentials).
+func linkOptions(cmd *exec.Cmd) []grpc.DialOption {
+	opts := sinkv1.DialOptions()
+	if sinkv1.ProcessLink {
+		// go-plugin dials once the process has started.
+		opts = append(opts, grpc.WithTransportCredentials(sinkv1.LinkCredentials(func(peer int) bool {
+			return cmd.Process != nil && sinkv1.Descends(peer, cmd.Process.Pid)
+		})))
+	}
+	return opts
 }
 
 // grpcPlugin is go-plugin's view of the host side. adapt, when set, wraps

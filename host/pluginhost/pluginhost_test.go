@@ -19,6 +19,9 @@ import (
 var webhookBin string
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(strangerEnv); addr != "" {
+		strangerDial(addr) // a process of its own for TestOnlyTheHostReachesAPlugin
+	}
 	// Quick restarts, and a hanging plugin given up on soon. Set once:
 	// supervisors of one test may outlive it.
 	restartBackoff0, startTimeout = 10*time.Millisecond, 5*time.Second

@@ -1,6 +1,6 @@
 // Package sinkv1 is the wire protocol between the evorelay host and its sink
-// plugins: the generated gRPC code for sink.proto and the go-plugin
-// handshake both sides must agree on. Plugin authors use package sdk instead;
+// plugins: the generated gRPC code for sink.proto, and the go-plugin
+// handshake and link credentials both sides must agree on. Plugin authors use package sdk instead;
 // only the host and the SDK import this package.
 package sinkv1
 

@@ -1,6 +1,7 @@
 // Protocol between the evorelay host and a sink plugin.
 //
-// The host launches each plugin with hashicorp/go-plugin (gRPC, AutoMTLS,
+// The host launches each plugin with hashicorp/go-plugin (gRPC on a Unix
+// socket, each end accepting only the process it expects: link.go;
 // protocol version 2; see ProtocolVersion in handshake.go for what changed
 // and what the host still runs) and talks to it only through this service. Error kinds
 // a delivery can end with are values in this file, because gRPC does not
