@@ -79,7 +79,7 @@ func (c linkCredentials) Clone() credentials.TransportCredentials { return c }
 func (linkCredentials) OverrideServerName(string) error { return nil }
 
 // Descends reports whether process pid is ancestor or one of its
-// descendants. It is false where ProcessLink is.
+// descendants. Where ProcessLink is false it knows only pid == ancestor.
 func Descends(pid, ancestor int) bool {
 	for range 64 { // deeper trees are not ours
 		if pid == ancestor {
