@@ -35,7 +35,12 @@ func peerProcess(c *net.UnixConn) (int, error) {
 
 // parentProcess reads the parent of process pid from /proc/<pid>/stat:
 // "pid (comm) state ppid …", where comm may hold spaces and parentheses.
+// This process's own parent needs no /proc: a plugin finds its host
+// without it.
 func parentProcess(pid int) (int, error) {
+	if pid == os.Getpid() {
+		return os.Getppid(), nil
+	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
