@@ -16,9 +16,9 @@ import (
 // ancestor of its own process (the host that started it, or that host's
 // own ancestors); the host accepts only the process it started, or one of
 // that process's descendants (a plugin behind a wrapper script). That is
-// no wider than what go-plugin's AutoMTLS allowed: those ancestors may
-// already trace the host (the kernel's default ptrace scope) and so take
-// its TLS key. TLS over the socket cost 8–14 % of the host's and the
+// no wider than what go-plugin's AutoMTLS allowed: the host's ancestors
+// started it and chose its binary and environment, and under Linux's
+// usual ptrace rules may trace it and take its TLS key. TLS over the socket cost 8–14 % of the host's and the
 // plugins' CPU per event (go run ./bench, issue 11). Elsewhere
 // (ProcessLink false) the host keeps AutoMTLS.
 
