@@ -19,10 +19,11 @@ import (
 //	func main() { sdk.Serve(mysink.New()) }
 //
 // It raises gRPC's message limits (one event may carry several MB of
-// media), answers only the host that started it (sinkv1.LinkCredentials),
-// logs to stderr in the form go-plugin forwards to the host, and exits
-// when the host process dies, so a killed host leaves no plugin behind.
-// Run by hand, without the host, it prints a hint and exits 1.
+// media), answers only the host that started it
+// (sinkv1.PluginLinkCredentials), logs to stderr in the form go-plugin
+// forwards to the host, and exits when the host process dies, so a killed
+// host leaves no plugin behind. Run by hand, without the host, it prints
+// a hint and exits 1.
 func Serve(s Sink) {
 	d := s.Describe()
 	if err := checkDescription(d); err != nil {
@@ -47,10 +48,9 @@ func Serve(s Sink) {
 			// A host that sent no certificate (go-plugin's AutoMTLS)
 			// checks which process is at the other end of the socket
 			// instead, and so does the plugin: it accepts only its
-			// ancestors (sinkv1.LinkCredentials).
+			// ancestors (sinkv1.PluginLinkCredentials).
 			if sinkv1.ProcessLink && os.Getenv("PLUGIN_CLIENT_CERT") == "" {
-				self := os.Getpid()
-				opts = append(opts, grpc.Creds(sinkv1.LinkCredentials(func(peer int) bool { return sinkv1.Descends(self, peer) })))
+				opts = append(opts, grpc.Creds(sinkv1.PluginLinkCredentials()))
 			}
 			return grpc.NewServer(opts...)
 		},

@@ -398,13 +398,16 @@ func (p *Plugin) stop(ctx context.Context) {
 // linkOptions are the gRPC options of the link to the process cmd runs:
 // where the kernel says which process is at the other end of its socket,
 // the link accepts only that process or one of its descendants, instead
-// of TLS (sinkv1.LinkCredentials).
+// of TLS (sinkv1.HostLinkCredentials).
 func linkOptions(cmd *exec.Cmd) []grpc.DialOption {
 	opts := sinkv1.DialOptions()
 	if sinkv1.ProcessLink {
 		// go-plugin dials once the process has started.
-		opts = append(opts, grpc.WithTransportCredentials(sinkv1.LinkCredentials(func(peer int) bool {
-			return cmd.Process != nil && sinkv1.Descends(peer, cmd.Process.Pid)
+		opts = append(opts, grpc.WithTransportCredentials(sinkv1.HostLinkCredentials(func() int {
+			if cmd.Process == nil {
+				return 0
+			}
+			return cmd.Process.Pid
 		})))
 	}
 	return opts

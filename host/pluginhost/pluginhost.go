@@ -1,7 +1,7 @@
 // Package pluginhost finds, launches, supervises and talks to the sink
 // plugins. Each plugin is its own process (hashicorp/go-plugin over gRPC
 // on a Unix socket, each end accepting only the process it expects:
-// sinkv1.LinkCredentials); a plugin that dies or stops answering is
+// sinkv1.HostLinkCredentials); a plugin that dies or stops answering is
 // replaced by a new process (a go-plugin client cannot be restarted),
 // with capped backoff.
 //

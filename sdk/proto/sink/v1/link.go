@@ -4,40 +4,56 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 
 	"google.golang.org/grpc/credentials"
 )
 
 // The link between the host and a plugin is a Unix socket: the plugin
 // listens, the host dials (go-plugin). Where the kernel says which
-// process is at the other end of such a socket (ProcessLink), neither end
-// runs TLS over it: each accepts the connection only from the process it
-// expects, by its process id (LinkCredentials). The plugin accepts only an
-// ancestor of its own process (the host that started it, or that host's
-// own ancestors); the host accepts only the process it started, or one of
-// that process's descendants (a plugin behind a wrapper script). That is
-// no wider than what go-plugin's AutoMTLS allowed: the host's ancestors
+// process is at the other end of such a socket (ProcessLink), neither
+// end runs TLS over it: each accepts the connection only from the
+// process it expects, by its process id (HostLinkCredentials,
+// PluginLinkCredentials). The plugin accepts only an ancestor of its
+// own process (the host that started it, or that host's own ancestors);
+// the host accepts only the process it started, or one of that
+// process's descendants (a plugin behind a wrapper script). That is no
+// wider than what go-plugin's AutoMTLS allowed: the host's ancestors
 // started it and chose its binary and environment, and under Linux's
-// usual ptrace rules may trace it and take its TLS key. TLS over the socket cost 8–14 % of the host's and the
-// plugins' CPU per event (go run ./bench, issue 11). Elsewhere
-// (ProcessLink false) the host keeps AutoMTLS.
+// usual ptrace rules may trace it and take its TLS key. TLS over the
+// socket cost 8–14 % of the host's and the plugins' CPU per event (go
+// run ./bench, issue 11). Elsewhere (ProcessLink false) the host keeps
+// AutoMTLS.
 
-// LinkCredentials returns transport credentials that accept a connection
-// only when accept approves the id of the process at its other end.
-func LinkCredentials(accept func(peer int) bool) credentials.TransportCredentials {
-	return linkCredentials{accept: accept}
+// HostLinkCredentials are the host's end of the link to a plugin process:
+// they accept only process child() (the plugin the host started; 0 while
+// it has not started) or one of its descendants.
+func HostLinkCredentials(child func() int) credentials.TransportCredentials {
+	return linkCredentials{accept: func(peer int) bool {
+		c := child()
+		return c > 0 && descends(peer, c)
+	}}
 }
 
+// PluginLinkCredentials are a plugin's end of the link: they accept only
+// an ancestor of this process (the host that started it).
+func PluginLinkCredentials() credentials.TransportCredentials {
+	self := os.Getpid()
+	return linkCredentials{accept: func(peer int) bool { return descends(self, peer) }}
+}
+
+// linkCredentials accept a connection only when accept approves the id of
+// the process at its other end.
 type linkCredentials struct{ accept func(peer int) bool }
 
-// LinkInfo is what LinkCredentials tell gRPC of a connection they accepted.
-type LinkInfo struct {
+// linkInfo is what linkCredentials tell gRPC of a connection they accepted.
+type linkInfo struct {
 	credentials.CommonAuthInfo
 	Peer int // the process id at the other end
 }
 
 // AuthType names the credentials.
-func (LinkInfo) AuthType() string { return "process" }
+func (linkInfo) AuthType() string { return "process" }
 
 // refused is a connection from a process not accepted: final, so that
 // gRPC does not dial it again.
@@ -59,7 +75,7 @@ func (c linkCredentials) check(conn net.Conn) (net.Conn, credentials.AuthInfo, e
 	}
 	// A Unix socket's bytes go through the kernel alone, as gRPC's own
 	// local credentials say.
-	return conn, LinkInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}, Peer: peer}, nil
+	return conn, linkInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}, Peer: peer}, nil
 }
 
 func (c linkCredentials) ClientHandshake(_ context.Context, _ string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -78,9 +94,9 @@ func (c linkCredentials) Clone() credentials.TransportCredentials { return c }
 
 func (linkCredentials) OverrideServerName(string) error { return nil }
 
-// Descends reports whether process pid is ancestor or one of its
+// descends reports whether process pid is ancestor or one of its
 // descendants. Where ProcessLink is false it knows only pid == ancestor.
-func Descends(pid, ancestor int) bool {
+func descends(pid, ancestor int) bool {
 	for range 64 { // deeper trees are not ours
 		if pid == ancestor {
 			return true

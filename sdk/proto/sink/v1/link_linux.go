@@ -10,7 +10,7 @@ import (
 )
 
 // ProcessLink says the link checks the process at its other end instead
-// of running TLS (see LinkCredentials).
+// of running TLS (see HostLinkCredentials).
 const ProcessLink = true
 
 // peerProcess is the id of the process at the other end of c

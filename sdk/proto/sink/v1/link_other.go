@@ -8,7 +8,7 @@ import (
 )
 
 // ProcessLink says the link checks the process at its other end instead
-// of running TLS (see LinkCredentials): not on this system, where the
+// of running TLS (see HostLinkCredentials): not on this system, where the
 // host keeps go-plugin's AutoMTLS.
 const ProcessLink = false
 
