@@ -32,7 +32,8 @@ func runPaced(l load) (row, error) {
 	pctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	reqs := l.ingestRequests()
-	posted := make([]atomic.Int64, l.n) // when each POST started, since epoch
+	posted := make([]atomic.Int64, l.n)   // when each POST started, since epoch
+	answered := make([]atomic.Int64, l.n) // when its 202 came back
 
 	t := recv.expect(l.n)
 	s.profile()
@@ -74,6 +75,7 @@ func runPaced(l load) (row, error) {
 				if err := postOne(pctx, client, s.ingestTarget(), reqs[k]); err != nil {
 					stop(err)
 				}
+				answered[k].Store(int64(since()))
 			}
 		})
 	}
@@ -90,11 +92,21 @@ func runPaced(l load) (row, error) {
 	delivered := rate(l.n, t.last()-start)
 	lat := make([]time.Duration, l.n)
 	var warm []time.Duration // of the events posted after the first second
+	// The two legs of each event's latency, for the events posted in the
+	// first half second and after it: which side a slow start is on.
+	var accept, deliver [2][]time.Duration
 	for k := range lat {
-		lat[k] = time.Duration(t.at[k].Load() - posted[k].Load())
-		if time.Duration(posted[k].Load()) >= start+time.Second {
+		at, accepted, arrived := time.Duration(posted[k].Load()), time.Duration(answered[k].Load()), time.Duration(t.at[k].Load())
+		lat[k] = arrived - at
+		if at >= start+time.Second {
 			warm = append(warm, lat[k])
 		}
+		later := 0
+		if at >= start+time.Second/2 {
+			later = 1
+		}
+		accept[later] = append(accept[later], accepted-at)
+		deliver[later] = append(deliver[later], arrived-accepted)
 	}
 	slices.Sort(lat)
 	slices.Sort(warm)
@@ -116,8 +128,19 @@ func runPaced(l load) (row, error) {
 		fmt.Printf("   posted after the first second (%d events): p50 %s, p99 %s, max %s\n",
 			len(warm), round(warm[len(warm)/2]), round(warm[len(warm)*99/100]), round(warm[len(warm)-1]))
 	}
+	for i, when := range []string{"posted in the first half second", "posted after it"} {
+		if len(accept[i]) > 0 {
+			fmt.Printf("   %s: POST → 202 %s, 202 → delivered %s\n", when, percentiles(accept[i]), percentiles(deliver[i]))
+		}
+	}
 	return row{name: l.scenario, bare: fmt.Sprintf("%d/s offered", *paceRate), evorelay: fmt.Sprintf("%s, p99 %s", perSecond(delivered), round(p99)),
 		ratio: delivered / float64(*paceRate), goal: "kept up, p99 ≤ 50ms: " + verdict, p99: p99}, nil
+}
+
+// percentiles sorts ds and says their p50 and p99.
+func percentiles(ds []time.Duration) string {
+	slices.Sort(ds)
+	return fmt.Sprintf("p50 %s, p99 %s", round(ds[len(ds)/2]), round(ds[min(len(ds)-1, len(ds)*99/100)]))
 }
 
 // round rounds a latency for printing.
