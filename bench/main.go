@@ -46,10 +46,12 @@
 //	          it kept up (≥ 98 % of the offered rate), and p50/p99 of
 //	          ingest → delivered (from the start of an event's POST to its
 //	          arrival at the receiver), also of the events posted after
-//	          the first second (a new sidecar's first second of load holds
-//	          most of the slow deliveries), and each event's two legs (POST
-//	          → 202, 202 → arrival) in the first half second and after it;
-//	          goal: kept up, p99 ≤ 50 ms (of all)
+//	          the first second (where a new process pays dearly for new
+//	          memory, its first second of load held most of the slow
+//	          deliveries until it warmed its heap at start: sdk/warm), and
+//	          each event's two legs (POST → 202, 202 → arrival) in the
+//	          first half second and after it; goal: kept up, p99 ≤ 50 ms
+//	          (of all)
 //	chats     one instance, 16 chats, arrays of 100 from 4 connections,
 //	          webhook to a receiver that answers after -receiver-delay
 //	          (10 ms), as a bot or a flow doing some work does; at most

@@ -122,9 +122,8 @@ func runPaced(l load) (row, error) {
 	fmt.Printf("   ingest → delivered: p50 %s, p99 %s, max %s   goal: kept up, p99 ≤ 50ms\n",
 		round(p50), round(p99), round(lat[l.n-1]))
 	if len(warm) > 0 {
-		// A new sidecar's first second of load holds most of the slow
-		// deliveries (a second load on the same sidecar has none of
-		// them): this is the rest.
+		// A new sidecar's first second of load is where a slow start
+		// shows (sdk/warm): this is the rest.
 		fmt.Printf("   posted after the first second (%d events): p50 %s, p99 %s, max %s\n",
 			len(warm), round(warm[len(warm)/2]), round(warm[len(warm)*99/100]), round(warm[len(warm)-1]))
 	}

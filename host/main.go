@@ -29,6 +29,7 @@ import (
 	"github.com/evorelay/evorelay/host/dispatch"
 	"github.com/evorelay/evorelay/host/pluginhost"
 	"github.com/evorelay/evorelay/host/store"
+	"github.com/evorelay/evorelay/sdk/warm"
 )
 
 func main() {
@@ -67,6 +68,10 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 		logger.Debug("garbage collector", "GOGC", gogc, "GOMEMLIMIT", limit)
 	}
 	logger.Debug("plugins' Go runtime", "GOMAXPROCS", pluginProcs())
+	// The heap is warmed while the spool opens and the plugins start, and
+	// before the first request.
+	warmed := make(chan int64, 1)
+	go func() { warmed <- warm.Heap(hostWarm) }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -165,6 +170,7 @@ func run(cfg *config.Config, logger hclog.Logger) error {
 		}()
 	}
 
+	logger.Debug("heap warmed", "bytes", <-warmed)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("EVORELAY_ADDR: %w", err)
