@@ -57,8 +57,7 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkAppendConcurrent(b *testing.B) {
 	for _, callers := range []int{4, 16, 64} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			s := open(b, b.TempDir(), Options{})
-			register(b, s, "a")
+			s := openSinks(b, b.TempDir(), "a")
 			evs := benchEvents("e", 1)
 			b.SetBytes(int64(len(evs[0].Envelope)))
 			b.SetParallelism((callers + 1) / 2) // × GOMAXPROCS (2 here)
@@ -85,8 +84,7 @@ func BenchmarkAppendWhileSpare(b *testing.B) {
 	for _, spare := range []string{"no", "yes"} {
 		b.Run("spare="+spare, func(b *testing.B) {
 			dir := b.TempDir()
-			s := open(b, dir, Options{})
-			register(b, s, "a")
+			s := openSinks(b, dir, "a")
 			evs := benchEvents("e", 1)
 			stop := make(chan struct{})
 			var making sync.WaitGroup
@@ -106,7 +104,6 @@ func BenchmarkAppendWhileSpare(b *testing.B) {
 				})
 			}
 			var took []time.Duration
-			b.ResetTimer()
 			for b.Loop() {
 				start := time.Now()
 				if err := s.Append(context.Background(), evs); err != nil {
@@ -114,7 +111,6 @@ func BenchmarkAppendWhileSpare(b *testing.B) {
 				}
 				took = append(took, time.Since(start))
 			}
-			b.StopTimer()
 			close(stop)
 			making.Wait()
 			slices.Sort(took)
@@ -141,8 +137,7 @@ func fill(b *testing.B, s *Embedded, n int) {
 func BenchmarkLeaseResolve(b *testing.B) {
 	for _, batch := range []int{1, 100} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			s := open(b, b.TempDir(), Options{})
-			register(b, s, "a")
+			s := openSinks(b, b.TempDir(), "a")
 			fill(b, s, b.N)
 			b.ResetTimer()
 			for n := 0; n < b.N; {
@@ -160,8 +155,7 @@ func BenchmarkLeaseResolve(b *testing.B) {
 // BenchmarkRetry: one op is one delivery leased from the retry schedule
 // and scheduled again, in batches of 100.
 func BenchmarkRetry(b *testing.B) {
-	s := open(b, b.TempDir(), Options{})
-	register(b, s, "a")
+	s := openSinks(b, b.TempDir(), "a")
 	fill(b, s, 100)
 	retry := func(ds []Delivery) []Result {
 		rs := make([]Result, len(ds))
@@ -185,8 +179,7 @@ func BenchmarkRetry(b *testing.B) {
 // BenchmarkDeadLetter: one op is one delivery replayed, leased and
 // dead-lettered again, in batches of 100.
 func BenchmarkDeadLetter(b *testing.B) {
-	s := open(b, b.TempDir(), Options{})
-	register(b, s, "a")
+	s := openSinks(b, b.TempDir(), "a")
 	fill(b, s, 100)
 	kill := func(ds []Delivery) []Result {
 		rs := make([]Result, len(ds))
@@ -258,8 +251,7 @@ func BenchmarkResolveWhileLeasing(b *testing.B) {
 			name = fmt.Sprintf("appenders=%d", appenders)
 		}
 		b.Run(name, func(b *testing.B) {
-			s := open(b, b.TempDir(), Options{})
-			register(b, s, "a")
+			s := openSinks(b, b.TempDir(), "a")
 			if appenders == 0 {
 				fill(b, s, b.N)
 			}
@@ -352,8 +344,7 @@ func BenchmarkResolveWhileLeasing(b *testing.B) {
 // commits its position and the next Open cuts the log.
 func backlogged(b *testing.B, dir string, n int, drained bool) *Embedded {
 	b.Helper()
-	s := open(b, dir, Options{})
-	register(b, s, "a")
+	s := openSinks(b, dir, "a")
 	fill(b, s, n)
 	if !drained {
 		return s

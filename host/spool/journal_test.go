@@ -491,11 +491,3 @@ func restart(t *testing.T, s *Embedded, dir string, sinks ...string) *Embedded {
 	}
 	return openSinks(t, dir, sinks...)
 }
-
-// openSinks opens the spool in dir with sinks registered.
-func openSinks(t *testing.T, dir string, sinks ...string) *Embedded {
-	t.Helper()
-	s := open(t, dir, Options{})
-	register(t, s, sinks...)
-	return s
-}

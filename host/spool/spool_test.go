@@ -44,6 +44,15 @@ func open(t testing.TB, dir string, opts Options) *Embedded {
 	return s
 }
 
+// openSinks opens the spool in dir, with default options and sinks
+// registered.
+func openSinks(t testing.TB, dir string, sinks ...string) *Embedded {
+	t.Helper()
+	s := open(t, dir, Options{})
+	register(t, s, sinks...)
+	return s
+}
+
 func register(t testing.TB, s Spool, sinks ...string) {
 	t.Helper()
 	for _, name := range sinks {
